@@ -1,0 +1,12 @@
+// aioring: asyncio's transports and protocols in C++20 on io_uring. The umbrella header.
+#pragma once
+
+#include <aioring/address.hpp>
+#include <aioring/callback.hpp>
+#include <aioring/error.hpp>
+#include <aioring/future.hpp>
+#include <aioring/loop.hpp>
+#include <aioring/protocol.hpp>
+#include <aioring/server.hpp>
+#include <aioring/task.hpp>
+#include <aioring/transport.hpp>

@@ -1,0 +1,192 @@
+// EventLoop: asyncio's event loop API over one io_uring, for one thread.
+// One iteration: submit and wait (one io_uring_enter, bounded by the nearest timer), dispatch
+// completions, move due timers to the ready queue, run the callbacks that were ready when the
+// phase began (FIFO; callbacks they schedule wait for the next iteration).
+#pragma once
+
+#include <aioring/address.hpp>
+#include <aioring/callback.hpp>
+#include <aioring/error.hpp>
+#include <aioring/future.hpp>
+#include <aioring/task.hpp>
+#include <aioring/transport.hpp>
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace aioring {
+
+namespace detail {
+class LoopCore;
+struct HandleState;
+}  // namespace detail
+class Server;
+
+// What the exception handler receives (asyncio's context dict, as a struct).
+struct ExceptionContext {
+    std::string message;
+    std::exception_ptr exception;           // may be null
+    const BaseTransport* transport = nullptr;  // the transport involved, if any
+};
+using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
+// A scheduled callback; cancel() before it runs and it never runs.
+class Handle {
+public:
+    Handle() = default;
+    explicit Handle(std::shared_ptr<detail::HandleState> s) : s_(std::move(s)) {}
+    void cancel();
+    bool cancelled() const;
+
+protected:
+    std::shared_ptr<detail::HandleState> s_;
+};
+
+class TimerHandle : public Handle {
+public:
+    using Handle::Handle;
+    // The loop time (EventLoop::time()) at which it is due.
+    double when() const;
+};
+
+struct AddrInfo {
+    int family = 0;
+    int socktype = 0;
+    int protocol = 0;
+    std::string canonname;
+    SocketAddress address;
+};
+
+// What create_connection and friends return: the transport (kept alive by this handle) and the
+// protocol the factory made (owned by the transport).
+template <class P = BaseProtocol>
+struct Connection {
+    std::shared_ptr<Transport> transport;
+    P* protocol = nullptr;
+    // The protocol as the type the factory made.
+    template <class Q>
+    Q& as() const { return dynamic_cast<Q&>(*protocol); }
+};
+
+using ProtocolFactory = std::function<std::unique_ptr<BaseProtocol>()>;
+
+struct ConnectOptions {
+    int family = AF_UNSPEC;
+    int flags = 0;                                     // getaddrinfo flags
+    std::optional<std::pair<std::string, std::uint16_t>> local_addr;
+    int sock = -1;                                     // an already connected socket to wrap
+    bool nodelay = true;                               // TCP_NODELAY, as asyncio sets it
+};
+
+struct ServerOptions {
+    int family = AF_UNSPEC;
+    int flags = AI_PASSIVE;
+    int backlog = 100;
+    std::optional<bool> reuse_address;  // default: true on POSIX, as asyncio
+    bool reuse_port = false;
+    bool start_serving = true;
+};
+
+enum class RingMode { defer_taskrun, coop_taskrun, basic };
+const char* to_string(RingMode);
+
+struct LoopOptions {
+    RingMode strongest_ring_mode = RingMode::defer_taskrun;  // AIORING_RING_MODE caps it
+    unsigned sq_entries = 256;
+    unsigned cq_entries = 16384;
+    unsigned buffer_count = 1024;   // provided-buffer ring for multishot receive
+    unsigned buffer_size = 16 * 1024;
+};
+
+class EventLoop {
+public:
+    EventLoop();
+    explicit EventLoop(const LoopOptions& options);
+    ~EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    // The ring set-up mode the kernel granted.
+    RingMode ring_mode() const;
+
+    // Monotonic time in seconds.
+    double time() const;
+    Handle call_soon(Callback cb);
+    TimerHandle call_later(double delay, Callback cb);
+    TimerHandle call_at(double when, Callback cb);
+    // The only method safe to call from another thread.
+    void call_soon_threadsafe(Callback cb);
+
+    void run_forever();
+    template <class T>
+    T run_until_complete(Future<T> f);
+    template <class T>
+    T run_until_complete(Task<T> t) { return run_until_complete(create_task(std::move(t))); }
+    // Lets the current iteration finish, then run_forever returns.
+    void stop();
+    // Closes the loop: no callback runs after it. Throws if it is running.
+    void close();
+    bool is_running() const;
+    bool is_closed() const;
+
+    template <class T = void>
+    Future<T> create_future() { return Future<T>(*this); }
+    // Schedules the task on this loop, which keeps it alive until it is done.
+    template <class T>
+    Future<T> create_task(Task<T> t) { return detail::spawn(*this, std::move(t)); }
+
+    void set_exception_handler(ExceptionHandler handler);  // empty: back to the default
+    const ExceptionHandler& get_exception_handler() const;
+    void call_exception_handler(const ExceptionContext& context);
+    // Prints the context on stderr.
+    void default_exception_handler(const ExceptionContext& context);
+
+    // The handler runs on the loop (through a signalfd on the ring). Replaces an earlier one.
+    void add_signal_handler(int sig, Callback handler);
+    bool remove_signal_handler(int sig);
+
+    // Resolves on a worker thread; fails with std::system_error in the EAI category.
+    Future<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port, int family = 0,
+                                              int type = 0, int protocol = 0, int flags = 0);
+
+    Future<Connection<>> create_connection(ProtocolFactory factory, std::string host,
+                                           std::uint16_t port, ConnectOptions options = {});
+    Future<Connection<>> create_unix_connection(ProtocolFactory factory, std::string path);
+    // Wraps an already connected (or accepted) socket; the transport takes ownership of `fd`.
+    Future<Connection<>> connect_accepted_socket(ProtocolFactory factory, int fd);
+    // An empty host: every interface, IPv4 and IPv6.
+    Future<std::shared_ptr<Server>> create_server(ProtocolFactory factory, std::string host,
+                                                  std::uint16_t port, ServerOptions options = {});
+    Future<std::shared_ptr<Server>> create_server(ProtocolFactory factory,
+                                                  std::vector<std::string> hosts,
+                                                  std::uint16_t port, ServerOptions options = {});
+    Future<std::shared_ptr<Server>> create_unix_server(ProtocolFactory factory, std::string path,
+                                                       ServerOptions options = {});
+
+    // Internals for transports.
+    detail::LoopCore& core() { return *core_; }
+
+private:
+    std::unique_ptr<detail::LoopCore> core_;
+};
+
+template <class T>
+T EventLoop::run_until_complete(Future<T> f) {
+    if (!f.done()) {
+        f.add_done_callback([this] { stop(); });
+        run_forever();
+        if (!f.done()) throw LoopError("Event loop stopped before Future completed.");
+    }
+    if constexpr (std::is_void_v<T>) f.result();
+    else return std::move(f.result());
+}
+
+}  // namespace aioring

@@ -1,0 +1,32 @@
+// Server: what create_server/create_unix_server (and start_server) return, as asyncio's.
+// Each listening socket accepts with a multishot accept; every accepted connection gets a new
+// protocol from the factory.
+#pragma once
+
+#include <aioring/address.hpp>
+#include <aioring/future.hpp>
+
+#include <vector>
+
+namespace aioring {
+
+class EventLoop;
+
+class Server {
+public:
+    virtual ~Server() = default;
+    // Stops listening and closes the listening sockets; open connections stay open.
+    virtual void close() = 0;
+    // Done once the server is closed and its listening operations have completed.
+    virtual Future<void> wait_closed() = 0;
+    virtual bool is_serving() const = 0;
+    virtual void start_serving() = 0;
+    // Starts serving and completes only when cancelled (or the server is closed).
+    virtual Future<void> serve_forever() = 0;
+    // The listening sockets' fds and their bound addresses.
+    virtual std::vector<int> sockets() const = 0;
+    virtual std::vector<SocketAddress> addresses() const = 0;
+    virtual EventLoop& get_loop() const = 0;
+};
+
+}  // namespace aioring

@@ -1,0 +1,393 @@
+// The event loop: ready queue, timers, thread wake-ups (eventfd), signals (signalfd), all
+// waited for in the ring's single submit-and-wait per iteration.
+#include <aioring/loop.hpp>
+
+#include <fmt/core.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <system_error>
+
+#include "src/loop_core.hpp"
+#include "src/resolver.hpp"
+
+namespace aioring {
+namespace detail {
+
+namespace {
+thread_local std::vector<LoopCore*> live_loops;
+
+uring::SetupMode to_setup(RingMode m) {
+    switch (m) {
+        case RingMode::defer_taskrun: return uring::SetupMode::defer_taskrun;
+        case RingMode::coop_taskrun: return uring::SetupMode::coop_taskrun;
+        case RingMode::basic: return uring::SetupMode::basic;
+    }
+    return uring::SetupMode::basic;
+}
+}  // namespace
+
+bool is_live_loop(const EventLoop* loop) {
+    return std::any_of(live_loops.begin(), live_loops.end(),
+                       [loop](LoopCore* c) { return &c->loop == loop; });
+}
+
+// call_soon_threadsafe's wake-up: an eventfd read kept armed on the ring.
+class Wakeup final : public uring::Op {
+public:
+    explicit Wakeup(LoopCore& core) : core_(core), fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+        if (fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
+        arm();
+    }
+    ~Wakeup() { ::close(fd_); }
+    void notify() {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto r = ::write(fd_, &one, sizeof one);
+    }
+    void complete(int, unsigned) override { arm(); }
+
+private:
+    void arm() {
+        io_uring_sqe* s = core_.ring.sqe();
+        io_uring_prep_read(s, fd_, &value_, sizeof value_, 0);
+        io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
+    }
+    LoopCore& core_;
+    int fd_;
+    std::uint64_t value_ = 0;
+};
+
+// Signals are blocked in the loop's thread and read from a signalfd on the ring.
+class SignalWatcher final : public uring::Op {
+public:
+    explicit SignalWatcher(LoopCore& core) : core_(core) { sigemptyset(&mask_); }
+    ~SignalWatcher() {
+        if (fd_ >= 0) ::close(fd_);
+        pthread_sigmask(SIG_UNBLOCK, &mask_, nullptr);
+    }
+    void add(int sig, Callback cb) {
+        if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP)
+            throw std::invalid_argument(fmt::format("signal {} cannot be handled", sig));
+        handlers_[sig] = std::make_shared<Callback>(std::move(cb));
+        sigaddset(&mask_, sig);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_BLOCK, &one, nullptr);
+        int fd = signalfd(fd_, &mask_, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (fd < 0) throw std::system_error(errno, std::system_category(), "signalfd");
+        if (fd_ < 0) {
+            fd_ = fd;
+            arm();
+        }
+    }
+    bool remove(int sig) {
+        if (handlers_.erase(sig) == 0) return false;
+        sigdelset(&mask_, sig);
+        signalfd(fd_, &mask_, SFD_CLOEXEC | SFD_NONBLOCK);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+        return true;
+    }
+    void complete(int res, unsigned) override {
+        if (res == static_cast<int>(sizeof info_)) {
+            auto it = handlers_.find(static_cast<int>(info_.ssi_signo));
+            if (it != handlers_.end()) {
+                // Copy the shared callback: the handler may remove or replace itself.
+                core_.post([h = it->second] { (*h)(); });
+            }
+        }
+        if (res == -EBADF || res == -ECANCELED) return;
+        arm();
+    }
+
+private:
+    void arm() {
+        io_uring_sqe* s = core_.ring.sqe();
+        io_uring_prep_read(s, fd_, &info_, sizeof info_, 0);
+        io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
+    }
+    LoopCore& core_;
+    int fd_ = -1;
+    sigset_t mask_;
+    signalfd_siginfo info_{};
+    std::map<int, std::shared_ptr<Callback>> handlers_;
+};
+
+LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
+    : loop(l),
+      ring(o.sq_entries, o.cq_entries, to_setup(o.strongest_ring_mode)),
+      buffers(ring, 0, o.buffer_count, o.buffer_size),
+      owner_(std::this_thread::get_id()) {
+    wakeup_ = std::make_unique<Wakeup>(*this);
+    live_loops.push_back(this);
+}
+
+LoopCore::~LoopCore() {
+    close();
+    live_loops.erase(std::find(live_loops.begin(), live_loops.end(), this));
+}
+
+void LoopCore::close() {
+    if (closed_) return;
+    if (running_) throw LoopError("Cannot close a running event loop");
+    closed_ = true;
+    // Pending root tasks are destroyed (asyncio: "Task was destroyed but it is pending").
+    for (auto h : std::exchange(roots, {})) h.destroy();
+    ready_.clear();
+    timers_.clear();
+    resolver.reset();
+}
+
+double LoopCore::time() const {
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+void LoopCore::wrong_thread() const {
+    throw LoopError(
+        "event loop used from a thread other than its own: use call_soon_threadsafe()");
+}
+
+Handle LoopCore::call_soon(Callback cb) {
+    check_thread();
+    if (closed_) throw LoopError("Event loop is closed");
+    auto h = std::make_shared<HandleState>();
+    ready_.push_back(Item{std::move(cb), h});
+    return Handle(std::move(h));
+}
+
+TimerHandle LoopCore::call_at(double when, Callback cb) {
+    check_thread();
+    if (closed_) throw LoopError("Event loop is closed");
+    auto h = std::make_shared<HandleState>();
+    h->cb = std::move(cb);
+    h->when = when;
+    h->seq = ++timer_seq_;
+    timers_.push_back(TimerEntry{when, h->seq, h});
+    std::push_heap(timers_.begin(), timers_.end(), std::greater<>{});
+    return TimerHandle(std::move(h));
+}
+
+void LoopCore::call_soon_threadsafe(Callback cb) {
+    {
+        std::lock_guard lock(ts_mutex_);
+        if (closed_) throw LoopError("Event loop is closed");
+        ts_items_.push_back(std::move(cb));
+    }
+    if (!ts_pending_.exchange(true, std::memory_order_acq_rel)) wakeup_->notify();
+}
+
+void LoopCore::drain_threadsafe() {
+    if (!ts_pending_.load(std::memory_order_acquire)) return;
+    std::vector<Callback> items;
+    {
+        std::lock_guard lock(ts_mutex_);
+        ts_pending_.store(false, std::memory_order_release);
+        items.swap(ts_items_);
+    }
+    for (auto& cb : items) ready_.push_back(Item{std::move(cb), nullptr});
+}
+
+void LoopCore::call_exception_handler(const ExceptionContext& ctx) {
+    if (exception_handler) {
+        try {
+            exception_handler(loop, ctx);
+            return;
+        } catch (...) {
+            ExceptionContext inner{"Unhandled error in exception handler", std::current_exception(),
+                                   ctx.transport};
+            loop.default_exception_handler(inner);
+        }
+    }
+    loop.default_exception_handler(ctx);
+}
+
+void report(LoopCore& core, std::exception_ptr e, const char* message, const BaseTransport* t) {
+    core.call_exception_handler(ExceptionContext{message, std::move(e), t});
+}
+
+void LoopCore::run_forever() {
+    if (closed_) throw LoopError("Event loop is closed");
+    if (running_) throw LoopError("This event loop is already running");
+    for (LoopCore* other : live_loops)
+        if (other != this && other->running_)
+            throw LoopError("Cannot run the event loop while another loop is running");
+    owner_ = std::this_thread::get_id();
+    running_ = true;
+    struct Reset {
+        LoopCore* c;
+        ~Reset() {
+            c->running_ = false;
+            c->stopping_ = false;
+        }
+    } reset{this};
+    for (;;) {
+        run_once();
+        if (stopping_) break;
+    }
+}
+
+void LoopCore::run_once() {
+    // Writes made by callbacks become SQEs now, coalesced per transport.
+    if (!flush_.empty()) {
+        flushing_.swap(flush_);
+        for (Flushable* f : flushing_) {
+            f->flush_scheduled = false;
+            f->flush();
+        }
+        flushing_.clear();
+    }
+    if (!rearm_.empty()) {
+        rearming_.swap(rearm_);
+        for (Rearmable* r : rearming_) {
+            r->rearm_scheduled = false;
+            r->rearm();
+        }
+        rearming_.clear();
+    }
+    drain_threadsafe();
+
+    std::optional<std::chrono::nanoseconds> timeout;
+    if (!ready_.empty() || stopping_ || !flush_.empty()) {
+        timeout = std::chrono::nanoseconds(0);
+    } else if (!timers_.empty()) {
+        double dt = timers_.front().when - time();
+        timeout = std::chrono::nanoseconds(dt <= 0 ? 0 : static_cast<std::int64_t>(dt * 1e9) + 1);
+    }
+    ring.submit_and_wait(timeout);
+    ring.dispatch();
+    drain_threadsafe();
+    fire_timers();
+    run_ready();
+}
+
+void LoopCore::fire_timers() {
+    if (timers_.empty()) return;
+    const double now = time();
+    while (!timers_.empty() && timers_.front().when <= now) {
+        std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
+        auto h = std::move(timers_.back().handle);
+        timers_.pop_back();
+        if (!h->cancelled) ready_.push_back(Item{Callback{}, std::move(h)});
+    }
+}
+
+void LoopCore::run_ready() {
+    running_items_.swap(ready_);
+    for (Item& it : running_items_) {
+        Callback& cb = it.handle ? (it.cb ? it.cb : it.handle->cb) : it.cb;
+        if (it.handle && it.handle->cancelled) continue;
+        try {
+            cb();
+        } catch (...) {
+            report(*this, std::current_exception(), "Exception in callback");
+        }
+        if (it.handle) it.handle->cb.reset();
+    }
+    running_items_.clear();
+}
+
+void root_started(EventLoop& loop, std::coroutine_handle<> h) { loop.core().roots.push_back(h); }
+void root_finished(EventLoop& loop, std::coroutine_handle<> h) {
+    auto& r = loop.core().roots;
+    auto it = std::find(r.begin(), r.end(), h);
+    if (it != r.end()) {
+        *it = r.back();
+        r.pop_back();
+    }
+}
+void schedule_root(EventLoop& loop, std::coroutine_handle<> h) {
+    root_started(loop, h);
+    loop.core().post([h] { h.resume(); });
+}
+
+}  // namespace detail
+
+const char* to_string(RingMode m) {
+    switch (m) {
+        case RingMode::defer_taskrun: return "defer_taskrun";
+        case RingMode::coop_taskrun: return "coop_taskrun";
+        case RingMode::basic: return "basic";
+    }
+    return "?";
+}
+
+void Handle::cancel() {
+    if (s_) {
+        s_->cancelled = true;
+        s_->cb.reset();
+    }
+}
+bool Handle::cancelled() const { return s_ && s_->cancelled; }
+double TimerHandle::when() const { return s_ ? s_->when : 0; }
+
+EventLoop::EventLoop() : EventLoop(LoopOptions{}) {}
+EventLoop::EventLoop(const LoopOptions& o) : core_(std::make_unique<detail::LoopCore>(*this, o)) {}
+EventLoop::~EventLoop() = default;
+
+RingMode EventLoop::ring_mode() const {
+    switch (core_->ring.mode()) {
+        case uring::SetupMode::defer_taskrun: return RingMode::defer_taskrun;
+        case uring::SetupMode::coop_taskrun: return RingMode::coop_taskrun;
+        case uring::SetupMode::basic: return RingMode::basic;
+    }
+    return RingMode::basic;
+}
+double EventLoop::time() const { return core_->time(); }
+Handle EventLoop::call_soon(Callback cb) { return core_->call_soon(std::move(cb)); }
+TimerHandle EventLoop::call_later(double delay, Callback cb) {
+    return core_->call_at(time() + delay, std::move(cb));
+}
+TimerHandle EventLoop::call_at(double when, Callback cb) { return core_->call_at(when, std::move(cb)); }
+void EventLoop::call_soon_threadsafe(Callback cb) { core_->call_soon_threadsafe(std::move(cb)); }
+void EventLoop::run_forever() { core_->run_forever(); }
+void EventLoop::stop() { core_->stop(); }
+void EventLoop::close() { core_->close(); }
+bool EventLoop::is_running() const { return core_->is_running(); }
+bool EventLoop::is_closed() const { return core_->is_closed(); }
+
+void EventLoop::set_exception_handler(ExceptionHandler h) { core_->exception_handler = std::move(h); }
+const ExceptionHandler& EventLoop::get_exception_handler() const { return core_->exception_handler; }
+void EventLoop::call_exception_handler(const ExceptionContext& c) { core_->call_exception_handler(c); }
+void EventLoop::default_exception_handler(const ExceptionContext& c) {
+    std::string line = c.message;
+    if (c.exception) {
+        try {
+            std::rethrow_exception(c.exception);
+        } catch (const std::exception& e) {
+            line += fmt::format(": {}", e.what());
+        } catch (...) {
+            line += ": unknown exception";
+        }
+    }
+    std::fprintf(stderr, "aioring: %s\n", line.c_str());
+}
+
+void EventLoop::add_signal_handler(int sig, Callback handler) {
+    core_->check_thread();
+    if (!core_->signals) core_->signals = std::make_unique<detail::SignalWatcher>(*core_);
+    core_->signals->add(sig, std::move(handler));
+}
+bool EventLoop::remove_signal_handler(int sig) {
+    return core_->signals && core_->signals->remove(sig);
+}
+
+Future<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port, int family,
+                                                     int type, int protocol, int flags) {
+    if (!core_->resolver) core_->resolver = std::make_unique<detail::Resolver>(*core_);
+    return core_->resolver->resolve(std::move(host), std::move(port), family, type, protocol, flags);
+}
+
+}  // namespace aioring

@@ -1,0 +1,142 @@
+// The event loop's internals: the ring, the provided-buffer ring, the ready queue, timers and
+// the per-iteration work lists that transports register in (flush, re-arm).
+#pragma once
+
+#include <aioring/loop.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "uring/buffer_ring.hpp"
+#include "uring/ring.hpp"
+
+namespace aioring::detail {
+
+struct HandleState {
+    Callback cb;
+    double when = 0;
+    std::uint64_t seq = 0;
+    bool cancelled = false;
+};
+
+// Something with writes to turn into SQEs before the loop enters the kernel.
+class Flushable {
+public:
+    virtual void flush() = 0;
+    bool flush_scheduled = false;
+
+protected:
+    ~Flushable() = default;
+};
+
+// A receiver whose multishot ended with ENOBUFS, to re-arm once buffers are back.
+class Rearmable {
+public:
+    virtual void rearm() = 0;
+    bool rearm_scheduled = false;
+
+protected:
+    ~Rearmable() = default;
+};
+
+class Resolver;
+class SignalWatcher;
+class Wakeup;
+
+class LoopCore {
+public:
+    LoopCore(EventLoop& loop, const LoopOptions& options);
+    ~LoopCore();
+
+    EventLoop& loop;
+    uring::Ring ring;
+    uring::BufferRing buffers;
+
+    // call_soon without a handle: the transports' internal scheduling.
+    void post(Callback cb) {
+        check_thread();
+        ready_.push_back(Item{std::move(cb), nullptr});
+    }
+    Handle call_soon(Callback cb);
+    TimerHandle call_at(double when, Callback cb);
+    void call_soon_threadsafe(Callback cb);
+
+    void want_flush(Flushable* f) {
+        if (!f->flush_scheduled) {
+            f->flush_scheduled = true;
+            flush_.push_back(f);
+        }
+    }
+    void want_rearm(Rearmable* r) {
+        if (!r->rearm_scheduled) {
+            r->rearm_scheduled = true;
+            rearm_.push_back(r);
+        }
+    }
+
+    void run_forever();
+    void run_once();
+    void stop() { stopping_ = true; }
+    void close();
+    bool is_running() const { return running_; }
+    bool is_closed() const { return closed_; }
+    double time() const;
+    // Throws LoopError when called from a thread other than the running loop's.
+    void check_thread() const {
+        if (running_ && owner_ != std::this_thread::get_id()) [[unlikely]] wrong_thread();
+    }
+
+    ExceptionHandler exception_handler;
+    void call_exception_handler(const ExceptionContext& ctx);
+
+    std::vector<std::coroutine_handle<>> roots;  // pending root tasks, freed at close
+
+    std::unique_ptr<Resolver> resolver;
+    std::unique_ptr<SignalWatcher> signals;
+
+private:
+    struct Item {
+        Callback cb;
+        std::shared_ptr<HandleState> handle;  // null for post()
+    };
+    struct TimerEntry {
+        double when;
+        std::uint64_t seq;
+        std::shared_ptr<HandleState> handle;
+        bool operator>(const TimerEntry& o) const {
+            return when != o.when ? when > o.when : seq > o.seq;
+        }
+    };
+    [[noreturn]] void wrong_thread() const;
+    void run_ready();
+    void fire_timers();
+    void drain_threadsafe();
+
+    std::vector<Item> ready_;
+    std::vector<Item> running_items_;
+    std::vector<TimerEntry> timers_;  // a min-heap on (when, seq)
+    std::uint64_t timer_seq_ = 0;
+    std::vector<Flushable*> flush_;
+    std::vector<Flushable*> flushing_;
+    std::vector<Rearmable*> rearm_;
+    std::vector<Rearmable*> rearming_;
+
+    std::unique_ptr<Wakeup> wakeup_;
+    std::mutex ts_mutex_;
+    std::vector<Callback> ts_items_;
+    std::atomic<bool> ts_pending_{false};
+
+    std::thread::id owner_;
+    bool running_ = false;
+    bool stopping_ = false;
+    bool closed_ = false;
+};
+
+// An exception from a callback (or a protocol) goes to the loop's exception handler.
+void report(LoopCore& core, std::exception_ptr e, const char* message,
+            const BaseTransport* transport = nullptr);
+
+}  // namespace aioring::detail

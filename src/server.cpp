@@ -1,0 +1,266 @@
+// create_server / create_unix_server: listening sockets with a multishot accept each; every
+// accepted socket becomes a SocketTransport with a fresh protocol.
+#include <aioring/loop.hpp>
+#include <aioring/server.hpp>
+
+#include <fmt/core.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <system_error>
+
+#include "src/op_awaiter.hpp"
+#include "src/socket_transport.hpp"
+
+namespace aioring::detail {
+
+Task<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, std::uint16_t port,
+                                    int family, int type, int flags);
+
+namespace {
+
+// asyncio pauses accepting for a moment when the process is out of fds or memory.
+constexpr double accept_retry_delay = 0.25;
+
+class ServerImpl final : public Server, public std::enable_shared_from_this<ServerImpl> {
+public:
+    ServerImpl(LoopCore& core, ProtocolFactory factory) : core_(core), factory_(std::move(factory)) {}
+
+    void add_listener(int fd) {
+        listeners_.push_back(std::make_unique<Listener>(*this, fd));
+    }
+
+    void close() override {
+        if (closed_) return;
+        closed_ = true;
+        serving_ = false;
+        for (auto& l : listeners_) {
+            l->retry.cancel();
+            l->cancel();
+            l->maybe_close();
+        }
+        maybe_finish();
+    }
+    Future<void> wait_closed() override {
+        Future<void> f(core_.loop);
+        if (closed_ && open_listeners() == 0) f.set_result();
+        else waiters_.push_back(f);
+        return f;
+    }
+    bool is_serving() const override { return serving_; }
+    void start_serving() override {
+        if (serving_ || closed_) return;
+        serving_ = true;
+        self_ = shared_from_this();
+        for (auto& l : listeners_)
+            if (!l->armed) l->arm();
+    }
+    Future<void> serve_forever() override {
+        if (closed_) throw std::logic_error("server is closed");
+        start_serving();
+        Future<void> f(core_.loop);
+        // Cancelling serve_forever closes the server, as in asyncio.
+        f.add_done_callback([self = shared_from_this()] { self->close(); });
+        forever_.push_back(f);
+        return f;
+    }
+    std::vector<int> sockets() const override {
+        std::vector<int> out;
+        for (auto& l : listeners_)
+            if (!l->fd_closed) out.push_back(l->fd);
+        return out;
+    }
+    std::vector<SocketAddress> addresses() const override {
+        std::vector<SocketAddress> out;
+        for (auto& l : listeners_) out.push_back(l->address);
+        return out;
+    }
+    EventLoop& get_loop() const override { return core_.loop; }
+
+private:
+    struct Listener final : uring::Op {
+        ServerImpl& server;
+        int fd;
+        SocketAddress address;
+        bool armed = false;
+        bool multishot = false;
+        bool fd_closed = false;
+        TimerHandle retry;
+        Listener(ServerImpl& s, int f) : server(s), fd(f), address(sockname_of(f)) {}
+        ~Listener() {
+            if (!fd_closed) ::close(fd);
+        }
+        void arm() {
+            io_uring_sqe* s = server.core_.ring.sqe();
+            multishot = server.core_.ring.features().multishot_accept;
+            if (multishot) io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+            else io_uring_prep_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+            io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
+            armed = true;
+        }
+        void cancel() {
+            if (!armed) return;
+            io_uring_sqe* s = server.core_.ring.sqe();
+            io_uring_prep_cancel(s, static_cast<uring::Op*>(this), 0);
+            uring::Ring::ignore_result(s);
+        }
+        void maybe_close() {
+            if (armed || fd_closed) return;
+            fd_closed = true;
+            ::close(fd);
+        }
+        void complete(int res, unsigned flags) override {
+            if (!(flags & IORING_CQE_F_MORE)) armed = false;
+            if (res >= 0) {
+                server.accepted(res);
+            } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+                // Out of fds or memory: keep the server, stop accepting for a moment.
+                if (!server.closed_) {
+                    server.core_.call_exception_handler(ExceptionContext{
+                        fmt::format("accept() out of system resource ({}); retrying in {} s",
+                                    std::strerror(-res), accept_retry_delay),
+                        nullptr, nullptr});
+                    if (armed) cancel();
+                    retry.cancel();
+                    retry = server.core_.call_at(server.core_.time() + accept_retry_delay,
+                                                 [this] {
+                                                     if (server.serving_ && !armed) arm();
+                                                 });
+                }
+            }
+            if (!armed) {
+                if (server.closed_) {
+                    maybe_close();
+                    server.maybe_finish();
+                } else if (server.serving_ && res != -EMFILE && res != -ENFILE &&
+                           res != -ENOBUFS && res != -ENOMEM) {
+                    arm();
+                }
+            }
+        }
+    };
+
+    void accepted(int fd) {
+        if (closed_) {
+            ::close(fd);
+            return;
+        }
+        std::unique_ptr<BaseProtocol> protocol;
+        try {
+            protocol = factory_();
+            make_socket_transport(core_, fd, std::move(protocol));
+        } catch (...) {
+            ::close(fd);
+            report(core_, std::current_exception(), "protocol factory failed for an accepted socket");
+        }
+    }
+    std::size_t open_listeners() const {
+        std::size_t n = 0;
+        for (auto& l : listeners_) n += !l->fd_closed;
+        return n;
+    }
+    void maybe_finish() {
+        if (!closed_ || open_listeners() != 0) return;
+        for (auto& f : std::exchange(waiters_, {}))
+            if (!f.done()) f.set_result();
+        for (auto& f : std::exchange(forever_, {}))
+            if (!f.done()) f.set_result();
+        if (self_) core_.post([self = std::move(self_)] {});
+    }
+
+    LoopCore& core_;
+    ProtocolFactory factory_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::vector<Future<void>> waiters_;
+    std::vector<Future<void>> forever_;
+    std::shared_ptr<ServerImpl> self_;  // while listening ops may complete
+    bool serving_ = false;
+    bool closed_ = false;
+};
+
+int listen_socket(const SocketAddress& addr, const ServerOptions& o) {
+    FdGuard fd(::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (fd.fd < 0) throw std::system_error(errno, std::system_category(), "socket()");
+    int one = 1;
+    if (addr.family() != AF_UNIX) {
+        if (o.reuse_address.value_or(true))
+            setsockopt(fd.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (o.reuse_port && setsockopt(fd.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+            throw std::system_error(errno, std::system_category(), "SO_REUSEPORT");
+        // Each family gets its own socket, so that an empty host serves IPv4 and IPv6 alike.
+        if (addr.family() == AF_INET6) setsockopt(fd.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (::bind(fd.fd, addr.get(), addr.length) != 0)
+        throw std::system_error(errno, std::system_category(),
+                                "error while attempting to bind on address " + addr.to_string());
+    if (::listen(fd.fd, o.backlog) != 0) throw std::system_error(errno, std::system_category(), "listen()");
+    return fd.release();
+}
+
+Task<std::shared_ptr<Server>> server_task(EventLoop& loop, ProtocolFactory factory,
+                                          std::vector<std::string> hosts, std::uint16_t port,
+                                          ServerOptions options) {
+    auto server = std::make_shared<ServerImpl>(loop.core(), std::move(factory));
+    if (hosts.empty()) hosts.push_back("");
+    for (const std::string& host : hosts) {
+        auto infos = co_await resolve(loop, host, port, options.family, SOCK_STREAM,
+                                      options.flags | AI_PASSIVE);
+        for (const AddrInfo& ai : infos) {
+            if (ai.socktype != 0 && ai.socktype != SOCK_STREAM) continue;
+            server->add_listener(listen_socket(ai.address, options));
+        }
+    }
+    if (server->sockets().empty())
+        throw std::system_error(std::make_error_code(std::errc::address_not_available),
+                                "no address to listen on");
+    if (options.start_serving) server->start_serving();
+    co_return server;
+}
+
+}  // namespace
+
+std::shared_ptr<Server> make_unix_server(LoopCore& core, ProtocolFactory factory,
+                                         const std::string& path, const ServerOptions& options) {
+    SocketAddress addr = SocketAddress::from_unix(path);
+    // A stale socket file from an earlier run is replaced, as asyncio does.
+    struct stat st{};
+    if (path[0] != '\0' && path[0] != '@' && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+        ::unlink(path.c_str());
+    auto server = std::make_shared<ServerImpl>(core, std::move(factory));
+    server->add_listener(listen_socket(addr, options));
+    if (options.start_serving) server->start_serving();
+    return server;
+}
+
+}  // namespace aioring::detail
+
+namespace aioring {
+
+Future<std::shared_ptr<Server>> EventLoop::create_server(ProtocolFactory factory, std::string host,
+                                                         std::uint16_t port, ServerOptions options) {
+    return create_server(std::move(factory), std::vector<std::string>{std::move(host)}, port,
+                         std::move(options));
+}
+
+Future<std::shared_ptr<Server>> EventLoop::create_server(ProtocolFactory factory,
+                                                         std::vector<std::string> hosts,
+                                                         std::uint16_t port, ServerOptions options) {
+    return create_task(detail::server_task(*this, std::move(factory), std::move(hosts), port,
+                                           std::move(options)));
+}
+
+Future<std::shared_ptr<Server>> EventLoop::create_unix_server(ProtocolFactory factory,
+                                                              std::string path,
+                                                              ServerOptions options) {
+    Future<std::shared_ptr<Server>> f(*this);
+    try {
+        f.set_result(detail::make_unix_server(*core_, std::move(factory), path, options));
+    } catch (...) {
+        f.set_exception(std::current_exception());
+    }
+    return f;
+}
+
+}  // namespace aioring

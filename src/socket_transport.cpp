@@ -1,0 +1,507 @@
+// Stream transport over a connected socket: multishot receive into the loop's provided-buffer
+// ring (or single-shot into a BufferedProtocol's memory), one coalesced sendmsg in flight, and
+// asyncio's close/abort/write_eof ordering and flow control.
+#include "src/socket_transport.hpp"
+
+#include <fmt/core.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+
+namespace aioring::detail {
+
+namespace {
+constexpr std::size_t receive_size = 64 * 1024;  // single-shot receive / BufferedProtocol hint
+constexpr std::size_t coalesce_limit = 64 * 1024;  // a chunk grows by appends up to this
+constexpr std::size_t max_iov = 256;
+constexpr std::size_t spare_keep = 8;
+}  // namespace
+
+std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
+                                                       std::unique_ptr<BaseProtocol> protocol,
+                                                       Callback on_made) {
+    auto t = std::make_shared<SocketTransport>(core, fd, std::move(protocol));
+    t->start(std::move(on_made));
+    return t;
+}
+
+SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol)
+    : core_(core), fd_(fd), protocol_(std::move(protocol)) {
+    if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
+    if (protocol_->kind() != BaseProtocol::Kind::stream &&
+        protocol_->kind() != BaseProtocol::Kind::buffered)
+        throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    peername_ = peername_of(fd_);
+    sockname_ = sockname_of(fd_);
+    if (sockname_.family() == AF_INET || sockname_.family() == AF_INET6) {
+        int one = 1;
+        setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    msg_.msg_iov = nullptr;
+}
+
+SocketTransport::~SocketTransport() {
+    if (!fd_closed_) ::close(fd_);
+}
+
+void SocketTransport::start(Callback on_made) {
+    self_ = shared_from_this();
+    core_.post([this, on_made = std::move(on_made)]() mutable {
+        made_ = true;
+        try {
+            stream()->connection_made(*this);
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol connection_made() failed");
+        }
+        if (wants_read() && !recv_armed_) arm_recv();
+        if (on_made) on_made();
+    });
+}
+
+// ---- reading -------------------------------------------------------------------------------
+
+void SocketTransport::arm_recv() {
+    assert(!recv_armed_);
+    io_uring_sqe* s = core_.ring.sqe();
+    if (protocol_->kind() == BaseProtocol::Kind::buffered) {
+        std::span<std::byte> buf;
+        try {
+            buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
+            if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
+        } catch (...) {
+            io_uring_prep_nop(s);
+            uring::Ring::ignore_result(s);
+            fatal_error(std::current_exception(), "protocol get_buffer() failed");
+            return;
+        }
+        target_ = buf;
+        io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
+        recv_multishot_ = false;
+    } else if (core_.buffers.ok() && core_.ring.features().multishot_recv) {
+        io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
+        s->flags |= IOSQE_BUFFER_SELECT;
+        s->buf_group = core_.buffers.group();
+        recv_multishot_ = true;
+    } else {
+        if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_size);
+        io_uring_prep_recv(s, fd_, own_buffer_.get(), receive_size, 0);
+        recv_multishot_ = false;
+    }
+    io_uring_sqe_set_data(s, static_cast<uring::Op*>(&recv_op_));
+    recv_armed_ = true;
+}
+
+void SocketTransport::cancel_recv() {
+    if (!recv_armed_) return;
+    io_uring_sqe* s = core_.ring.sqe();
+    io_uring_prep_cancel(s, static_cast<uring::Op*>(&recv_op_), 0);
+    uring::Ring::ignore_result(s);
+}
+
+void SocketTransport::on_recv(int res, unsigned flags) {
+    const bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (!more) recv_armed_ = false;
+    if (res > 0) [[likely]] {
+        if (flags & IORING_CQE_F_BUFFER) {
+            const std::uint16_t bid = uring::BufferRing::buffer_id(flags);
+            deliver(std::string_view(core_.buffers.data(bid), static_cast<std::size_t>(res)));
+            core_.buffers.give_back(bid);
+        } else if (own_buffer_ && target_.empty()) {
+            deliver(std::string_view(own_buffer_.get(), static_cast<std::size_t>(res)));
+        } else {
+            deliver_buffered(static_cast<std::size_t>(res));
+        }
+    } else if (res == 0) {
+        if (flags & IORING_CQE_F_BUFFER) core_.buffers.give_back(uring::BufferRing::buffer_id(flags));
+        on_eof();
+    } else if (res == -ENOBUFS) {
+        // The multishot ended because the ring ran dry; this is not EOF. Re-arm once this
+        // batch of completions has handed its buffers back.
+        ++core_.buffers.exhaustions;
+        if (wants_read()) core_.want_rearm(this);
+    } else if (res != -ECANCELED && res != -EINTR) {
+        if (!closing_) force_close(std::error_code(-res, std::system_category()));
+    }
+    if (!recv_armed_) {
+        target_ = {};
+        retired_.reset();  // a replaced protocol's buffer is no longer in use
+        if (wants_read() && !rearm_scheduled && held_.empty() && held_buffered_ == 0) arm_recv();
+        maybe_release();
+    }
+}
+
+void SocketTransport::deliver(std::string_view data) {
+    if (closing_ || eof_) return;
+    if (!reading_ || !held_.empty()) {
+        held_.append(data);  // completed after pause_reading: kept for resume_reading
+        return;
+    }
+    if (protocol_->kind() == BaseProtocol::Kind::stream) [[likely]] {
+        try {
+            static_cast<Protocol*>(protocol_.get())->data_received(data);
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol data_received() failed");
+        }
+        return;
+    }
+    // The protocol was switched to a BufferedProtocol: copy into its buffers.
+    auto* bp = static_cast<BufferedProtocol*>(protocol_.get());
+    while (!data.empty() && !closing_) {
+        try {
+            auto buf = bp->get_buffer(data.size());
+            if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
+            std::size_t n = std::min(buf.size(), data.size());
+            std::memcpy(buf.data(), data.data(), n);
+            data.remove_prefix(n);
+            bp->buffer_updated(n);
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol get_buffer()/buffer_updated() failed");
+        }
+    }
+}
+
+void SocketTransport::deliver_buffered(std::size_t n) {
+    if (closing_ || eof_) return;
+    if (retired_ || protocol_->kind() != BaseProtocol::Kind::buffered) {
+        // Received into the buffer of a protocol that has since been replaced.
+        deliver(std::string_view(reinterpret_cast<const char*>(target_.data()), n));
+        return;
+    }
+    if (!reading_) {
+        held_buffered_ = n;
+        return;
+    }
+    try {
+        static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n);
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol buffer_updated() failed");
+    }
+}
+
+void SocketTransport::on_eof() {
+    if (closing_ || eof_) return;
+    if (!reading_ || !held_.empty()) {
+        held_eof_ = true;
+        return;
+    }
+    eof_ = true;
+    bool keep_open = false;
+    try {
+        keep_open = stream()->eof_received();
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol eof_received() failed");
+        return;
+    }
+    if (!keep_open) close();
+}
+
+void SocketTransport::deliver_held() {
+    // Runs from the loop after resume_reading: what completed while paused goes first, in order.
+    if (!reading_ || closing_) return;
+    if (held_buffered_ != 0) {
+        std::size_t n = std::exchange(held_buffered_, 0);
+        try {
+            static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n);
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol buffer_updated() failed");
+        }
+    }
+    if (!held_.empty()) {
+        std::string data = std::move(held_);
+        held_.clear();
+        deliver(data);
+        if (!reading_) return;  // paused again inside data_received
+    }
+    if (held_eof_) {
+        held_eof_ = false;
+        on_eof();
+    }
+    if (wants_read() && !recv_armed_) arm_recv();
+}
+
+void SocketTransport::pause_reading() {
+    if (closing_ || !reading_) return;
+    reading_ = false;
+    // Stop the kernel from filling shared ring buffers for a reader that does not read; what
+    // completes before the cancel lands is held.
+    if (recv_multishot_) cancel_recv();
+}
+
+void SocketTransport::resume_reading() {
+    if (closing_ || reading_) return;
+    reading_ = true;
+    if (!held_.empty() || held_buffered_ != 0 || held_eof_) {
+        core_.post([self = shared_from_this()] { self->deliver_held(); });
+    } else if (!recv_armed_ && wants_read()) {
+        arm_recv();
+    }
+}
+
+void SocketTransport::rearm() {
+    if (wants_read() && !recv_armed_ && held_.empty()) arm_recv();
+    maybe_release();
+}
+
+// ---- writing -------------------------------------------------------------------------------
+
+void SocketTransport::append(std::string_view data) {
+    if (!chunks_.empty() && chunks_.size() > inflight_chunks_ &&
+        chunks_.back().size() + data.size() <= std::max(coalesce_limit, chunks_.back().capacity())) {
+        chunks_.back().append(data);
+    } else {
+        std::string c;
+        if (!spare_.empty()) {
+            c = std::move(spare_.back());
+            spare_.pop_back();
+        }
+        c.assign(data);
+        chunks_.push_back(std::move(c));
+    }
+}
+
+void SocketTransport::write(std::string_view data) {
+    if (eof_requested_) throw std::logic_error("Cannot call write() after write_eof()");
+    if (data.empty()) return;
+    if (closing_) [[unlikely]] {
+#ifndef NDEBUG
+        if (!warned_write_after_close_) {
+            warned_write_after_close_ = true;
+            std::fprintf(stderr, "aioring: write() on a closing transport is ignored\n");
+        }
+#endif
+        return;
+    }
+    append(data);
+    buffered_ += data.size();
+    core_.want_flush(this);
+    maybe_pause();
+}
+
+void SocketTransport::write(std::string&& data) {
+    if (data.size() < coalesce_limit / 4) return write(std::string_view(data));
+    if (eof_requested_) throw std::logic_error("Cannot call write() after write_eof()");
+    if (closing_) return write(std::string_view(data));
+    buffered_ += data.size();
+    chunks_.push_back(std::move(data));
+    core_.want_flush(this);
+    maybe_pause();
+}
+
+void SocketTransport::writelines(std::span<const std::string_view> chunks) {
+    for (std::string_view c : chunks) write(c);
+}
+
+void SocketTransport::flush() {
+    if (!send_inflight_ && buffered_ != 0 && !lost_scheduled_) submit_send();
+    maybe_release();
+}
+
+void SocketTransport::submit_send() {
+    const std::size_t n = std::min(chunks_.size(), max_iov);
+    iov_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        std::string& c = chunks_[i];
+        const std::size_t off = i == 0 ? front_offset_ : 0;
+        iov_[i] = iovec{c.data() + off, c.size() - off};
+    }
+    msg_.msg_iov = iov_.data();
+    msg_.msg_iovlen = n;
+    inflight_chunks_ = n;
+    io_uring_sqe* s = core_.ring.sqe();
+    io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
+    io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
+    send_inflight_ = true;
+    ++sends_;
+}
+
+void SocketTransport::on_send(int res, unsigned) {
+    send_inflight_ = false;
+    inflight_chunks_ = 0;
+    if (lost_scheduled_) {  // aborted: the buffer was dropped, only the memory was kept
+        chunks_.clear();
+        front_offset_ = 0;
+        maybe_release();
+        return;
+    }
+    if (res < 0) {
+        force_close(std::error_code(-res, std::system_category()));
+        maybe_release();
+        return;
+    }
+    // Consume what was sent; a short send leaves the rest at the front, sent before anything
+    // newer.
+    std::size_t sent = static_cast<std::size_t>(res);
+    buffered_ -= sent;
+    while (sent != 0) {
+        std::string& front = chunks_.front();
+        const std::size_t left = front.size() - front_offset_;
+        if (sent < left) {
+            front_offset_ += sent;
+            break;
+        }
+        sent -= left;
+        front_offset_ = 0;
+        if (spare_.size() < spare_keep && front.capacity() <= 4 * coalesce_limit) {
+            front.clear();
+            spare_.push_back(std::move(front));
+        }
+        chunks_.pop_front();
+    }
+    maybe_resume();
+    if (buffered_ != 0) {
+        if (!lost_scheduled_) submit_send();
+        return;
+    }
+    if (closing_) {
+        schedule_connection_lost({});
+    } else if (eof_requested_ && !shut_wr_) {
+        shut_wr_ = true;
+        ::shutdown(fd_, SHUT_WR);
+    }
+}
+
+void SocketTransport::maybe_pause() {
+    if (protocol_paused_ || closing_ || buffered_ <= high_) return;
+    protocol_paused_ = true;
+    try {
+        protocol_->pause_writing();
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol pause_writing() failed");
+    }
+}
+
+void SocketTransport::maybe_resume() {
+    if (!protocol_paused_ || closing_ || buffered_ > low_) return;
+    protocol_paused_ = false;
+    try {
+        protocol_->resume_writing();
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol resume_writing() failed");
+    }
+}
+
+void SocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
+                                              std::optional<std::size_t> low) {
+    std::size_t h, l;
+    if (!high && !low) {
+        h = default_high_water;
+        l = default_low_water;
+    } else if (!high) {
+        l = *low;
+        h = 4 * l;
+    } else {
+        h = *high;
+        l = low ? *low : h / 4;
+    }
+    if (l > h)
+        throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", h, l));
+    high_ = h;
+    low_ = l;
+    // The new limits apply at once (asyncio#329): pause or resume as they say.
+    maybe_pause();
+    maybe_resume();
+}
+
+void SocketTransport::write_eof() {
+    if (closing_ || eof_requested_) return;
+    eof_requested_ = true;
+    if (buffered_ == 0 && !send_inflight_) {
+        shut_wr_ = true;
+        ::shutdown(fd_, SHUT_WR);
+    }
+}
+
+// ---- closing -------------------------------------------------------------------------------
+
+void SocketTransport::close() {
+    if (closing_) return;
+    closing_ = true;
+    cancel_recv();
+    if (buffered_ == 0 && !send_inflight_) schedule_connection_lost({});
+}
+
+void SocketTransport::abort() { force_close({}); }
+
+void SocketTransport::force_close(std::error_code ec) {
+    if (lost_scheduled_) return;
+    closing_ = true;
+    buffered_ = 0;  // dropped; chunks stay until the in-flight send lets go of them
+    if (!send_inflight_) {
+        chunks_.clear();
+        front_offset_ = 0;
+    }
+    cancel_recv();
+    if (send_inflight_) {
+        io_uring_sqe* s = core_.ring.sqe();
+        io_uring_prep_cancel(s, static_cast<uring::Op*>(&send_op_), 0);
+        uring::Ring::ignore_result(s);
+    }
+    schedule_connection_lost(ec);
+}
+
+void SocketTransport::schedule_connection_lost(std::error_code ec) {
+    if (lost_scheduled_) return;
+    lost_scheduled_ = true;
+    closing_ = true;
+    core_.post([self = shared_from_this(), ec] { self->call_connection_lost(ec); });
+}
+
+void SocketTransport::call_connection_lost(std::error_code ec) {
+    assert(!lost_done_);
+    if (made_) {  // connection_made always precedes it (it was scheduled first)
+        try {
+            protocol_->connection_lost(ec);
+        } catch (...) {
+            report(core_, std::current_exception(), "protocol connection_lost() failed", this);
+        }
+    }
+    lost_done_ = true;
+    maybe_release();
+}
+
+void SocketTransport::fatal_error(std::exception_ptr e, const char* message) {
+    report(core_, std::move(e), message, this);
+    force_close(std::make_error_code(std::errc::connection_aborted));
+}
+
+void SocketTransport::maybe_release() {
+    // The fd closes, and the loop lets go, only once connection_lost has returned and no op
+    // (or pending flush/re-arm) can still refer to this transport.
+    if (!lost_done_ || recv_armed_ || send_inflight_ || flush_scheduled || rearm_scheduled) return;
+    if (!fd_closed_) {
+        fd_closed_ = true;
+        ::close(fd_);
+    }
+    if (self_) core_.post([self = std::move(self_)] {});  // freed after this call returns
+}
+
+// ---- the rest --------------------------------------------------------------------------------
+
+std::any SocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
+    if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
+    if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
+    if (name == "socket") return fd_closed_ ? default_value : std::any(fd_);
+    return default_value;
+}
+
+void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
+    if (!protocol) throw std::invalid_argument("set_protocol(nullptr)");
+    auto kind = protocol->kind();
+    if (kind != BaseProtocol::Kind::stream && kind != BaseProtocol::Kind::buffered)
+        throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    const bool kind_changed = kind != protocol_->kind();
+    // The old protocol may be the caller (set_protocol from inside a callback), and an armed
+    // receive may point into its buffer: it lives until that receive has completed.
+    if (retired_) core_.post([old = std::shared_ptr<BaseProtocol>(std::move(retired_))] {});
+    retired_ = std::move(protocol_);
+    protocol_ = std::move(protocol);
+    if (!recv_armed_) core_.post([old = std::shared_ptr<BaseProtocol>(std::move(retired_))] {});
+    else if (kind_changed || kind == BaseProtocol::Kind::buffered) cancel_recv();
+}
+
+}  // namespace aioring::detail

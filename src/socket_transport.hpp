@@ -1,0 +1,145 @@
+// Stream transport over a connected socket (TCP or Unix): one receive op, one send op,
+// asyncio's flow control and its close/abort/write_eof ordering.
+#pragma once
+
+#include <aioring/loop.hpp>
+#include <aioring/transport.hpp>
+
+#include <sys/uio.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/loop_core.hpp"
+
+namespace aioring::detail {
+
+class SocketTransport final : public Transport,
+                              public Flushable,
+                              public Rearmable,
+                              public std::enable_shared_from_this<SocketTransport> {
+public:
+    SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol);
+    ~SocketTransport() override;
+
+    // Schedules connection_made (and then reading); `on_made` runs right after it.
+    void start(Callback on_made = {});
+
+    // BaseTransport
+    void close() override;
+    bool is_closing() const override { return closing_; }
+    std::any get_extra_info(std::string_view name, std::any default_value) const override;
+    void set_protocol(std::unique_ptr<BaseProtocol> protocol) override;
+    BaseProtocol* get_protocol() const override { return protocol_.get(); }
+    EventLoop& get_loop() const override { return core_.loop; }
+    // ReadTransport
+    bool is_reading() const override { return reading_ && !closing_; }
+    void pause_reading() override;
+    void resume_reading() override;
+    // WriteTransport
+    void write(std::string_view data) override;
+    void write(std::string&& data) override;
+    void writelines(std::span<const std::string_view> chunks) override;
+    void write_eof() override;
+    bool can_write_eof() const override { return true; }
+    void abort() override;
+    std::size_t get_write_buffer_size() const override { return buffered_; }
+    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
+        return {low_, high_};
+    }
+    void set_write_buffer_limits(std::optional<std::size_t> high,
+                                 std::optional<std::size_t> low) override;
+
+    // Flushable / Rearmable
+    void flush() override;
+    void rearm() override;
+
+    // Counters for tests and benchmarks.
+    std::uint64_t sends_submitted() const { return sends_; }
+
+private:
+    struct RecvOp final : uring::Op {
+        SocketTransport& t;
+        explicit RecvOp(SocketTransport& tr) : t(tr) {}
+        void complete(int res, unsigned flags) override { t.on_recv(res, flags); }
+    };
+    struct SendOp final : uring::Op {
+        SocketTransport& t;
+        explicit SendOp(SocketTransport& tr) : t(tr) {}
+        void complete(int res, unsigned flags) override { t.on_send(res, flags); }
+    };
+
+    void arm_recv();
+    void cancel_recv();
+    void on_recv(int res, unsigned flags);
+    void deliver(std::string_view data);
+    void deliver_buffered(std::size_t n);
+    void on_eof();
+    void deliver_held();
+    void submit_send();
+    void on_send(int res, unsigned flags);
+    void append(std::string_view data);
+    void maybe_pause();
+    void maybe_resume();
+    void force_close(std::error_code ec);
+    void schedule_connection_lost(std::error_code ec);
+    void call_connection_lost(std::error_code ec);
+    void fatal_error(std::exception_ptr e, const char* message);
+    void maybe_release();
+    bool wants_read() const { return reading_ && !closing_ && !eof_ && !held_eof_; }
+    StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
+
+    LoopCore& core_;
+    int fd_;
+    std::unique_ptr<BaseProtocol> protocol_;
+    std::unique_ptr<BaseProtocol> retired_;    // replaced protocol, freed once no op uses it
+    std::shared_ptr<SocketTransport> self_;    // the loop's reference, until lost and idle
+    RecvOp recv_op_{*this};
+    SendOp send_op_{*this};
+    SocketAddress peername_;
+    SocketAddress sockname_;
+
+    // Reading.
+    bool reading_ = true;         // not paused
+    bool recv_armed_ = false;     // the receive op is in flight
+    bool recv_multishot_ = false;
+    bool eof_ = false;            // EOF delivered (or held)
+    bool held_eof_ = false;       // EOF came while paused
+    std::string held_;            // data completed while paused, delivered on resume
+    std::size_t held_buffered_ = 0;  // BufferedProtocol bytes completed while paused
+    std::span<std::byte> target_;    // BufferedProtocol's buffer for the armed receive
+    std::unique_ptr<char[]> own_buffer_;  // single-shot receive without a buffer ring
+
+    // Writing.
+    std::deque<std::string> chunks_;
+    std::vector<std::string> spare_;   // sent chunks kept for reuse (no allocation per write)
+    std::size_t front_offset_ = 0;     // bytes of chunks_.front() already sent
+    std::size_t inflight_chunks_ = 0;  // chunks the in-flight sendmsg points into
+    std::size_t buffered_ = 0;
+    std::vector<iovec> iov_;
+    msghdr msg_{};
+    bool send_inflight_ = false;
+    std::size_t high_ = default_high_water;
+    std::size_t low_ = default_low_water;
+    bool protocol_paused_ = false;
+    std::uint64_t sends_ = 0;
+
+    // Closing.
+    bool made_ = false;
+    bool closing_ = false;
+    bool eof_requested_ = false;   // write_eof() called
+    bool shut_wr_ = false;
+    bool lost_scheduled_ = false;
+    bool lost_done_ = false;
+    bool fd_closed_ = false;
+    bool warned_write_after_close_ = false;
+};
+
+// Creates a transport for a connected socket and schedules connection_made.
+std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
+                                                       std::unique_ptr<BaseProtocol> protocol,
+                                                       Callback on_made = {});
+
+}  // namespace aioring::detail
