@@ -1,0 +1,158 @@
+// aioring-load's pieces that need no network: the latency histogram's accuracy (against exact
+// percentiles of random samples), its merging, and the command line's checks.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "histogram.hpp"
+#include "options.hpp"
+#include "result.hpp"
+
+using namespace aioring::load;
+
+namespace {
+
+std::uint64_t exact_quantile(std::vector<std::uint64_t> v, double q) {
+    std::sort(v.begin(), v.end());
+    std::size_t rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+    rank = std::clamp<std::size_t>(rank, 1, v.size());
+    return v[rank - 1];
+}
+
+double rel_error(std::uint64_t got, std::uint64_t want) {
+    return std::abs(static_cast<double>(got) - static_cast<double>(want)) / static_cast<double>(want);
+}
+
+ParseResult parse(std::vector<std::string> a) { return parse_options(a); }
+
+}  // namespace
+
+TEST_SUITE("load histogram") {
+TEST_CASE("percentiles are within 1% of the exact percentiles, from 1 us to 60 s") {
+    std::mt19937_64 rng(12345);
+    // Log-uniform over the whole range, then a narrow cluster, then a two-mode mix.
+    std::uniform_real_distribution<double> logu(std::log(1e3), std::log(60e9));
+    std::normal_distribution<double> cluster(50e3, 3e3);
+    for (int shape = 0; shape < 3; ++shape) {
+        Histogram h;
+        std::vector<std::uint64_t> samples;
+        for (int i = 0; i < 100000; ++i) {
+            double v = shape == 0 ? std::exp(logu(rng))
+                     : shape == 1 ? std::max(1e3, cluster(rng))
+                                  : (i % 10 == 0 ? 20e6 + cluster(rng) * 10 : std::max(1e3, cluster(rng)));
+            auto ns = static_cast<std::uint64_t>(v);
+            samples.push_back(ns);
+            h.record(ns);
+        }
+        CHECK(h.count() == samples.size());
+        for (double q : {0.0, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0}) {
+            const std::uint64_t want = exact_quantile(samples, q);
+            const std::uint64_t got = h.value_at_quantile(q);
+            INFO("shape " << shape << " q " << q << " want " << want << " got " << got);
+            CHECK(rel_error(got, want) <= 0.01);
+        }
+        CHECK(h.max() == *std::max_element(samples.begin(), samples.end()));
+    }
+}
+
+TEST_CASE("every bucket is narrower than 1% of its lowest value above 100 ns") {
+    for (std::uint64_t v : {100ull, 255ull, 256ull, 1000ull, 123456ull, 60'000'000'000ull}) {
+        const std::size_t i = Histogram::index_of(v);
+        CHECK(Histogram::bucket_low(i) <= v);
+        CHECK(v < Histogram::bucket_low(i) + Histogram::bucket_width(i));
+        CHECK(static_cast<double>(Histogram::bucket_width(i)) / static_cast<double>(v) <= 0.01);
+    }
+    CHECK(Histogram::index_of(Histogram::max_trackable) == Histogram::bucket_count - 1);
+}
+
+TEST_CASE("merged histograms answer as one that saw every sample") {
+    Histogram a, b, all;
+    for (std::uint64_t v = 1000; v < 200000; v += 37) {
+        ((v / 37) % 2 ? a : b).record(v);
+        all.record(v);
+    }
+    a.merge(b);
+    CHECK(a.count() == all.count());
+    for (double q : {0.5, 0.9, 0.99}) CHECK(a.value_at_quantile(q) == all.value_at_quantile(q));
+    CHECK(a.max() == all.max());
+    Histogram empty;
+    CHECK(empty.value_at_quantile(0.99) == 0);
+}
+}
+
+TEST_SUITE("load options") {
+TEST_CASE("defaults follow the contract") {
+    auto r = parse({"--port", "9000"});
+    REQUIRE(r.status == ParseResult::Status::ok);
+    const Options& o = r.options;
+    CHECK(o.host == "127.0.0.1");
+    CHECK(o.port == 9000);
+    CHECK(o.mode == Mode::echo);
+    CHECK(o.connections == 50);
+    CHECK(o.size == 64);
+    CHECK(o.pipeline == 1);
+    CHECK(o.duration == 10);
+    CHECK(o.warmup == 1);
+    CHECK(o.rate == 0);
+    CHECK(o.threads == 1);
+    CHECK_FALSE(o.json);
+}
+
+TEST_CASE("values are taken as --flag value and --flag=value") {
+    auto r = parse({"--port=9", "--mode", "stream", "--size=1024", "--rate", "2500.5", "--json",
+                    "--threads", "2", "--connections=4"});
+    REQUIRE(r.status == ParseResult::Status::ok);
+    CHECK(r.options.mode == Mode::stream);
+    CHECK(r.options.size == 1024);
+    CHECK(r.options.rate == 2500.5);
+    CHECK(r.options.json);
+    CHECK(r.options.threads == 2);
+}
+
+TEST_CASE("bad input is an error with a one-line message") {
+    for (auto args : std::vector<std::vector<std::string>>{
+             {"--port", "9", "--size", "0"},
+             {"--port", "9", "--connections", "0"},
+             {"--port", "9", "--mode", "http"},
+             {"--port", "9", "--duration", "ten"},
+             {"--port", "9", "--rate", "-1"},
+             {"--port", "9", "--pipeline", "1x"},
+             {"--port", "70000"},
+             {"--size", "64"},
+             {"--port", "9", "--bogus"},
+             {"--port", "9", "--tls", "--mode", "udp"},
+             {"--port"}}) {
+        auto r = parse(args);
+        INFO(args.back());
+        CHECK(r.status == ParseResult::Status::error);
+        CHECK_FALSE(r.error.empty());
+        CHECK(r.error.find('\n') == std::string::npos);
+    }
+    CHECK(parse({"--help"}).status == ParseResult::Status::help);
+}
+}
+
+TEST_SUITE("load result") {
+TEST_CASE("the JSON object carries the contract's keys") {
+    Result r;
+    r.options.port = 1;
+    r.duration_s = 2;
+    r.stats.messages = 1000;
+    r.stats.bytes = 64000;
+    r.stats.latency.record(10'000);
+    const std::string j = to_json(r);
+    for (const char* key : {"\"mode\": \"echo\"", "\"connections\": 50", "\"size\": 64",
+                            "\"pipeline\": 1", "\"rate\": 0", "\"threads\": 1",
+                            "\"duration_s\": 2.000", "\"messages\": 1000", "\"bytes\": 64000",
+                            "\"msgs_per_s\": 500.0", "\"mb_per_s\": 0.032", "\"errors\": 0",
+                            "\"latency_us\": {\"p50\": 10.0", "\"p90\"", "\"p99\"", "\"p999\"",
+                            "\"max\": 10.0"})
+        CHECK_MESSAGE(j.find(key) != std::string::npos, key);
+    CHECK(j.front() == '{');
+    CHECK(j.back() == '}');
+    CHECK(j.find('\n') == std::string::npos);
+}
+}

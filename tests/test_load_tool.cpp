@@ -1,0 +1,241 @@
+// aioring-load against in-process echo servers: each mode runs clean, the open loop keeps its
+// rate, a corrupting or closing server is counted, and the binary's exit codes follow the
+// contract (2 for bad input, 1 when nothing answers).
+#include "support.hpp"
+
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cstdio>
+#include <future>
+#include <thread>
+
+#include "engine.hpp"
+#include "options.hpp"
+
+using namespace aioring;
+using namespace aioring::load;
+
+namespace {
+
+// Echoes; with `corrupt_every` > 0 flips a byte every that many bytes; with `close_after` > 0
+// closes the connection once that many bytes have been echoed.
+struct ServerBehaviour {
+    std::size_t corrupt_every = 0;
+    std::size_t close_after = 0;
+};
+
+class EchoProtocol : public Protocol {
+public:
+    EchoProtocol(ServerBehaviour b, std::vector<Transport*>& live) : b_(b), live_(live) {}
+    void connection_made(Transport& t) override {
+        t_ = &t;
+        live_.push_back(&t);
+    }
+    void data_received(std::string_view d) override {
+        if (b_.corrupt_every == 0) {
+            t_->write(d);
+        } else {
+            buf_.assign(d);
+            for (char& c : buf_)
+                if (++seen_ % b_.corrupt_every == 0) c = static_cast<char>(c ^ 0x5a);
+            t_->write(std::string_view(buf_));
+        }
+        echoed_ += d.size();
+        if (b_.close_after && echoed_ >= b_.close_after) t_->close();
+    }
+    void pause_writing() override { t_->pause_reading(); }
+    void resume_writing() override { t_->resume_reading(); }
+    void connection_lost(std::error_code) override {
+        live_.erase(std::find(live_.begin(), live_.end(), t_));
+    }
+
+private:
+    ServerBehaviour b_;
+    std::vector<Transport*>& live_;
+    Transport* t_ = nullptr;
+    std::string buf_;
+    std::size_t seen_ = 0, echoed_ = 0;
+};
+
+// An echo server on 127.0.0.1:0, on its own thread and loop.
+class EchoServer {
+public:
+    explicit EchoServer(ServerBehaviour b = {}) {
+        std::promise<std::uint16_t> port;
+        auto got = port.get_future();
+        thread_ = std::thread([this, b, &port] { serve(b, port); });
+        port_ = got.get();
+    }
+    ~EchoServer() {
+        while (!loop_.load()) std::this_thread::yield();
+        loop_.load()->call_soon_threadsafe([l = loop_.load()] { l->stop(); });
+        thread_.join();
+    }
+    std::uint16_t port() const { return port_; }
+
+private:
+    void serve(ServerBehaviour b, std::promise<std::uint16_t>& port) {
+        EventLoop loop;
+        std::vector<Transport*> live;
+        auto server = testing::run(loop, loop.create_server(
+            [b, &live] { return std::make_unique<EchoProtocol>(b, live); }, "127.0.0.1", 0));
+        port.set_value(server->addresses().at(0).port());
+        loop_.store(&loop);
+        loop.run_forever();
+        server->close();
+        for (Transport* t : std::vector<Transport*>(live)) t->abort();
+        testing::run_until(loop, [&] { return live.empty(); }, 5);
+        testing::run(loop, server->wait_closed(), 5);
+    }
+    std::thread thread_;
+    std::atomic<EventLoop*> loop_{nullptr};
+    std::uint16_t port_ = 0;
+};
+
+Options short_run(std::uint16_t port, Mode mode) {
+    Options o;
+    o.port = port;
+    o.mode = mode;
+    o.connections = 8;
+    o.duration = 0.5;
+    o.warmup = 0.1;
+    return o;
+}
+
+// Runs the built binary; returns its exit status and what it printed on stdout / stderr.
+struct Run {
+    int status = -1;
+    std::string out, err;
+};
+Run run_binary(const std::string& args) {
+    const std::string errfile = "/tmp/aioring-load-test-" + std::to_string(::getpid()) + ".err";
+    const std::string cmd = std::string(AIORING_LOAD_BIN) + " " + args + " 2>" + errfile;
+    Run r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    const int st = ::pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (FILE* f = std::fopen(errfile.c_str(), "r")) {
+        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) r.err.append(buf, n);
+        std::fclose(f);
+    }
+    std::remove(errfile.c_str());
+    return r;
+}
+
+// A port nothing listens on: bound once, then released.
+std::uint16_t closed_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+TEST_SUITE("load tool") {
+TEST_CASE("echo mode, closed loop with a pipeline: every message verified, no errors") {
+    EchoServer server;
+    Options o = short_run(server.port(), Mode::echo);
+    o.pipeline = 4;
+    o.size = 100;
+    Outcome out = run_load(o, nullptr);
+    REQUIRE_FALSE(out.no_connection);
+    const Stats& s = out.result.stats;
+    CHECK(s.connections_made == 8);
+    CHECK(s.messages > 100);
+    CHECK(s.bytes == s.messages * 100);
+    CHECK(s.errors() == 0);
+    CHECK(s.latency.count() == s.messages);
+    CHECK(s.latency.value_at_quantile(0.5) > 0);
+}
+
+TEST_CASE("stream mode, spread over two threads: bytes flow both ways and are verified") {
+    EchoServer server;
+    Options o = short_run(server.port(), Mode::stream);
+    o.size = 4096;
+    o.threads = 2;
+    Outcome out = run_load(o, nullptr);
+    REQUIRE_FALSE(out.no_connection);
+    CHECK(out.result.threads == 2);
+    CHECK(out.result.stats.connections_made == 8);
+    CHECK(out.result.stats.bytes > 1'000'000);
+    CHECK(out.result.stats.errors() == 0);
+}
+
+TEST_CASE("open loop keeps the requested rate (within 5%)") {
+    EchoServer server;
+    Options o = short_run(server.port(), Mode::echo);
+    o.rate = 2000;
+    o.duration = 1.5;
+    o.warmup = 0.2;
+    Outcome out = run_load(o, nullptr);
+    REQUIRE_FALSE(out.no_connection);
+    const double achieved = static_cast<double>(out.result.stats.messages) / out.result.duration_s;
+    INFO("achieved " << achieved << " msg/s");
+    CHECK(achieved >= 2000 * 0.95);
+    CHECK(achieved <= 2000 * 1.05);
+    CHECK(out.result.stats.errors() == 0);
+}
+
+TEST_CASE("a server that corrupts bytes is caught") {
+    EchoServer server(ServerBehaviour{1000, 0});
+    Options o = short_run(server.port(), Mode::echo);
+    Outcome out = run_load(o, nullptr);
+    CHECK(out.result.stats.mismatches > 0);
+    CHECK(out.result.stats.errors() >= out.result.stats.mismatches);
+}
+
+TEST_CASE("a server that closes connections early is counted, not fatal") {
+    EchoServer server(ServerBehaviour{0, 640});
+    Options o = short_run(server.port(), Mode::echo);
+    Outcome out = run_load(o, nullptr);
+    REQUIRE_FALSE(out.no_connection);
+    // A close, or a reset when the server's close crosses the next message: one error each.
+    CHECK(out.result.stats.early_closes + out.result.stats.connect_errors == 8);
+    CHECK(out.result.stats.mismatches == 0);
+}
+
+TEST_CASE("the binary prints exactly one JSON object with --json") {
+    EchoServer server;
+    Run r = run_binary("--port " + std::to_string(server.port()) +
+                       " --connections 4 --duration 0.3 --warmup 0 --json --progress");
+    CHECK(r.status == 0);
+    REQUIRE(!r.out.empty());
+    CHECK(r.out.front() == '{');
+    CHECK(r.out.find('\n') == r.out.size() - 1);
+    for (const char* key : {"\"mode\"", "\"connections\"", "\"msgs_per_s\"", "\"mb_per_s\"",
+                            "\"errors\": 0", "\"latency_us\"", "\"p999\""})
+        CHECK_MESSAGE(r.out.find(key) != std::string::npos, key);
+}
+
+TEST_CASE("no server reachable: exit 1 naming the cause") {
+    Run r = run_binary("--port " + std::to_string(closed_port()) + " --duration 1");
+    CHECK(r.status == 1);
+    CHECK(r.err.find("Connection refused") != std::string::npos);
+    CHECK(r.out.empty());
+}
+
+TEST_CASE("bad input: exit 2 with a one-line error and the usage") {
+    for (const char* args : {"--port 9 --size 0", "--port 9 --connections 0", "--port 9 --mode x",
+                             "--port 9 --rate fast", "--nonsense", "--port 9 --tls --mode udp"}) {
+        Run r = run_binary(args);
+        INFO(args);
+        CHECK(r.status == 2);
+        CHECK(r.err.find("usage:") != std::string::npos);
+        CHECK(r.out.empty());
+    }
+    Run help = run_binary("--help");
+    CHECK(help.status == 0);
+    CHECK(help.out.find("usage:") != std::string::npos);
+}
+}

@@ -1,0 +1,495 @@
+// aioring-load's engine. Each thread owns an EventLoop and its share of the connections; a
+// connection is a Protocol that writes slices of a fixed pattern and memcmps the echo against
+// it. Nothing on the per-message path allocates: timestamps live in a per-connection ring made
+// at start, and each batch of messages is one write() into the transport's coalescing buffer.
+#include "engine.hpp"
+
+#include <aioring/aioring.hpp>
+
+#include <fmt/core.h>
+#include <time.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace aioring::load {
+
+namespace {
+
+std::uint64_t now_ns() {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+struct PatternTable {
+    std::array<char, 2 * Pattern::period> bytes;
+    PatternTable() {
+        std::uint64_t x = 0x9e3779b97f4a7c15ull;
+        for (std::size_t i = 0; i < Pattern::period; ++i) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes[i] = static_cast<char>(x >> 32);
+        }
+        std::memcpy(bytes.data() + Pattern::period, bytes.data(), Pattern::period);
+    }
+};
+const PatternTable pattern_table;
+
+std::size_t pow2_at_least(std::size_t n) {
+    std::size_t p = 1;
+    while (p < n) p <<= 1;
+    return p;
+}
+
+}  // namespace
+
+const char* Pattern::at(std::uint64_t pos) { return pattern_table.bytes.data() + pos % period; }
+
+namespace {
+
+// Numbers the progress printer reads from another thread (written by the owning thread only).
+struct alignas(64) LiveCounters {
+    std::atomic<std::uint64_t> messages{0};
+    std::atomic<std::uint64_t> bytes{0};
+    std::atomic<std::uint64_t> errors{0};
+};
+
+enum class Phase { connecting, running, stopping };
+
+// What the threads agree on before the load starts.
+struct Shared {
+    std::mutex m;
+    std::condition_variable cv;
+    unsigned connecting = 0;  // threads still connecting
+    bool go = false;
+    bool abort = false;
+    std::uint64_t start_ns = 0, warm_ns = 0, end_ns = 0;
+};
+
+class Worker;
+
+class Conn final : public Protocol {
+public:
+    Conn(Worker& w, std::size_t index) : w_(w), index_(index) {}
+    void connection_made(Transport& t) override;
+    void data_received(std::string_view data) override;
+    bool eof_received() override;
+    void connection_lost(std::error_code ec) override;
+    void pause_writing() override { paused_ = true; }
+    void resume_writing() override;
+
+    void begin();
+    // Open loop: sends what has fallen due by `now`.
+    void send_due(std::uint64_t now);
+    void finish() {
+        if (t_ && !lost_) t_->close();
+    }
+    bool lost() const { return lost_; }
+
+private:
+    void send(std::uint64_t count, std::uint64_t stamp);
+    void fill_stream(std::uint64_t now);
+    void complete(std::uint64_t now);
+
+    Worker& w_;
+    std::size_t index_;  // across all threads
+    Transport* t_ = nullptr;
+    std::uint64_t seed_ = 0;
+    std::uint64_t sent_msgs_ = 0, recv_msgs_ = 0;
+    std::uint64_t recv_bytes_ = 0;  // into the current message
+    bool bad_ = false;              // the current message differed somewhere
+    bool paused_ = false;
+    bool eof_ = false;
+    bool lost_ = false;
+    std::vector<std::uint64_t> stamps_;  // send time by message number & mask_
+    std::uint64_t mask_ = 0;
+    std::uint64_t t0_ = 0;  // open loop: when message 0 is due
+};
+
+class Worker {
+public:
+    Worker(const Options& o, Shared& shared, unsigned id, std::size_t first, std::size_t count)
+        : o_(o), shared_(shared), id_(id), first_(first), count_(count) {}
+
+    void run();
+    Stats stats;
+    LiveCounters live;
+    std::string first_error;
+
+    // For the connections.
+    const Options& o_;
+    Phase phase = Phase::connecting;
+    std::uint64_t start_ns = 0, warm_ns = 0, end_ns = 0;
+    double interval_ns = 0;  // open loop: between two messages of one connection
+    std::uint64_t inflight_cap = 0;
+    std::uint64_t live_msgs = 0, live_bytes = 0;
+
+    bool in_window(std::uint64_t now) const { return now >= warm_ns && now < end_ns; }
+    void error(std::uint64_t Stats::*counter, const std::string& why) {
+        ++(stats.*counter);
+        if (first_error.empty() && !why.empty()) first_error = why;
+        live.errors.store(stats.errors(), std::memory_order_relaxed);
+    }
+    void publish() {
+        live.messages.store(live_msgs, std::memory_order_relaxed);
+        live.bytes.store(live_bytes, std::memory_order_relaxed);
+    }
+
+private:
+    void connect_all(EventLoop& loop);
+    void tick(EventLoop& loop);
+
+    Shared& shared_;
+    unsigned id_;
+    std::size_t first_, count_;
+    std::vector<std::shared_ptr<Transport>> transports_;
+    std::vector<Conn*> conns_;
+};
+
+void Conn::connection_made(Transport& t) {
+    t_ = &t;
+    seed_ = (index_ * 7919u) % Pattern::period;
+    const Options& o = w_.o_;
+    std::size_t slots = 1;
+    if (o.mode == Mode::echo && o.rate == 0) slots = o.pipeline;
+    if (o.mode == Mode::stream) slots = w_.inflight_cap;
+    mask_ = pow2_at_least(slots) - 1;
+    if (o.rate == 0) stamps_.assign(mask_ + 1, 0);
+}
+
+void Conn::begin() {
+    if (lost_) return;
+    const Options& o = w_.o_;
+    const std::uint64_t now = now_ns();
+    if (o.rate > 0) {
+        t0_ = w_.start_ns + static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / o.rate);
+        send_due(now);
+    } else if (o.mode == Mode::echo) {
+        send(o.pipeline, now);
+    } else {
+        fill_stream(now);
+    }
+}
+
+// Writes messages sent_msgs_ .. sent_msgs_ + count as one stretch of the pattern: the transport
+// coalesces it into the next sendmsg.
+void Conn::send(std::uint64_t count, std::uint64_t stamp) {
+    const std::size_t size = w_.o_.size;
+    if (!stamps_.empty())
+        for (std::uint64_t i = 0; i < count; ++i) stamps_[(sent_msgs_ + i) & mask_] = stamp;
+    std::uint64_t pos = seed_ + sent_msgs_ * size;
+    std::uint64_t left = count * size;
+    while (left) {
+        const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, Pattern::period));
+        t_->write(std::string_view(Pattern::at(pos), n));
+        pos += n;
+        left -= n;
+    }
+    sent_msgs_ += count;
+}
+
+void Conn::fill_stream(std::uint64_t now) {
+    const std::size_t size = w_.o_.size;
+    const std::uint64_t batch = std::max<std::uint64_t>(1, (64 * 1024) / size);
+    while (!paused_ && !lost_ && w_.phase == Phase::running) {
+        const std::uint64_t inflight = sent_msgs_ - recv_msgs_;
+        if (inflight >= w_.inflight_cap) break;
+        send(std::min(batch, w_.inflight_cap - inflight), now);
+    }
+}
+
+void Conn::send_due(std::uint64_t now) {
+    if (lost_ || w_.phase != Phase::running || now < t0_) return;
+    const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(now - t0_) / w_.interval_ns) + 1;
+    if (due <= sent_msgs_) return;
+    const std::uint64_t room = w_.inflight_cap - std::min(w_.inflight_cap, sent_msgs_ - recv_msgs_);
+    const std::uint64_t n = std::min(due - sent_msgs_, room);
+    if (n && !paused_) send(n, 0);
+}
+
+void Conn::complete(std::uint64_t now) {
+    const std::size_t size = w_.o_.size;
+    if (w_.in_window(now)) {
+        if (bad_) {
+            w_.error(&Stats::mismatches, "");
+        } else {
+            const std::uint64_t sent_at =
+                w_.o_.rate > 0
+                    ? t0_ + static_cast<std::uint64_t>(static_cast<double>(recv_msgs_) * w_.interval_ns)
+                    : stamps_[recv_msgs_ & mask_];
+            ++w_.stats.messages;
+            w_.stats.bytes += size;
+            w_.stats.latency.record(now > sent_at ? now - sent_at : 0);
+        }
+    } else if (bad_ && w_.phase != Phase::stopping) {
+        w_.error(&Stats::mismatches, "");
+    }
+    if (!bad_) {
+        ++w_.live_msgs;
+        w_.live_bytes += size;
+    }
+    bad_ = false;
+    ++recv_msgs_;
+    recv_bytes_ = 0;
+}
+
+void Conn::data_received(std::string_view data) {
+    const std::uint64_t now = now_ns();
+    const std::size_t size = w_.o_.size;
+    const std::uint64_t before = recv_msgs_;
+    while (!data.empty()) {
+        if (recv_msgs_ == sent_msgs_) [[unlikely]] {
+            // More came back than was sent: the server invented bytes.
+            if (w_.phase != Phase::stopping) w_.error(&Stats::mismatches, "");
+            break;
+        }
+        const std::uint64_t pos = seed_ + recv_msgs_ * size + recv_bytes_;
+        std::size_t n = std::min<std::size_t>(data.size(), size - recv_bytes_);
+        n = std::min<std::size_t>(n, Pattern::period);
+        if (std::memcmp(data.data(), Pattern::at(pos), n) != 0) [[unlikely]] bad_ = true;
+        data.remove_prefix(n);
+        recv_bytes_ += n;
+        if (recv_bytes_ == size) complete(now);
+    }
+    w_.publish();
+    if (w_.phase != Phase::running || lost_) return;
+    if (w_.o_.rate > 0) return;  // the ticker sends
+    if (w_.o_.mode == Mode::echo) {
+        if (recv_msgs_ != before) send(recv_msgs_ - before, now);
+    } else {
+        fill_stream(now);
+    }
+}
+
+bool Conn::eof_received() {
+    eof_ = true;
+    if (w_.phase != Phase::stopping) w_.error(&Stats::early_closes, "the server closed the connection");
+    return false;
+}
+
+void Conn::connection_lost(std::error_code ec) {
+    lost_ = true;
+    if (w_.phase == Phase::stopping || eof_) return;  // an EOF was counted already
+    if (ec) w_.error(&Stats::connect_errors, ec.message());
+    else w_.error(&Stats::early_closes, "the connection closed early");
+}
+
+void Conn::resume_writing() {
+    paused_ = false;
+    if (w_.phase != Phase::running) return;
+    if (w_.o_.mode == Mode::stream && w_.o_.rate == 0) fill_stream(now_ns());
+}
+
+// Polls the loop until `pred` holds or `timeout` seconds pass (set-up and teardown only).
+template <class Pred>
+bool run_until(EventLoop& loop, Pred pred, double timeout) {
+    if (pred()) return true;
+    const double deadline = loop.time() + timeout;
+    bool ok = false;
+    std::function<void()> tick = [&] {
+        if (pred()) {
+            ok = true;
+            loop.stop();
+        } else if (loop.time() > deadline) {
+            loop.stop();
+        } else {
+            loop.call_later(0.001, [&] { tick(); });
+        }
+    };
+    loop.call_soon([&] { tick(); });
+    loop.run_forever();
+    return ok;
+}
+
+void Worker::connect_all(EventLoop& loop) {
+    std::vector<Future<Connection<>>> pending;
+    pending.reserve(count_);
+    for (std::size_t i = 0; i < count_; ++i) {
+        const std::size_t index = first_ + i;
+        pending.push_back(loop.create_connection(
+            [this, index] { return std::make_unique<Conn>(*this, index); }, o_.host, o_.port));
+    }
+    run_until(loop, [&] {
+        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
+    }, o_.connect_timeout);
+    for (auto& f : pending) {
+        if (!f.done()) {
+            f.cancel();
+            error(&Stats::connect_errors, "Connection timed out");
+            continue;
+        }
+        try {
+            Connection<> c = f.result();
+            conns_.push_back(&c.as<Conn>());
+            transports_.push_back(std::move(c.transport));
+            ++stats.connections_made;
+        } catch (const std::system_error& e) {
+            error(&Stats::connect_errors, e.code().message());
+        } catch (const std::exception& e) {
+            error(&Stats::connect_errors, e.what());
+        }
+    }
+    // Let cancelled connects unwind.
+    run_until(loop, [&] {
+        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
+    }, 1.0);
+}
+
+void Worker::tick(EventLoop& loop) {
+    if (phase != Phase::running) return;
+    const std::uint64_t now = now_ns();
+    for (Conn* c : conns_) c->send_due(now);
+    // Often enough that a due message waits at most a fraction of a millisecond for its send.
+    loop.call_later(0.0002, [this, &loop] { tick(loop); });
+}
+
+void Worker::run() {
+    LoopOptions lo;
+    EventLoop loop(lo);
+    loop.set_exception_handler([this](EventLoop&, const ExceptionContext& c) {
+        std::string why = c.message;
+        if (c.exception) {
+            try {
+                std::rethrow_exception(c.exception);
+            } catch (const std::exception& e) {
+                why += std::string(": ") + e.what();
+            } catch (...) {
+            }
+        }
+        error(&Stats::connect_errors, why);
+    });
+    if (o_.mode == Mode::stream) {
+        const std::size_t window = std::max<std::size_t>(1 << 20, 4 * o_.size);
+        inflight_cap = std::max<std::size_t>(1, window / o_.size);
+    } else if (o_.rate > 0) {
+        // Open loop keeps sending while the server stalls, up to this many per connection.
+        inflight_cap = std::max<std::uint64_t>(o_.pipeline, std::max<std::size_t>(16, (4u << 20) / o_.size));
+    }
+    interval_ns = o_.rate > 0 ? 1e9 * static_cast<double>(o_.connections) / o_.rate : 0;
+
+    connect_all(loop);
+    {
+        std::unique_lock lk(shared_.m);
+        --shared_.connecting;
+        shared_.cv.notify_all();
+        shared_.cv.wait(lk, [&] { return shared_.go || shared_.abort; });
+        start_ns = shared_.start_ns;
+        warm_ns = shared_.warm_ns;
+        end_ns = shared_.end_ns;
+    }
+    if (!shared_.abort && !conns_.empty()) {
+        phase = Phase::running;
+        const std::uint64_t now = now_ns();
+        const double to_start = start_ns > now ? static_cast<double>(start_ns - now) / 1e9 : 0;
+        loop.call_later(to_start, [this, &loop] {
+            for (Conn* c : conns_) c->begin();
+            if (o_.rate > 0) tick(loop);
+        });
+        const double to_end = end_ns > now ? static_cast<double>(end_ns - now) / 1e9 : 0;
+        loop.call_later(to_end, [this, &loop] {
+            phase = Phase::stopping;
+            loop.stop();
+        });
+        loop.run_forever();
+    }
+    phase = Phase::stopping;
+    for (Conn* c : conns_) c->finish();
+    run_until(loop, [&] { return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->lost(); }); }, 2.0);
+    for (auto& t : transports_)
+        if (!t->is_closing()) t->abort();
+    run_until(loop, [&] { return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->lost(); }); }, 1.0);
+    conns_.clear();
+    transports_.clear();
+    publish();
+}
+
+}  // namespace
+
+Outcome run_load(const Options& o, std::FILE* progress) {
+    Outcome out;
+    const unsigned nthreads = std::max(1u, std::min(o.threads, o.connections));
+    Shared shared;
+    shared.connecting = nthreads;
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::size_t first = 0;
+    for (unsigned i = 0; i < nthreads; ++i) {
+        const std::size_t count = o.connections / nthreads + (i < o.connections % nthreads ? 1 : 0);
+        workers.push_back(std::make_unique<Worker>(o, shared, i, first, count));
+        first += count;
+    }
+    std::vector<std::thread> threads;
+    for (auto& w : workers) threads.emplace_back([w = w.get()] { w->run(); });
+
+    std::uint64_t made = 0;
+    {
+        std::unique_lock lk(shared.m);
+        shared.cv.wait(lk, [&] { return shared.connecting == 0; });
+        for (auto& w : workers) made += w->stats.connections_made;
+        if (made == 0) {
+            shared.abort = true;
+        } else {
+            // A little slack so that every thread is waiting on its loop when the load starts.
+            shared.start_ns = now_ns() + 5'000'000;
+            shared.warm_ns = shared.start_ns + static_cast<std::uint64_t>(o.warmup * 1e9);
+            shared.end_ns = shared.warm_ns + static_cast<std::uint64_t>(o.duration * 1e9);
+            shared.go = true;
+        }
+        shared.cv.notify_all();
+    }
+
+    if (made != 0 && progress) {
+        std::uint64_t last_msgs = 0, last_bytes = 0, last_t = shared.start_ns;
+        for (;;) {
+            const std::uint64_t now = now_ns();
+            if (now >= shared.end_ns) break;
+            const std::uint64_t next = std::min(shared.end_ns, last_t + 1'000'000'000);
+            std::this_thread::sleep_for(std::chrono::nanoseconds(next > now ? next - now : 0));
+            const std::uint64_t t = now_ns();
+            if (t + 100'000'000 >= shared.end_ns) break;  // the summary follows at once
+            std::uint64_t msgs = 0, bytes = 0, errors = 0;
+            for (auto& w : workers) {
+                msgs += w->live.messages.load(std::memory_order_relaxed);
+                bytes += w->live.bytes.load(std::memory_order_relaxed);
+                errors += w->live.errors.load(std::memory_order_relaxed);
+            }
+            const double dt = static_cast<double>(t - last_t) / 1e9;
+            const double elapsed = t > shared.start_ns ? static_cast<double>(t - shared.start_ns) / 1e9 : 0;
+            const double left = static_cast<double>(shared.end_ns - t) / 1e9;
+            std::fprintf(progress, "[%5.1f s] %s%.0f msg/s  %.2f MB/s  errors %llu  %.0f s left\n",
+                         elapsed, t < shared.warm_ns ? "(warm-up) " : "",
+                         static_cast<double>(msgs - last_msgs) / dt,
+                         static_cast<double>(bytes - last_bytes) / dt / 1e6,
+                         static_cast<unsigned long long>(errors), left);
+            std::fflush(progress);
+            last_msgs = msgs;
+            last_bytes = bytes;
+            last_t = t;
+        }
+    }
+    for (auto& t : threads) t.join();
+
+    Result& r = out.result;
+    r.options = o;
+    r.threads = nthreads;
+    r.duration_s = o.duration;
+    for (auto& w : workers) {
+        r.stats.merge(w->stats);
+        if (r.first_error.empty()) r.first_error = w->first_error;
+    }
+    if (made == 0) {
+        out.no_connection = true;
+        out.cause = r.first_error.empty() ? "no connection could be made" : r.first_error;
+    }
+    return out;
+}
+
+}  // namespace aioring::load

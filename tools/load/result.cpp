@@ -1,0 +1,89 @@
+// Formats a load run's result as the contract's JSON object or as a human summary.
+#include "result.hpp"
+
+#include <fmt/format.h>
+
+namespace aioring::load {
+
+void Stats::merge(const Stats& o) {
+    messages += o.messages;
+    bytes += o.bytes;
+    mismatches += o.mismatches;
+    early_closes += o.early_closes;
+    connect_errors += o.connect_errors;
+    timeouts += o.timeouts;
+    connections_made += o.connections_made;
+    latency.merge(o.latency);
+}
+
+namespace {
+
+std::string json_string(const std::string& s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20) {
+            out += fmt::format("\\u{:04x}", c);
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
+
+}  // namespace
+
+std::string to_json(const Result& r) {
+    const Stats& s = r.stats;
+    const Histogram& h = s.latency;
+    const double d = r.duration_s > 0 ? r.duration_s : 1;
+    std::string out = fmt::format(
+        "{{\"mode\": \"{}\", \"connections\": {}, \"size\": {}, \"pipeline\": {}, \"rate\": {}, "
+        "\"threads\": {}, \"duration_s\": {:.3f}, \"messages\": {}, \"bytes\": {}, "
+        "\"msgs_per_s\": {:.1f}, \"mb_per_s\": {:.3f}, \"errors\": {}, "
+        "\"latency_us\": {{\"p50\": {:.1f}, \"p90\": {:.1f}, \"p99\": {:.1f}, \"p999\": {:.1f}, "
+        "\"max\": {:.1f}}}",
+        to_string(r.options.mode), r.options.connections, r.options.size, r.options.pipeline,
+        r.options.rate, r.threads, r.duration_s, s.messages, s.bytes,
+        static_cast<double>(s.messages) / d, static_cast<double>(s.bytes) / d / 1e6, s.errors(),
+        us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.9)), us(h.value_at_quantile(0.99)),
+        us(h.value_at_quantile(0.999)), us(h.max()));
+    out += fmt::format(
+        ", \"mismatches\": {}, \"early_closes\": {}, \"connect_errors\": {}, \"timeouts\": {}, "
+        "\"connections_made\": {}",
+        s.mismatches, s.early_closes, s.connect_errors, s.timeouts, s.connections_made);
+    if (!r.first_error.empty()) out += ", \"first_error\": " + json_string(r.first_error);
+    out += "}";
+    return out;
+}
+
+std::string to_summary(const Result& r) {
+    const Stats& s = r.stats;
+    const Histogram& h = s.latency;
+    const double d = r.duration_s > 0 ? r.duration_s : 1;
+    std::string out = fmt::format(
+        "aioring-load: {} mode, {} connections ({} made), {} B messages, pipeline {}, {}, "
+        "{} thread{}\n",
+        to_string(r.options.mode), r.options.connections, s.connections_made, r.options.size,
+        r.options.pipeline,
+        r.options.rate > 0 ? fmt::format("open loop at {:g} msg/s", r.options.rate)
+                           : std::string("closed loop"),
+        r.threads, r.threads == 1 ? "" : "s");
+    out += fmt::format("  {:.2f} s measured: {} messages, {:.0f} msg/s, {:.2f} MB/s\n", r.duration_s,
+                       s.messages, static_cast<double>(s.messages) / d,
+                       static_cast<double>(s.bytes) / d / 1e6);
+    out += fmt::format("  latency (us): p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n",
+                       us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.9)),
+                       us(h.value_at_quantile(0.99)), us(h.value_at_quantile(0.999)), us(h.max()));
+    out += fmt::format(
+        "  errors: {} (mismatches {}, early closes {}, connection errors {}, timeouts {})\n",
+        s.errors(), s.mismatches, s.early_closes, s.connect_errors, s.timeouts);
+    if (!r.first_error.empty()) out += "  first error: " + r.first_error + "\n";
+    return out;
+}
+
+}  // namespace aioring::load

@@ -1,0 +1,41 @@
+// What a load run measured, merged across threads, and the two ways of printing it: the human
+// summary and the contract's single JSON object.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "histogram.hpp"
+#include "options.hpp"
+
+namespace aioring::load {
+
+// One thread's (or the merged) counts for the measured window.
+struct Stats {
+    std::uint64_t messages = 0;       // messages echoed back and verified
+    std::uint64_t bytes = 0;          // payload bytes verified (one direction)
+    std::uint64_t mismatches = 0;     // messages whose echo differed from what was sent
+    std::uint64_t early_closes = 0;   // connections the server closed before the end
+    std::uint64_t connect_errors = 0; // connections that could not be made, or failed later
+    std::uint64_t timeouts = 0;       // udp: datagrams not answered within a second
+    std::uint64_t connections_made = 0;
+    Histogram latency;  // nanoseconds
+
+    std::uint64_t errors() const { return mismatches + early_closes + connect_errors + timeouts; }
+    void merge(const Stats& o);
+};
+
+struct Result {
+    Options options;
+    unsigned threads = 1;
+    double duration_s = 0;
+    Stats stats;
+    std::string first_error;  // words for the first connection error, if any
+};
+
+// Exactly one JSON object, one line, with the contract's keys first.
+std::string to_json(const Result& r);
+// A few lines for people.
+std::string to_summary(const Result& r);
+
+}  // namespace aioring::load
