@@ -6,6 +6,8 @@
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -24,18 +26,26 @@ constexpr std::size_t spare_keep = 8;
 
 std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
                                                        std::unique_ptr<BaseProtocol> protocol,
-                                                       Callback on_made) {
-    auto t = std::make_shared<SocketTransport>(core, fd, std::move(protocol));
+                                                       Callback on_made, SocketTransport::Mode mode) {
+    auto t = std::make_shared<SocketTransport>(core, fd, std::move(protocol), mode);
     t->start(std::move(on_made));
     return t;
 }
 
-SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol)
-    : core_(core), fd_(fd), protocol_(std::move(protocol)) {
+SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
+                                 Mode mode)
+    : core_(core), fd_(fd), protocol_(std::move(protocol)), mode_(mode) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::stream &&
         protocol_->kind() != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    if (mode_ != Mode::socket) [[unlikely]] {
+        // Only a FIFO or a socket reports its reader's close; a file or a tty never does.
+        struct stat st{};
+        watch_reader_ = mode_ == Mode::write_pipe && ::fstat(fd_, &st) == 0 &&
+                        (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+        return;
+    }
     peername_ = peername_of(fd_);
     sockname_ = sockname_of(fd_);
     if (sockname_.family() == AF_INET || sockname_.family() == AF_INET6) {
@@ -68,7 +78,12 @@ void SocketTransport::start(Callback on_made) {
 void SocketTransport::arm_recv() {
     assert(!recv_armed_);
     io_uring_sqe* s = core_.ring.sqe();
-    if (protocol_->kind() == BaseProtocol::Kind::buffered) {
+    if (mode_ == Mode::write_pipe) [[unlikely]] {
+        // The kernel always reports POLLERR/POLLHUP; a pipe's write end gets POLLERR once the
+        // reader has closed.
+        io_uring_prep_poll_add(s, fd_, POLLERR);
+        recv_multishot_ = false;
+    } else if (protocol_->kind() == BaseProtocol::Kind::buffered) {
         std::span<std::byte> buf;
         try {
             buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
@@ -80,16 +95,19 @@ void SocketTransport::arm_recv() {
             return;
         }
         target_ = buf;
-        io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
+        if (mode_ == Mode::read_pipe) io_uring_prep_read(s, fd_, buf.data(), buf.size(), -1);
+        else io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
         recv_multishot_ = false;
-    } else if (core_.buffers.ok() && core_.ring.features().multishot_recv) {
+    } else if (mode_ == Mode::socket && core_.buffers.ok() && core_.ring.features().multishot_recv) {
         io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
         s->flags |= IOSQE_BUFFER_SELECT;
         s->buf_group = core_.buffers.group();
         recv_multishot_ = true;
     } else {
         if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_size);
-        io_uring_prep_recv(s, fd_, own_buffer_.get(), receive_size, 0);
+        // Offset -1: the file position, for a regular file given as a pipe (a FIFO ignores it).
+        if (mode_ == Mode::read_pipe) io_uring_prep_read(s, fd_, own_buffer_.get(), receive_size, -1);
+        else io_uring_prep_recv(s, fd_, own_buffer_.get(), receive_size, 0);
         recv_multishot_ = false;
     }
     io_uring_sqe_set_data(s, static_cast<uring::Op*>(&recv_op_));
@@ -106,6 +124,16 @@ void SocketTransport::cancel_recv() {
 void SocketTransport::on_recv(int res, unsigned flags) {
     const bool more = (flags & IORING_CQE_F_MORE) != 0;
     if (!more) recv_armed_ = false;
+    if (mode_ == Mode::write_pipe) [[unlikely]] {
+        // The reader went away (asyncio's _UnixWritePipeTransport._read_ready): with data still
+        // owed that is a broken pipe, otherwise a clean close.
+        if (res > 0 && !closing_) {
+            if (buffered_ != 0) force_close(std::make_error_code(std::errc::broken_pipe));
+            else close();
+        }
+        maybe_release();
+        return;
+    }
     if (res > 0) [[likely]] {
         if (flags & IORING_CQE_F_BUFFER) {
             const std::uint16_t bid = uring::BufferRing::buffer_id(flags);
@@ -197,7 +225,7 @@ void SocketTransport::on_eof() {
         fatal_error(std::current_exception(), "protocol eof_received() failed");
         return;
     }
-    if (!keep_open) close();
+    if (!keep_open || mode_ == Mode::read_pipe) close();  // a read pipe closes at EOF (asyncio)
 }
 
 void SocketTransport::deliver_held() {
@@ -225,7 +253,7 @@ void SocketTransport::deliver_held() {
 }
 
 void SocketTransport::pause_reading() {
-    if (closing_ || !reading_) return;
+    if (closing_ || !reading_ || mode_ == Mode::write_pipe) return;
     reading_ = false;
     // Stop the kernel from filling shared ring buffers for a reader that does not read; what
     // completes before the cancel lands is held.
@@ -313,7 +341,10 @@ void SocketTransport::submit_send() {
     msg_.msg_iovlen = n;
     inflight_chunks_ = n;
     io_uring_sqe* s = core_.ring.sqe();
-    io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
+    // A pipe's writev raises SIGPIPE when the reader is gone: the pipe transports ignore that
+    // signal process-wide (as Python does) and see EPIPE.
+    if (mode_ == Mode::socket) [[likely]] io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
+    else io_uring_prep_writev(s, fd_, iov_.data(), static_cast<unsigned>(n), -1);
     io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
     send_inflight_ = true;
     ++sends_;
@@ -410,6 +441,10 @@ void SocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
 void SocketTransport::write_eof() {
     if (closing_ || eof_requested_) return;
     eof_requested_ = true;
+    if (mode_ != Mode::socket) {  // a pipe has no half-close: closing our end is its EOF
+        close();
+        return;
+    }
     if (buffered_ == 0 && !send_inflight_) {
         shut_wr_ = true;
         ::shutdown(fd_, SHUT_WR);
@@ -485,7 +520,8 @@ void SocketTransport::maybe_release() {
 std::any SocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
     if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
     if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
-    if (name == "socket") return fd_closed_ ? default_value : std::any(fd_);
+    if (name == "socket") return fd_closed_ || mode_ != Mode::socket ? default_value : std::any(fd_);
+    if (name == "pipe") return fd_closed_ || mode_ == Mode::socket ? default_value : std::any(fd_);
     return default_value;
 }
 

@@ -21,7 +21,13 @@ class SocketTransport final : public Transport,
                               public Rearmable,
                               public std::enable_shared_from_this<SocketTransport> {
 public:
-    SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol);
+    // Pipe modes (connect_read_pipe, connect_write_pipe, subprocess pipes): read(2)/writev(2)
+    // instead of recv/sendmsg, no half-close (write_eof closes), and a write pipe watches for
+    // its reader going away (POLLERR) instead of receiving.
+    enum class Mode : unsigned char { socket, read_pipe, write_pipe };
+
+    SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
+                    Mode mode = Mode::socket);
     ~SocketTransport() override;
 
     // Schedules connection_made (and then reading); `on_made` runs right after it.
@@ -88,7 +94,10 @@ private:
     void call_connection_lost(std::error_code ec);
     void fatal_error(std::exception_ptr e, const char* message);
     void maybe_release();
-    bool wants_read() const { return reading_ && !closing_ && !eof_ && !held_eof_; }
+    bool wants_read() const {
+        return reading_ && !closing_ && !eof_ && !held_eof_ &&
+               (mode_ != Mode::write_pipe || watch_reader_);
+    }
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
 
     LoopCore& core_;
@@ -98,6 +107,8 @@ private:
     std::shared_ptr<SocketTransport> self_;    // the loop's reference, until lost and idle
     RecvOp recv_op_{*this};
     SendOp send_op_{*this};
+    Mode mode_;
+    bool watch_reader_ = false;  // write pipe on a FIFO or socket: POLLERR when the reader goes
     SocketAddress peername_;
     SocketAddress sockname_;
 
@@ -138,8 +149,8 @@ private:
 };
 
 // Creates a transport for a connected socket and schedules connection_made.
-std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
-                                                       std::unique_ptr<BaseProtocol> protocol,
-                                                       Callback on_made = {});
+std::shared_ptr<SocketTransport> make_socket_transport(
+    LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol, Callback on_made = {},
+    SocketTransport::Mode mode = SocketTransport::Mode::socket);
 
 }  // namespace aioring::detail

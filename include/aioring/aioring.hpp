@@ -8,5 +8,6 @@
 #include <aioring/loop.hpp>
 #include <aioring/protocol.hpp>
 #include <aioring/server.hpp>
+#include <aioring/subprocess.hpp>
 #include <aioring/task.hpp>
 #include <aioring/transport.hpp>

@@ -8,6 +8,7 @@
 #include <aioring/callback.hpp>
 #include <aioring/error.hpp>
 #include <aioring/future.hpp>
+#include <aioring/subprocess.hpp>
 #include <aioring/task.hpp>
 #include <aioring/transport.hpp>
 
@@ -170,6 +171,21 @@ public:
                                                   std::uint16_t port, ServerOptions options = {});
     Future<std::shared_ptr<Server>> create_unix_server(ProtocolFactory factory, std::string path,
                                                        ServerOptions options = {});
+
+    // A child process whose standard streams are pipe transports; the factory must make a
+    // SubprocessProtocol. A command that cannot be started fails with the errno's
+    // std::system_error (ENOENT: "No such file or directory"), leaving no zombie.
+    Future<SubprocessConnection> subprocess_exec(ProtocolFactory factory,
+                                                 std::vector<std::string> args,
+                                                 SubprocessOptions options = {});
+    // `/bin/sh -c command`.
+    Future<SubprocessConnection> subprocess_shell(ProtocolFactory factory, std::string command,
+                                                  SubprocessOptions options = {});
+    // A pipe, FIFO, character device (or file) as a read or a write transport; it takes
+    // ownership of `fd`. The factory must make a Protocol or a BufferedProtocol. Writing to a
+    // pipe whose reader is gone gives EPIPE: these ignore SIGPIPE process-wide (as Python does).
+    Future<ReadPipeConnection> connect_read_pipe(ProtocolFactory factory, int fd);
+    Future<WritePipeConnection> connect_write_pipe(ProtocolFactory factory, int fd);
 
     // Internals for transports.
     detail::LoopCore& core() { return *core_; }

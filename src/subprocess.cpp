@@ -1,0 +1,435 @@
+// subprocess_exec/subprocess_shell and connect_read_pipe/connect_write_pipe: posix_spawn with
+// the child's standard streams redirected, pipe-mode stream transports for the pipes, and the
+// exit reaped exactly once through a pidfd polled on the ring.
+#include "src/subprocess.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <mutex>
+#include <stdexcept>
+#include <system_error>
+
+#include "src/op_awaiter.hpp"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+extern char** environ;
+
+namespace aioring::detail {
+
+namespace {
+
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+    throw std::system_error(err, std::system_category(), what);
+}
+
+// Renumbers `g` to 3 or above (close-on-exec), so that the child's dup2 onto 0-2 can neither
+// overwrite it before it is used nor leave its close-on-exec flag set (dup2 onto itself).
+void lift_above_stdio(FdGuard& g) {
+    if (g.fd > 2) return;
+    int moved = ::fcntl(g.fd, F_DUPFD_CLOEXEC, 3);
+    if (moved < 0) throw_errno(errno, "fcntl(F_DUPFD_CLOEXEC)");
+    ::close(g.fd);
+    g.fd = moved;
+}
+
+struct Spawn {
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t actions;
+    Spawn() {
+        posix_spawnattr_init(&attr);
+        posix_spawn_file_actions_init(&actions);
+    }
+    ~Spawn() {
+        posix_spawn_file_actions_destroy(&actions);
+        posix_spawnattr_destroy(&attr);
+    }
+    Spawn(const Spawn&) = delete;
+    Spawn& operator=(const Spawn&) = delete;
+};
+
+void check(int rc, const char* what) {
+    if (rc != 0) throw_errno(rc, what);
+}
+
+// Starts the child; `parent[i]` receives our end of stream i when it is a pipe.
+pid_t spawn_child(const std::vector<std::string>& args, const SubprocessOptions& o,
+                  FdGuard (&parent)[3]) {
+    if (args.empty() || args[0].empty()) throw std::invalid_argument("subprocess: empty command");
+    const int streams[3] = {o.stdin, o.stdout, o.stderr};
+    for (int i = 0; i < 3; ++i) {
+        const int v = streams[i];
+        if (v < subprocess::INHERIT || (v == subprocess::STDOUT && i != 2))
+            throw std::invalid_argument(
+                "subprocess: stdin, stdout and stderr take PIPE, DEVNULL, INHERIT, an fd, or "
+                "(stderr only) STDOUT");
+    }
+
+    Spawn sp;
+    std::vector<std::unique_ptr<FdGuard>> child_ends;  // closed once the child has them
+    for (int i = 0; i < 3; ++i) {
+        const int v = streams[i];
+        int source = -1;
+        if (v == subprocess::PIPE) {
+            int p[2];
+            if (::pipe2(p, O_CLOEXEC) != 0) throw_errno(errno, "pipe2");
+            auto r = std::make_unique<FdGuard>(p[0]);
+            auto w = std::make_unique<FdGuard>(p[1]);
+            lift_above_stdio(*r);
+            lift_above_stdio(*w);
+            auto& ours = i == 0 ? w : r;
+            auto& theirs = i == 0 ? r : w;
+            parent[i].fd = ours->release();
+            source = theirs->fd;
+            child_ends.push_back(std::move(theirs));
+        } else if (v == subprocess::DEVNULL) {
+            check(posix_spawn_file_actions_addopen(&sp.actions, i, "/dev/null",
+                                                   i == 0 ? O_RDONLY : O_WRONLY, 0),
+                  "posix_spawn_file_actions_addopen");
+        } else if (v == subprocess::STDOUT) {
+            source = 1;  // the child's stdout, already in place: stdout's action came first
+        } else if (v >= 0 && v != i) {
+            auto copy = std::make_unique<FdGuard>(::fcntl(v, F_DUPFD_CLOEXEC, 3));
+            if (copy->fd < 0) throw_errno(errno, "subprocess: bad file descriptor for a std stream");
+            source = copy->fd;
+            child_ends.push_back(std::move(copy));
+        }
+        if (source >= 0)
+            check(posix_spawn_file_actions_adddup2(&sp.actions, source, i),
+                  "posix_spawn_file_actions_adddup2");
+    }
+    if (o.cwd)
+        check(posix_spawn_file_actions_addchdir_np(&sp.actions, o.cwd->c_str()),
+              "posix_spawn_file_actions_addchdir_np");
+    if (o.close_fds)
+        check(posix_spawn_file_actions_addclosefrom_np(&sp.actions, 3),
+              "posix_spawn_file_actions_addclosefrom_np");
+
+    // The loop's thread may block signals it reads from a signalfd, and we ignore SIGPIPE: the
+    // child starts with an empty mask and SIGPIPE/SIGXFSZ at their defaults.
+    sigset_t mask, defaults;
+    sigemptyset(&mask);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGXFSZ);
+    check(posix_spawnattr_setsigmask(&sp.attr, &mask), "posix_spawnattr_setsigmask");
+    check(posix_spawnattr_setsigdefault(&sp.attr, &defaults), "posix_spawnattr_setsigdefault");
+    check(posix_spawnattr_setflags(&sp.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+          "posix_spawnattr_setflags");
+
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    std::vector<char*> envp;
+    char** env = environ;
+    if (o.env) {
+        for (const auto& [k, v] : *o.env) env_strings.push_back(k + "=" + v);
+        for (auto& s : env_strings) envp.push_back(s.data());
+        envp.push_back(nullptr);
+        env = envp.data();
+    }
+    // glibc's posix_spawn runs the child with CLONE_VM|CLONE_VFORK and reports an exec
+    // failure (and reaps that child) itself: no zombie is left behind.
+    pid_t pid = -1;
+    int rc = ::posix_spawnp(&pid, argv[0], &sp.actions, &sp.attr, argv.data(), env);
+    if (rc != 0) throw_errno(rc, "cannot run '" + args[0] + "'");  // `parent` closes ours
+    return pid;
+}
+
+}  // namespace
+
+void ignore_sigpipe() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction old {};
+        if (::sigaction(SIGPIPE, nullptr, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+            old.sa_handler == SIG_DFL)
+            ::signal(SIGPIPE, SIG_IGN);
+    });
+}
+
+// ---- the pipes' protocol -------------------------------------------------------------------
+
+class Subprocess::PipeProtocol final : public Protocol {
+public:
+    PipeProtocol(Subprocess& sub, int fd) : sub_(sub), fd_(fd) {}
+    void data_received(std::string_view data) override { sub_.on_pipe_data(fd_, data); }
+    void connection_lost(std::error_code ec) override { sub_.on_pipe_lost(fd_, ec); }
+    void pause_writing() override { sub_.on_pause_writing(); }
+    void resume_writing() override { sub_.on_resume_writing(); }
+
+private:
+    Subprocess& sub_;  // outlives the pipes: connection_lost waits for every pipe's
+    int fd_;
+};
+
+// ---- the subprocess transport ----------------------------------------------------------------
+
+Subprocess::Subprocess(LoopCore& core, std::unique_ptr<BaseProtocol> protocol)
+    : core_(core), protocol_(std::move(protocol)) {
+    if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
+    if (protocol_->kind() != BaseProtocol::Kind::subprocess)
+        throw std::invalid_argument("a subprocess transport needs a SubprocessProtocol");
+}
+
+Subprocess::~Subprocess() {
+    if (pidfd_ >= 0) ::close(pidfd_);
+}
+
+void Subprocess::start(const std::vector<std::string>& args, const SubprocessOptions& options,
+                       Callback on_made) {
+    ignore_sigpipe();
+    FdGuard ours[3] = {FdGuard(-1), FdGuard(-1), FdGuard(-1)};
+    pid_ = spawn_child(args, options, ours);
+    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (pidfd_ < 0) {
+        const int err = errno;
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        throw_errno(err, "pidfd_open");
+    }
+    for (int i = 0; i < 3; ++i) {
+        if (ours[i].fd < 0) continue;
+        const auto mode = i == 0 ? SocketTransport::Mode::write_pipe : SocketTransport::Mode::read_pipe;
+        pipes_[i] = make_socket_transport(core_, ours[i].release(),
+                                          std::make_unique<PipeProtocol>(*this, i), {}, mode);
+        pipe_open_[i] = true;
+    }
+    self_ = shared_from_this();
+    // The pipes' own connection_made were posted first and arm their reads; nothing reaches the
+    // protocol before this runs.
+    core_.post([this, on_made = std::move(on_made)]() mutable {
+        made_ = true;
+        arm_exit_watch();
+        try {
+            proto()->connection_made(*this);
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol connection_made() failed");
+        }
+        if (on_made) on_made();
+    });
+}
+
+void Subprocess::arm_exit_watch() {
+    io_uring_sqe* s = core_.ring.sqe();
+    io_uring_prep_poll_add(s, pidfd_, POLLIN);
+    io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
+    watch_armed_ = true;
+}
+
+void Subprocess::complete(int res, unsigned) {
+    watch_armed_ = false;
+    if (res < 0 && res != -EINTR && res != -EAGAIN) {
+        // The watch cannot work: reap synchronously is not an option, so report it.
+        report(core_, std::make_exception_ptr(std::system_error(-res, std::system_category(),
+                                                                "poll on a pidfd")),
+               "subprocess exit watch failed", this);
+    }
+    siginfo_t si{};
+    int rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &si,
+                      WEXITED | WNOHANG);
+    if (rc == 0 && si.si_pid == 0) {  // not exited yet (a spurious wake-up)
+        if (res >= 0) arm_exit_watch();
+        return;
+    }
+    if (rc != 0) {
+        // Someone else reaped it (waitpid(-1) elsewhere): asyncio reports 255 then.
+        returncode_ = 255;
+    } else if (si.si_code == CLD_EXITED) {
+        returncode_ = si.si_status;
+    } else {
+        returncode_ = -si.si_status;  // CLD_KILLED, CLD_DUMPED
+    }
+    ::close(pidfd_);
+    pidfd_ = -1;
+    try {
+        proto()->process_exited();
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol process_exited() failed");
+    }
+    try_finish();
+}
+
+void Subprocess::on_pipe_data(int fd, std::string_view data) {
+    if (finished_) return;
+    try {
+        proto()->pipe_data_received(fd, data);
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol pipe_data_received() failed");
+    }
+}
+
+void Subprocess::on_pipe_lost(int fd, std::error_code ec) {
+    pipe_open_[fd] = false;
+    try {
+        proto()->pipe_connection_lost(fd, ec);
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol pipe_connection_lost() failed");
+    }
+    try_finish();
+}
+
+void Subprocess::on_pause_writing() {
+    try {
+        proto()->pause_writing();
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol pause_writing() failed");
+    }
+}
+
+void Subprocess::on_resume_writing() {
+    try {
+        proto()->resume_writing();
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol resume_writing() failed");
+    }
+}
+
+void Subprocess::try_finish() {
+    // asyncio's _try_finish: connection_lost once the child exited and every pipe is closed.
+    if (finished_ || !returncode_) return;
+    for (bool open : pipe_open_)
+        if (open) return;
+    finished_ = true;
+    closed_ = true;
+    core_.post([this] {
+        try {
+            proto()->connection_lost({});
+        } catch (...) {
+            report(core_, std::current_exception(), "protocol connection_lost() failed", this);
+        }
+        if (self_) core_.post([self = std::move(self_)] {});  // freed after this call returns
+    });
+}
+
+void Subprocess::fatal_error(std::exception_ptr e, const char* message) {
+    report(core_, std::move(e), message, this);
+    close();
+}
+
+void Subprocess::close() {
+    if (closed_) return;
+    closed_ = true;
+    for (int i = 0; i < 3; ++i)
+        if (pipes_[i] && pipe_open_[i]) pipes_[i]->close();
+    if (!returncode_) kill();
+}
+
+void Subprocess::send_signal(int sig) {
+    if (returncode_ || pidfd_ < 0) return;
+    if (::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) != 0) {
+        if (errno == EINVAL) throw std::invalid_argument("send_signal: invalid signal");
+        // ESRCH: it exited and its exit is on the way.
+    }
+}
+
+void Subprocess::terminate() { send_signal(SIGTERM); }
+void Subprocess::kill() { send_signal(SIGKILL); }
+
+BaseTransport* Subprocess::get_pipe_transport(int fd) const {
+    if (fd < 0 || fd > 2) return nullptr;
+    return pipes_[fd].get();
+}
+
+std::any Subprocess::get_extra_info(std::string_view name, std::any default_value) const {
+    if (name == "pid") return std::any(static_cast<int>(pid_));
+    return default_value;
+}
+
+void Subprocess::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
+    if (!protocol) throw std::invalid_argument("set_protocol(nullptr)");
+    if (protocol->kind() != BaseProtocol::Kind::subprocess)
+        throw std::invalid_argument("a subprocess transport needs a SubprocessProtocol");
+    // The old protocol may be the caller: it is freed once the current callback has returned.
+    core_.post([old = std::shared_ptr<BaseProtocol>(std::move(protocol_))] {});
+    protocol_ = std::move(protocol);
+}
+
+// ---- the loop's methods ----------------------------------------------------------------------
+
+namespace {
+
+Future<SubprocessConnection> start_subprocess(LoopCore& core, ProtocolFactory& factory,
+                                              const std::vector<std::string>& args,
+                                              const SubprocessOptions& options) {
+    auto fut = Future<SubprocessConnection>(core.loop);
+    try {
+        auto protocol = factory();
+        auto* p = dynamic_cast<SubprocessProtocol*>(protocol.get());
+        auto sub = std::make_shared<Subprocess>(core, std::move(protocol));
+        std::weak_ptr<Subprocess> weak = sub;
+        sub->start(args, options, [fut, weak, p] {
+            if (!fut.done()) fut.set_result(SubprocessConnection{weak.lock(), p});
+        });
+    } catch (...) {
+        fut.set_exception(std::current_exception());
+    }
+    return fut;
+}
+
+template <class T>
+Future<TransportAndProtocol<T>> wrap_pipe(LoopCore& core, int fd, ProtocolFactory& factory,
+                                          SocketTransport::Mode mode) {
+    auto fut = Future<TransportAndProtocol<T>>(core.loop);
+    FdGuard guard(fd);
+    try {
+        struct stat st {};
+        if (fd < 0 || ::fstat(fd, &st) != 0)
+            throw std::invalid_argument("pipe transport: bad file descriptor");
+        if (S_ISDIR(st.st_mode)) throw std::invalid_argument("pipe transport: fd is a directory");
+        if (mode == SocketTransport::Mode::write_pipe) ignore_sigpipe();
+        auto protocol = factory();
+        BaseProtocol* p = protocol.get();
+        auto holder = std::make_shared<std::shared_ptr<SocketTransport>>();
+        auto t = std::make_shared<SocketTransport>(core, fd, std::move(protocol), mode);
+        guard.release();  // the transport owns it now
+        *holder = t;
+        t->start([fut, holder, p] {
+            if (!fut.done()) fut.set_result(TransportAndProtocol<T>{std::move(*holder), p});
+        });
+    } catch (...) {
+        fut.set_exception(std::current_exception());
+    }
+    return fut;
+}
+
+}  // namespace
+}  // namespace aioring::detail
+
+namespace aioring {
+
+Future<SubprocessConnection> EventLoop::subprocess_exec(ProtocolFactory factory,
+                                                        std::vector<std::string> args,
+                                                        SubprocessOptions options) {
+    return detail::start_subprocess(*core_, factory, args, options);
+}
+
+Future<SubprocessConnection> EventLoop::subprocess_shell(ProtocolFactory factory,
+                                                         std::string command,
+                                                         SubprocessOptions options) {
+    return detail::start_subprocess(*core_, factory, {"/bin/sh", "-c", std::move(command)},
+                                    options);
+}
+
+Future<ReadPipeConnection> EventLoop::connect_read_pipe(ProtocolFactory factory, int fd) {
+    return detail::wrap_pipe<ReadTransport>(*core_, fd, factory,
+                                            detail::SocketTransport::Mode::read_pipe);
+}
+
+Future<WritePipeConnection> EventLoop::connect_write_pipe(ProtocolFactory factory, int fd) {
+    return detail::wrap_pipe<WriteTransport>(*core_, fd, factory,
+                                             detail::SocketTransport::Mode::write_pipe);
+}
+
+}  // namespace aioring
