@@ -153,4 +153,92 @@ inline std::string read_n(int fd, std::size_t n) {
 
 inline void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
+// Reads what a non-blocking peer fd has into `out` while the loop runs; true once `pred(out)`
+// holds. `eof`, when given, is set at end of stream.
+inline bool read_while_running(EventLoop& loop, int fd, std::string& out,
+                               std::function<bool(const std::string&)> pred, bool* eof = nullptr,
+                               double timeout = 20.0) {
+    set_nonblocking(fd);
+    return run_until(loop, [&] {
+        char buf[65536];
+        for (;;) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n > 0) {
+                out.append(buf, static_cast<std::size_t>(n));
+                continue;
+            }
+            if (n == 0 && eof) *eof = true;
+            break;
+        }
+        return pred(out);
+    }, timeout);
+}
+
+// Reads from the peer fd until `n` bytes have come (the loop runs meanwhile).
+inline std::string peer_read(EventLoop& loop, int fd, std::size_t n) {
+    std::string out;
+    CHECK(read_while_running(loop, fd, out, [n](const std::string& s) { return s.size() >= n; }));
+    return out;
+}
+
+// Runs the loop until the peer fd reads EOF; returns what came before it.
+inline std::string peer_read_to_eof(EventLoop& loop, int fd) {
+    std::string out;
+    bool eof = false;
+    CHECK(read_while_running(loop, fd, out, [&](const std::string&) { return eof; }, &eof));
+    return out;
+}
+
+// A plain listening TCP socket on 127.0.0.1 (an independent peer for client transports).
+struct TcpListener {
+    int fd = -1;
+    std::uint16_t port = 0;
+    TcpListener() {
+        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd >= 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd, 16) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+    }
+    ~TcpListener() { ::close(fd); }
+    int accept() { return ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC); }
+};
+
+// A blocking TCP client socket connected to 127.0.0.1:port (or -1).
+inline int tcp_connect(std::uint16_t port, int family = AF_INET) {
+    int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int rc;
+    if (family == AF_INET) {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(port);
+        rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    } else {
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        a.sin6_addr = in6addr_loopback;
+        a.sin6_port = htons(port);
+        rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    }
+    if (rc != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// A protocol that writes back what it receives.
+struct EchoProtocol : Protocol {
+    Transport* t = nullptr;
+    void connection_made(Transport& tr) override { t = &tr; }
+    void data_received(std::string_view d) override { t->write(d); }
+};
+
 }  // namespace testing
