@@ -521,6 +521,8 @@ std::any SocketTransport::get_extra_info(std::string_view name, std::any default
     if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
     if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
     if (name == "socket") return fd_closed_ || mode_ != Mode::socket ? default_value : std::any(fd_);
+    // Diagnostic (not asyncio): send operations submitted so far, to check coalescing.
+    if (name == "send_calls") return std::any(sends_);
     if (name == "pipe") return fd_closed_ || mode_ == Mode::socket ? default_value : std::any(fd_);
     return default_value;
 }
@@ -538,6 +540,15 @@ void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     protocol_ = std::move(protocol);
     if (!recv_armed_) core_.post([old = std::shared_ptr<BaseProtocol>(std::move(retired_))] {});
     else if (kind_changed || kind == BaseProtocol::Kind::buffered) cancel_recv();
+}
+
+std::unique_ptr<BaseProtocol> SocketTransport::exchange_protocol(std::unique_ptr<BaseProtocol> protocol) {
+    auto old = std::move(protocol_);
+    protocol_ = std::move(protocol);
+    // What the armed receive completes goes to the new protocol (start_tls: bytes that arrived
+    // before the upgrade are fed to TLS, not lost).
+    if (recv_armed_ && old->kind() == BaseProtocol::Kind::buffered) cancel_recv();
+    return old;
 }
 
 }  // namespace aioring::detail
