@@ -38,6 +38,11 @@ public:
     bool is_closing() const override { return closing_; }
     std::any get_extra_info(std::string_view name, std::any default_value) const override;
     void set_protocol(std::unique_ptr<BaseProtocol> protocol) override;
+    // start_tls: installs `protocol` and hands the current one back instead of freeing it; the
+    // caller keeps it alive as long as this transport (an armed receive may point into it).
+    std::unique_ptr<BaseProtocol> exchange_protocol(std::unique_ptr<BaseProtocol> protocol);
+    // pause_writing was the protocol's last flow-control call.
+    bool is_writing_paused() const { return protocol_paused_; }
     BaseProtocol* get_protocol() const override { return protocol_.get(); }
     EventLoop& get_loop() const override { return core_.loop; }
     // ReadTransport
