@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""tools/dev bench: aioring's echo servers against their peers under aioring-load.
+
+Runs every server (aioring's echo_server per API, Python asyncio and uvloop with Protocol and
+streams, a raw liburing echo) under the same workloads, server and load pinned to different
+cores, servers interleaved, each workload repeated (median of the repetitions). Prints one
+markdown table: msgs/s, MB/s, p99 latency, and the server's CPU time per message (from
+/proc/PID/stat, utime + stime over the measured window), with each server's ratio to aioring's
+Protocol echo. Then aioring-load against a minimal epoll client, driving the same server.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+WORKLOADS = [
+    # name, aioring-load arguments
+    ("64 B ping-pong, 50 conns", ["--mode", "echo", "--size", "64", "--connections", "50"]),
+    ("1 KiB ping-pong, 50 conns", ["--mode", "echo", "--size", "1024", "--connections", "50"]),
+    ("64 KiB stream, 10 conns", ["--mode", "stream", "--size", "65536", "--connections", "10"]),
+]
+BASELINE = "aioring protocol"
+
+
+def python_with_uvloop():
+    """The Python to run the peers with: one that has uvloop (Debian's python3-uvloop belongs to
+    /usr/bin/python3, which may not be the python3 first on PATH), else this one."""
+    for exe in (sys.executable, "/usr/bin/python3"):
+        if exe and os.access(exe, os.X_OK) and subprocess.run(
+                [exe, "-c", "import uvloop"], capture_output=True).returncode == 0:
+            return exe, True
+    return sys.executable, False
+
+
+def servers(build):
+    echo = os.path.join(build, "examples", "echo_server")
+    exe, has_uvloop = python_with_uvloop()
+    py = [exe, os.path.join(HERE, "py_echo_server.py")]
+    out = [
+        ("aioring protocol", [echo, "--api", "protocol"]),
+        ("aioring buffered", [echo, "--api", "buffered"]),
+        ("aioring streams", [echo, "--api", "streams"]),
+        ("raw liburing", [os.path.join(build, "tools", "raw_uring_echo")]),
+        ("asyncio protocol", py + ["--loop", "asyncio", "--api", "protocol"]),
+        ("asyncio streams", py + ["--loop", "asyncio", "--api", "streams"]),
+    ]
+    if has_uvloop:
+        out += [("uvloop protocol", py + ["--loop", "uvloop", "--api", "protocol"]),
+                ("uvloop streams", py + ["--loop", "uvloop", "--api", "streams"])]
+    else:
+        print("note: python3-uvloop is not installed; uvloop servers skipped", file=sys.stderr)
+    return out
+
+
+def pin(cpu, cmd):
+    if cpu is None or not shutil.which("taskset"):
+        return cmd
+    return ["taskset", "-c", str(cpu)] + cmd
+
+
+class Server:
+    """A server process on an ephemeral port; port is None when it would not start."""
+
+    def __init__(self, cmd, cpu):
+        self.proc = subprocess.Popen(pin(cpu, cmd + ["--port", "0"]), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.port = None
+        self.error = ""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.error = self.proc.stderr.read().strip().splitlines()[:1]
+                self.error = self.error[0] if self.error else "exited with %s" % self.proc.wait()
+                return
+            if line.startswith("Serving on"):
+                self.port = int(line.rsplit(":", 1)[1])
+                return
+        self.error = "did not print 'Serving on' within 10 s"
+
+    def cpu_seconds(self):
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_load(args, load_bin, port, extra, warmup, duration, cpu, server=None):
+    """Runs aioring-load; returns its JSON and the server's CPU seconds over the window."""
+    cmd = pin(cpu, [load_bin, "--port", str(port), "--json", "--no-progress",
+                    "--warmup", str(warmup), "--duration", str(duration)] + extra)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cpu_s = None
+    if server is not None:
+        # aioring-load spends a moment connecting before its warm-up starts; the window is
+        # sampled from just after the warm-up to just before the end.
+        time.sleep(warmup + 0.1)
+        c0, t0 = server.cpu_seconds(), time.monotonic()
+        time.sleep(max(0.1, duration - 0.2))
+        c1, t1 = server.cpu_seconds(), time.monotonic()
+        cpu_s = (c1 - c0, t1 - t0)
+    out, err = p.communicate(timeout=duration + warmup + 60)
+    if p.returncode != 0:
+        raise RuntimeError(err.strip().splitlines()[0] if err.strip() else "exit %d" % p.returncode)
+    return json.loads(out), cpu_s
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, digits=0):
+    if x is None:
+        return "n/a"
+    return f"{x:,.{digits}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
+    ap.add_argument("--quick", action="store_true", help="1 repetition of 2 s each")
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--duration", type=float, default=None)
+    ap.add_argument("--warmup", type=float, default=None)
+    ap.add_argument("--only", default="", help="comma-separated substrings of server names")
+    args = ap.parse_args()
+    reps = args.reps or (1 if args.quick else 3)
+    duration = args.duration or (2.0 if args.quick else 5.0)
+    warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+
+    load_bin = os.path.join(args.build, "tools", "aioring-load")
+    if not os.access(load_bin, os.X_OK):
+        sys.exit(f"bench: {load_bin} not found: build the release preset first (tools/dev bench)")
+    ncpu = os.cpu_count() or 1
+    server_cpu, load_cpu = (0, 1) if ncpu >= 2 else (None, None)
+
+    candidates = servers(args.build)
+    if args.only:
+        keys = [k.strip() for k in args.only.split(",") if k.strip()]
+        candidates = [s for s in candidates if any(k in s[0] for k in keys)]
+    # Drop the servers that cannot start here (a missing binary, an --api not built yet).
+    available = []
+    for name, cmd in candidates:
+        if not os.access(cmd[0], os.X_OK):
+            print(f"skip {name}: {cmd[0]} not built", file=sys.stderr)
+            continue
+        s = Server(cmd, server_cpu)
+        s.stop()
+        if s.port is None:
+            print(f"skip {name}: {s.error}", file=sys.stderr)
+            continue
+        available.append((name, cmd))
+    if not available:
+        sys.exit("bench: no server could start")
+
+    total = reps * len(WORKLOADS) * len(available)
+    print(f"bench: {len(available)} servers x {len(WORKLOADS)} workloads x {reps} repetitions, "
+          f"{warmup:g} s warm-up + {duration:g} s each (about {total * (warmup + duration + 1.5) / 60:.0f} min); "
+          f"server on cpu {server_cpu}, load on cpu {load_cpu}", file=sys.stderr)
+
+    results = {}  # (workload, server) -> list of (msgs/s, MB/s, p99, cpu us/msg, errors)
+    epoll = {"aioring-load": [], "epoll_client": []}
+    epoll_bin = os.path.join(args.build, "tools", "epoll_client")
+    done = 0
+    for rep in range(reps):
+        for wname, wargs in WORKLOADS:
+            # Interleave: each repetition visits the servers in a rotated order.
+            order = available[rep % len(available):] + available[:rep % len(available)]
+            for name, cmd in order:
+                done += 1
+                s = Server(cmd, server_cpu)
+                try:
+                    if s.port is None:
+                        raise RuntimeError(s.error)
+                    r, (cpu_s, window) = run_load(args, load_bin, s.port, wargs, warmup, duration,
+                                                  load_cpu, s)
+                    msgs_in_window = r["msgs_per_s"] * window
+                    cpu_us = cpu_s / msgs_in_window * 1e6 if msgs_in_window else None
+                    row = (r["msgs_per_s"], r["mb_per_s"], r["latency_us"]["p99"], cpu_us, r["errors"])
+                    print(f"[{done}/{total}] {wname:26} {name:18} {r['msgs_per_s']:>12,.0f} msg/s "
+                          f"cpu {fmt(cpu_us, 2)} us/msg errors {r['errors']}", file=sys.stderr)
+                except Exception as e:  # one failed run must not lose the rest of the bench
+                    print(f"[{done}/{total}] {wname:26} {name:18} failed: {e}", file=sys.stderr)
+                    row = None
+                finally:
+                    s.stop()
+                if row:
+                    results.setdefault((wname, name), []).append(row)
+        # The load tool against a minimal epoll client, one thread each, same server, same core.
+        if os.access(epoll_bin, os.X_OK):
+            target = next((c for n, c in available if n == BASELINE), available[0][1])
+            for tool in ("aioring-load", "epoll_client"):
+                s = Server(target, server_cpu)
+                try:
+                    base = ["--port", str(s.port), "--connections", "50", "--size", "64",
+                            "--warmup", str(warmup), "--duration", str(duration)]
+                    if tool == "aioring-load":
+                        cmd = [load_bin, "--json", "--no-progress", "--threads", "1"] + base
+                    else:
+                        cmd = [epoll_bin] + base
+                    out = subprocess.run(pin(load_cpu, cmd), capture_output=True, text=True,
+                                         timeout=duration + warmup + 60)
+                    epoll[tool].append(json.loads(out.stdout)["msgs_per_s"])
+                except Exception as e:
+                    print(f"{tool} vs epoll: failed: {e}", file=sys.stderr)
+                finally:
+                    s.stop()
+
+    # The table.
+    print()
+    print(f"Echo servers under aioring-load ({reps} repetition{'s' if reps > 1 else ''}, "
+          f"median; {duration:g} s measured after {warmup:g} s warm-up; {ncpu} cores, "
+          f"server on cpu {server_cpu}, load on cpu {load_cpu})")
+    print()
+    print("| workload | server | msgs/s | MB/s | p99 us | server CPU us/msg | msgs/s vs aioring | CPU/msg vs aioring |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for wname, _ in WORKLOADS:
+        base = results.get((wname, BASELINE))
+        base_rate = median([r[0] for r in base]) if base else None
+        base_cpu = median([r[3] for r in base]) if base else None
+        for name, _ in available:
+            rows = results.get((wname, name))
+            if not rows:
+                print(f"| {wname} | {name} | failed | | | | | |")
+                continue
+            rate, mb, p99, cpu = (median([r[i] for r in rows]) for i in range(4))
+            errors = sum(r[4] for r in rows)
+            ratio_rate = f"{rate / base_rate:.2f}x" if base_rate and rate else "n/a"
+            ratio_cpu = f"{cpu / base_cpu:.2f}x" if base_cpu and cpu else "n/a"
+            flag = f" ({errors} errors)" if errors else ""
+            print(f"| {wname} | {name}{flag} | {fmt(rate)} | {fmt(mb, 1)} | {fmt(p99)} | "
+                  f"{fmt(cpu, 2)} | {ratio_rate} | {ratio_cpu} |")
+    print()
+    if ncpu <= 2:
+        print("How to read it: on a 2-core machine the load core saturates before a fast server "
+              "does, so msgs/s is capped by the load generator for every fast server; the "
+              "server's CPU time per message is the figure that ranks fast servers (lower is "
+              "better; a ratio above 1.00x costs more CPU than aioring's Protocol echo).")
+    else:
+        print("How to read it: msgs/s and p99 compare servers while the load core keeps up; "
+              "the server's CPU time per message compares their cost (lower is better).")
+    if epoll["aioring-load"] and epoll["epoll_client"]:
+        a, e = median(epoll["aioring-load"]), median(epoll["epoll_client"])
+        print()
+        print("Is aioring-load the bottleneck? One thread of each against the same server "
+              "(64 B ping-pong, 50 connections):")
+        print()
+        print("| client | msgs/s | ratio |")
+        print("|---|---:|---:|")
+        print(f"| aioring-load --threads 1 | {fmt(a)} | {a / e:.2f}x |")
+        print(f"| minimal epoll client | {fmt(e)} | 1.00x |")
+        print()
+        print("aioring-load checks every echoed byte and records every latency; the epoll client "
+              "does neither. A ratio of 1.00x or more means the tool is not the bottleneck.")
+
+
+if __name__ == "__main__":
+    main()
