@@ -1,0 +1,563 @@
+// subprocess_exec/subprocess_shell with SubprocessProtocol: callback order, exit statuses,
+// signals, a command that cannot start, pipes that close early or break, no fd or zombie leak,
+// 50 MiB through cat both ways with flow control, and the subprocess_pipe example.
+#include "support.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <climits>
+#include <cstdlib>
+#include <optional>
+
+using namespace testing;
+namespace sp = aioring::subprocess;
+
+namespace {
+
+struct SubEvents {
+    int made = 0, exited = 0, lost = 0, destroyed = 0, pauses = 0, resumes = 0;
+    int pipe_lost[3] = {0, 0, 0};
+    std::error_code pipe_error[3];
+    std::string out, err;
+    std::optional<int> code_at_exit;
+    bool order_ok = true;
+    std::vector<std::string> order;  // "made", "lost0", "lost1", "exited", "lost", ...
+    SubprocessTransport* transport = nullptr;
+};
+
+// Records every callback and checks asyncio's order: connection_made first; no data on a pipe
+// after its pipe_connection_lost; process_exited once; connection_lost last, after
+// process_exited and every pipe's pipe_connection_lost.
+class Recorder : public SubprocessProtocol {
+public:
+    explicit Recorder(SubEvents& e) : e_(e) {}
+    ~Recorder() override { ++e_.destroyed; }
+    void connection_made(SubprocessTransport& t) override {
+        if (e_.made || e_.lost) e_.order_ok = false;
+        ++e_.made;
+        e_.transport = &t;
+        e_.order.push_back("made");
+        if (on_made) on_made(t);
+    }
+    void pipe_data_received(int fd, std::string_view d) override {
+        if (!e_.made || e_.lost || (fd != 1 && fd != 2) || e_.pipe_lost[fd]) e_.order_ok = false;
+        (fd == 1 ? e_.out : e_.err).append(d);
+        if (on_data) on_data(fd, d);
+    }
+    void pipe_connection_lost(int fd, std::error_code ec) override {
+        if (!e_.made || e_.lost || fd < 0 || fd > 2 || e_.pipe_lost[fd]) e_.order_ok = false;
+        ++e_.pipe_lost[fd];
+        e_.pipe_error[fd] = ec;
+        e_.order.push_back("lost" + std::to_string(fd));
+    }
+    void process_exited() override {
+        if (!e_.made || e_.lost || e_.exited) e_.order_ok = false;
+        ++e_.exited;
+        e_.code_at_exit = e_.transport->get_returncode();
+        e_.order.push_back("exited");
+    }
+    void connection_lost(std::error_code ec) override {
+        if (!e_.made || e_.lost || !e_.exited || ec) e_.order_ok = false;
+        for (int fd = 0; fd < 3; ++fd)
+            if (e_.transport->get_pipe_transport(fd) && e_.pipe_lost[fd] != 1) e_.order_ok = false;
+        ++e_.lost;
+        e_.order.push_back("lost");
+    }
+    void pause_writing() override {
+        if (e_.pauses != e_.resumes) e_.order_ok = false;
+        ++e_.pauses;
+        if (on_pause) on_pause(true);
+    }
+    void resume_writing() override {
+        if (e_.pauses != e_.resumes + 1) e_.order_ok = false;
+        ++e_.resumes;
+        if (on_pause) on_pause(false);
+    }
+    std::function<void(SubprocessTransport&)> on_made;
+    std::function<void(int, std::string_view)> on_data;
+    std::function<void(bool)> on_pause;
+
+private:
+    SubEvents& e_;
+};
+
+SubprocessConnection spawn(EventLoop& loop, SubEvents& ev, std::vector<std::string> args,
+                           SubprocessOptions options = {}) {
+    return run(loop, loop.subprocess_exec([&ev] { return std::make_unique<Recorder>(ev); },
+                                          std::move(args), std::move(options)));
+}
+
+int open_fds() {
+    int n = 0;
+    DIR* d = ::opendir("/proc/self/fd");
+    REQUIRE(d != nullptr);
+    while (dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+    return n;
+}
+
+// No child of ours is left unreaped (a zombie would be reaped and reported here).
+bool no_zombies() {
+    errno = 0;
+    return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;
+}
+
+std::string pattern(std::size_t n) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + i / 4093) & 0xff);
+    return s;
+}
+
+// The example next to this test binary: build/X/tests/test_subprocess -> build/X/examples/.
+std::string example_path(const char* name) {
+    char self[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return {};
+    std::string p(self, static_cast<std::size_t>(n));
+    p = p.substr(0, p.rfind('/'));
+    p = p.substr(0, p.rfind('/')) + "/examples/" + name;
+    return ::access(p.c_str(), X_OK) == 0 ? p : std::string();
+}
+
+}  // namespace
+
+TEST_SUITE("subprocess") {
+TEST_CASE("echo: output on fd 1, exit 0, connection_lost last") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    auto [t, p] = spawn(loop, ev, {"echo", "hello"});
+    REQUIRE(t);
+    CHECK(p != nullptr);
+    CHECK(ev.made == 1);
+    CHECK(t->get_pid() > 0);
+    CHECK(t->pipe_transport<WriteTransport>(0) != nullptr);
+    CHECK(t->pipe_transport<ReadTransport>(1) != nullptr);
+    CHECK(t->pipe_transport<ReadTransport>(2) != nullptr);
+    CHECK(t->get_pipe_transport(3) == nullptr);
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(ev.out == "hello\n");
+    CHECK(ev.err.empty());
+    CHECK(t->get_returncode() == 0);
+    CHECK(ev.code_at_exit == 0);
+    CHECK(ev.order.back() == "lost");
+    CHECK(ev.order_ok);
+    CHECK(t->is_closing());
+    t->kill();  // a handle stays safe after the end
+    t->close();
+    t.reset();
+    REQUIRE(run_until(loop, [&] { return ev.destroyed == 1; }));
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("exit statuses and stderr; subprocess_shell runs /bin/sh -c") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    for (int code : {0, 1, 3, 77, 255}) {
+        SubEvents ev;
+        auto c = spawn(loop, ev, {"sh", "-c", "echo err >&2; exit " + std::to_string(code)});
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        CHECK(c.transport->get_returncode() == code);
+        CHECK(ev.err == "err\n");
+        CHECK(ev.order_ok);
+    }
+    SubEvents ev;
+    auto c = run(loop, loop.subprocess_shell([&] { return std::make_unique<Recorder>(ev); },
+                                             "echo $((6 * 7)); exit 5"));
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(ev.out == "42\n");
+    CHECK(c.transport->get_returncode() == 5);
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("death by a signal gives -N: terminate, kill, send_signal and the child's own") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    struct Case {
+        std::function<void(SubprocessTransport&)> act;
+        int expected;
+    };
+    std::vector<Case> cases = {
+        {[](SubprocessTransport& t) { t.terminate(); }, -SIGTERM},
+        {[](SubprocessTransport& t) { t.kill(); }, -SIGKILL},
+        {[](SubprocessTransport& t) { t.send_signal(SIGUSR1); }, -SIGUSR1},
+    };
+    for (auto& c : cases) {
+        SubEvents ev;
+        // The child says it is ready, then waits forever on its stdin.
+        auto conn = spawn(loop, ev, {"sh", "-c", "echo ready; read x; exit 0"});
+        REQUIRE(run_until(loop, [&] { return ev.out == "ready\n"; }));
+        CHECK(!conn.transport->get_returncode());
+        c.act(*conn.transport);
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        CHECK(conn.transport->get_returncode() == c.expected);
+        CHECK(ev.order_ok);
+    }
+    SubEvents ev;
+    auto conn = spawn(loop, ev, {"sh", "-c", "kill -s INT $$"});
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(conn.transport->get_returncode() == -SIGINT);
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("a command that does not exist fails with ENOENT and leaves no zombie or fd") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    const int fds = open_fds();
+    SubEvents ev;
+    auto f = loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev); },
+                                  {"/nonexistent/aioring-no-such-command", "x"});
+    REQUIRE(run_until(loop, [&] { return f.done(); }));
+    try {
+        f.result();
+        FAIL("expected an error");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == std::errc::no_such_file_or_directory);
+        CHECK(std::string(e.what()).find("No such file or directory") != std::string::npos);
+    }
+    auto g = loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev); },
+                                  {"aioring-no-such-command-on-path"});
+    REQUIRE(run_until(loop, [&] { return g.done(); }));
+    CHECK_THROWS_AS(g.result(), std::system_error);
+    auto h = loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev); }, {"/"});
+    REQUIRE(run_until(loop, [&] { return h.done(); }));
+    CHECK_THROWS_AS(h.result(), std::system_error);  // EACCES
+    CHECK(ev.made == 0);
+    CHECK(no_zombies());
+    CHECK(open_fds() == fds);
+    // Misuse throws at once, through the future.
+    auto empty = loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev); }, {});
+    CHECK_THROWS_AS(empty.result(), std::invalid_argument);
+    SubprocessOptions bad;
+    bad.stdout = sp::STDOUT;
+    auto b = loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev); }, {"true"}, bad);
+    CHECK_THROWS_AS(b.result(), std::invalid_argument);
+    Events sev;
+    auto wrong = loop.subprocess_exec([&] { return std::make_unique<RecordingProtocol>(sev); }, {"true"});
+    CHECK_THROWS_AS(wrong.result(), std::invalid_argument);
+    CHECK(open_fds() == fds);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("a child that closes stdout early but keeps running") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    auto c = spawn(loop, ev, {"sh", "-c", "echo bye; exec 1>&-; read x; echo \"$x\" >&2; exit 4"});
+    REQUIRE(run_until(loop, [&] { return ev.pipe_lost[1] == 1; }));
+    CHECK(ev.out == "bye\n");
+    CHECK(!ev.pipe_error[1]);
+    CHECK(!c.transport->get_returncode());  // still running
+    CHECK(ev.exited == 0);
+    c.transport->pipe_transport<WriteTransport>(0)->write("go on\n");
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(ev.err == "go on\n");
+    CHECK(c.transport->get_returncode() == 4);
+    CHECK(ev.order_ok);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("a child that exits with data still buffered for its stdin: EPIPE, no SIGPIPE") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    auto c = spawn(loop, ev, {"sh", "-c", "exit 0"});
+    // Far more than a pipe holds, so some of it is still ours when the child is gone.
+    c.transport->pipe_transport<WriteTransport>(0)->write(std::string_view(pattern(4 << 20)));
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(ev.pipe_lost[0] == 1);
+    CHECK(ev.pipe_error[0] == std::errc::broken_pipe);
+    CHECK(c.transport->get_returncode() == 0);
+    CHECK(ev.order_ok);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("close() kills a running child, closes its pipes, and connection_lost follows") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    auto c = spawn(loop, ev, {"sleep", "100"});
+    c.transport->close();
+    CHECK(c.transport->is_closing());
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(c.transport->get_returncode() == -SIGKILL);
+    CHECK(ev.pipe_lost[0] == 1);
+    CHECK(ev.pipe_lost[1] == 1);
+    CHECK(ev.pipe_lost[2] == 1);
+    CHECK(ev.order_ok);
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("stdin/stdout/stderr options: DEVNULL, STDOUT, an fd, cwd, env, close_fds") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    {
+        SubEvents ev;
+        SubprocessOptions o;
+        o.stdin = sp::DEVNULL;
+        o.stderr = sp::STDOUT;
+        auto c = spawn(loop, ev, {"sh", "-c", "cat; echo out; echo err >&2"}, o);
+        CHECK(c.transport->get_pipe_transport(0) == nullptr);
+        CHECK(c.transport->get_pipe_transport(2) == nullptr);
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        CHECK(ev.out == "out\nerr\n");
+        CHECK(ev.order_ok);
+    }
+    {
+        int p[2];
+        REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+        SubEvents ev;
+        SubprocessOptions o;
+        o.stdout = p[1];
+        o.stderr = sp::DEVNULL;
+        auto c = spawn(loop, ev, {"sh", "-c", "echo to-fd; echo hidden >&2"}, o);
+        ::close(p[1]);
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        CHECK(read_n(p[0], 100) == "to-fd\n");
+        ::close(p[0]);
+        CHECK(ev.out.empty());
+        CHECK(ev.err.empty());
+    }
+    {
+        SubEvents ev;
+        SubprocessOptions o;
+        o.cwd = "/";
+        o.env = std::map<std::string, std::string>{{"AIORING_TEST", "value 1"}};
+        auto c = spawn(loop, ev, {"/bin/sh", "-c", "pwd; echo \"$AIORING_TEST\"; echo \"${HOME:-unset}\""}, o);
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        CHECK(ev.out == "/\nvalue 1\nunset\n");
+    }
+    {
+        // An inheritable fd of ours: closed in the child by default, kept with close_fds=false.
+        int fd = ::open("/dev/null", O_RDONLY);
+        REQUIRE(fd > 2);
+        const std::string probe = "[ -e /proc/self/fd/" + std::to_string(fd) + " ] && echo open || echo closed";
+        SubEvents a, b;
+        auto ca = spawn(loop, a, {"sh", "-c", probe});
+        SubprocessOptions keep;
+        keep.close_fds = false;
+        auto cb = spawn(loop, b, {"sh", "-c", probe}, keep);
+        REQUIRE(run_until(loop, [&] { return a.lost == 1 && b.lost == 1; }));
+        ::close(fd);
+        CHECK(a.out == "closed\n");
+        CHECK(b.out == "open\n");
+    }
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("signals the loop handles (blocked in its thread) are unblocked in the child") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    loop.add_signal_handler(SIGTERM, [] {});
+    SubEvents ev;
+    auto c = spawn(loop, ev, {"sh", "-c", "echo ready; read x"});
+    REQUIRE(run_until(loop, [&] { return ev.out == "ready\n"; }));
+    c.transport->terminate();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(c.transport->get_returncode() == -SIGTERM);
+    loop.remove_signal_handler(SIGTERM);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("a protocol callback that throws goes to the exception handler and kills the child") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    auto c = run(loop, loop.subprocess_exec(
+                           [&] {
+                               auto r = std::make_unique<Recorder>(ev);
+                               r->on_data = [](int, std::string_view) {
+                                   throw std::runtime_error("boom");
+                               };
+                               return r;
+                           },
+                           {"sh", "-c", "echo x; read y"}));
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(log.count == 1);
+    CHECK(log.messages[0].find("boom") != std::string::npos);
+    CHECK(c.transport->get_returncode() == -SIGKILL);
+    CHECK(ev.order_ok);
+}
+
+TEST_CASE("200 short-lived children in a row and 50 at once leak no fd and no zombie") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    const int fds = open_fds();
+    for (int i = 0; i < 200; ++i) {
+        SubEvents ev;
+        auto c = spawn(loop, ev, {"true"});
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        REQUIRE(c.transport->get_returncode() == 0);
+    }
+    CHECK(open_fds() == fds);
+    CHECK(no_zombies());
+    std::vector<SubEvents> evs(50);
+    std::vector<Future<SubprocessConnection>> fs;
+    for (int i = 0; i < 50; ++i) {
+        fs.push_back(loop.subprocess_exec([&evs, i] { return std::make_unique<Recorder>(evs[i]); },
+                                          {"sh", "-c", "echo " + std::to_string(i) + "; exit " + std::to_string(i)}));
+    }
+    REQUIRE(run_until(loop, [&] {
+        for (auto& e : evs)
+            if (e.lost != 1) return false;
+        return true;
+    }));
+    for (int i = 0; i < 50; ++i) {
+        CHECK(fs[i].result().transport->get_returncode() == i);
+        CHECK(evs[i].out == std::to_string(i) + "\n");
+        CHECK(evs[i].order_ok);
+    }
+    fs.clear();
+    REQUIRE(run_until(loop, [&] {
+        for (auto& e : evs)
+            if (e.destroyed != 1) return false;
+        return true;
+    }));
+    CHECK(open_fds() == fds);
+    CHECK(no_zombies());
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("50 MiB through cat both ways at once, byte-identical, memory bounded by flow control") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    const std::string data = pattern(50 << 20);
+    SubEvents ev;
+    ev.out.reserve(data.size());
+    constexpr std::size_t chunk = 32 * 1024;
+    std::size_t sent = 0, max_buffered = 0, reads = 0;
+    bool paused = false, scheduled = false;
+    SubprocessTransport* t = nullptr;
+    WriteTransport* in = nullptr;
+    std::function<void()> pump = [&] {
+        scheduled = false;
+        while (!paused && sent < data.size()) {
+            std::size_t n = std::min(chunk, data.size() - sent);
+            in->write(std::string_view(data).substr(sent, n));
+            sent += n;
+            max_buffered = std::max(max_buffered, in->get_write_buffer_size());
+        }
+        if (sent == data.size()) in->write_eof();
+    };
+    auto c = run(loop, loop.subprocess_exec(
+                           [&] {
+                               auto r = std::make_unique<Recorder>(ev);
+                               r->on_made = [&](SubprocessTransport& tr) {
+                                   t = &tr;
+                                   in = tr.pipe_transport<WriteTransport>(0);
+                                   pump();
+                               };
+                               r->on_pause = [&](bool p) {
+                                   paused = p;
+                                   if (!p && !scheduled) {
+                                       scheduled = true;
+                                       loop.call_soon([&] { pump(); });
+                                   }
+                               };
+                               r->on_data = [&](int, std::string_view) {
+                                   // A slow reader now and then: cat then blocks on its
+                                   // stdout, stops reading, and our stdin writes must wait.
+                                   if (++reads % 64 == 0) {
+                                       auto* out = t->pipe_transport<ReadTransport>(1);
+                                       out->pause_reading();
+                                       loop.call_later(0.002, [out] { out->resume_reading(); });
+                                   }
+                               };
+                               return r;
+                           },
+                           {"cat"}));
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }, 60));
+    CHECK(c.transport->get_returncode() == 0);
+    CHECK(ev.out.size() == data.size());
+    CHECK(ev.out == data);
+    CHECK(ev.pauses >= 1);
+    CHECK(max_buffered <= default_high_water + chunk);
+    CHECK(ev.order_ok);
+    CHECK(log.count == 0);
+}
+}
+
+TEST_SUITE("subprocess_pipe example") {
+// Runs the example through subprocess_exec itself; returns (returncode, stdout, stderr).
+struct Outcome {
+    int code = INT_MIN;
+    std::string out, err;
+};
+Outcome run_example(EventLoop& loop, std::vector<std::string> args, std::string input,
+                    std::function<void(SubprocessTransport&, const SubEvents&)> when_ready = {}) {
+    SubEvents ev;
+    auto c = run(loop, loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev); }, args));
+    auto* in = c.transport->pipe_transport<WriteTransport>(0);
+    in->write(std::string_view(input));
+    if (!when_ready) in->write_eof();
+    else when_ready(*c.transport, ev);
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }, 30));
+    CHECK(ev.order_ok);
+    return {*c.transport->get_returncode(), ev.out, ev.err};
+}
+
+TEST_CASE("copies stdin to the child and its stdout/stderr back, byte for byte; exit codes") {
+    const std::string bin = example_path("subprocess_pipe");
+    if (bin.empty()) {
+        MESSAGE("examples/subprocess_pipe not built: skipped");
+        return;
+    }
+    EventLoop loop;
+    ExceptionLog log(loop);
+    const std::string data = pattern(3 << 20);
+    auto r = run_example(loop, {bin, "cat"}, data);
+    CHECK(r.code == 0);
+    CHECK(r.out.size() == data.size());
+    CHECK(r.out == data);
+    r = run_example(loop, {bin, "sh", "-c", "cat >&2; echo done; exit 3"}, "to stderr");
+    CHECK(r.code == 3);
+    CHECK(r.out == "done\n");
+    CHECK(r.err == "to stderr");
+    r = run_example(loop, {bin, "--shell", "echo $((1 + 2)) --flag; exit 9"}, "");
+    CHECK(r.code == 9);
+    CHECK(r.out == "3 --flag\n");
+    r = run_example(loop, {bin, "sh", "-c", "kill -s KILL $$"}, "");
+    CHECK(r.code == 128 + SIGKILL);
+    r = run_example(loop, {bin, "/nonexistent/aioring-no-such-command"}, "");
+    CHECK(r.code == 127);
+    CHECK(r.err.find("No such file or directory") != std::string::npos);
+    r = run_example(loop, {bin}, "");
+    CHECK(r.code == 2);
+    CHECK(!r.err.empty());
+    r = run_example(loop, {bin, "--help"}, "");
+    CHECK(r.code == 0);
+    CHECK(r.out.find("usage") != std::string::npos);
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("SIGTERM to the wrapper terminates the child, and the wrapper exits as it did") {
+    const std::string bin = example_path("subprocess_pipe");
+    if (bin.empty()) {
+        MESSAGE("examples/subprocess_pipe not built: skipped");
+        return;
+    }
+    EventLoop loop;
+    ExceptionLog log(loop);
+    for (int sig : {SIGTERM, SIGINT}) {
+        auto r = run_example(loop, {bin, "sh", "-c", "echo ready; exec sleep 100"}, "",
+                             [&](SubprocessTransport& t, const SubEvents& ev) {
+                                 // "ready" means the wrapper's loop and handlers are set up.
+                                 REQUIRE(run_until(loop, [&] { return ev.out == "ready\n"; }));
+                                 t.send_signal(sig);
+                             });
+        CHECK(r.code == 128 + SIGTERM);  // the child got SIGTERM either way
+    }
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+}
