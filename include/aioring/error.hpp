@@ -40,6 +40,16 @@ public:
     std::size_t consumed;
 };
 
+// Queue::put_nowait on a full queue, Queue::get_nowait on an empty one.
+class QueueFull : public std::runtime_error {
+public:
+    QueueFull() : std::runtime_error("queue is full") {}
+};
+class QueueEmpty : public std::runtime_error {
+public:
+    QueueEmpty() : std::runtime_error("queue is empty") {}
+};
+
 // Thrown when the loop is misused: running a closed loop, run_forever on a running loop.
 class LoopError : public std::logic_error {
 public:

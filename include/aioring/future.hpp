@@ -25,6 +25,7 @@ namespace detail {
 struct TaskContext {
     bool cancel_requested = false;
     Callback cancel_current;
+    EventLoop* loop = nullptr;  // the loop the root task runs on
     // Takes the pending cancel request, if any (asyncio: one CancelledError per cancel()).
     bool take_cancel() { return std::exchange(cancel_requested, false); }
 };
@@ -50,6 +51,8 @@ public:
     enum class Status : unsigned char { pending, done, cancelled };
     bool done() const { return status_ != Status::pending; }
     bool cancelled() const { return status_ == Status::cancelled; }
+    // Done with an exception (without marking it retrieved).
+    bool has_exception() const { return error_ != nullptr; }
     EventLoop& loop() const { return *loop_; }
 
     bool cancel();

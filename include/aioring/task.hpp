@@ -80,6 +80,7 @@ public:
         if (h_) h_.destroy();
     }
     bool valid() const { return static_cast<bool>(h_); }
+    handle_type handle() const { return h_; }
 
     struct Awaiter {
         handle_type h;
@@ -134,9 +135,23 @@ struct RootPromise : PromiseBase {
     void unhandled_exception() noexcept { std::terminate(); }  // root bodies catch everything
 };
 
+// Reads the awaiting coroutine's context without suspending.
+struct ContextAwaiter {
+    TaskContext* ctx = nullptr;
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        ctx = context_of(h);
+        return false;
+    }
+    TaskContext* await_resume() const noexcept { return ctx; }
+};
+
 template <class T>
 RootCoroutine run_root(Task<T> task, std::shared_ptr<FutureState<T>> fs) {
     try {
+        // A task cancelled before it started never runs its body (asyncio).
+        if ((co_await ContextAwaiter{})->take_cancel()) throw CancelledError();
         if constexpr (std::is_void_v<T>) {
             co_await std::move(task);
             if (!fs->done()) fs->set_result();
@@ -160,6 +175,7 @@ Future<T> spawn(EventLoop& loop, Task<T> task) {
     RootCoroutine root = run_root<T>(std::move(task), fs);
     root.h.promise().loop = &loop;
     TaskContext* ctx = &root.h.promise().context;
+    ctx->loop = &loop;
     fs->on_cancel = [ctx] {
         ctx->cancel_requested = true;
         if (ctx->cancel_current) {

@@ -1,0 +1,255 @@
+// asyncio's streams: StreamReader and StreamWriter over any stream transport, through a
+// protocol adapter (StreamReaderProtocol); open_connection, start_server and the Unix variants.
+// StreamWriter::drain() is pause_writing/resume_writing turned into an awaitable.
+//
+// Lifetimes: StreamReader and StreamWriter are cheap, copyable handles sharing one connection
+// state, so a coroutine that takes them by value (as start_server's callback does) can never
+// see them dangle. The connection stays open until closed, or until the last StreamWriter
+// handle goes away (then it is closed, as asyncio does for a forgotten writer).
+#pragma once
+
+#include <aioring/coro.hpp>
+#include <aioring/loop.hpp>
+#include <aioring/server.hpp>
+#include <aioring/task.hpp>
+#include <aioring/transport.hpp>
+
+#include <any>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace aioring {
+
+constexpr std::size_t default_stream_limit = 64 * 1024;
+
+namespace detail {
+class StreamState;
+bool read_ready(const StreamState& s);
+void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx);
+// After a wait, or at once: throws CancelledError (if the task was cancelled) or the error the
+// transport reported.
+void read_check(StreamState& s, Waiter* w);
+std::string read_take(StreamState& s, std::size_t n);
+std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n);
+Task<std::string> read_all(std::shared_ptr<StreamState> s);
+
+enum class WriterWait { drain, closed };
+bool writer_ready(const StreamState& s, WriterWait kind);
+void writer_wait(StreamState& s, WriterWait kind, Waiter& w, std::coroutine_handle<> h,
+                 TaskContext& ctx);
+void writer_check(StreamState& s, WriterWait kind, Waiter* w);
+}  // namespace detail
+
+// `co_await reader.read(n)`: up to n bytes (at least one unless at EOF); n < 0 reads to EOF.
+class [[nodiscard]] ReadAwaiter {
+public:
+    ReadAwaiter(std::shared_ptr<detail::StreamState> s, std::ptrdiff_t n) : s_(std::move(s)), n_(n) {}
+    bool await_ready() const { return n_ >= 0 && (n_ == 0 || detail::read_ready(*s_)); }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
+        if (n_ < 0) {  // a loop of reads: delegate to a task
+            all_ = detail::read_all(s_);
+            return typename Task<std::string>::Awaiter{all_.handle()}.await_suspend(h);
+        }
+        waited_ = true;
+        detail::read_wait(*s_, w_, h, detail::require_context(h, "StreamReader::read()"));
+        return std::noop_coroutine();
+    }
+    std::string await_resume() {
+        if (all_.valid()) return typename Task<std::string>::Awaiter{all_.handle()}.await_resume();
+        detail::read_check(*s_, waited_ ? &w_ : nullptr);
+        if (n_ == 0) return {};
+        return detail::read_take(*s_, static_cast<std::size_t>(n_));
+    }
+
+private:
+    std::shared_ptr<detail::StreamState> s_;
+    std::ptrdiff_t n_;
+    detail::Waiter w_;
+    bool waited_ = false;
+    Task<std::string> all_;
+};
+
+// `co_await reader.read_into(buf, n)`: read(n) into `buf` (replacing its contents, reusing its
+// memory); returns the byte count, 0 at EOF. The allocation-free form of read() for loops.
+class [[nodiscard]] ReadIntoAwaiter {
+public:
+    ReadIntoAwaiter(std::shared_ptr<detail::StreamState> s, std::string& out, std::size_t n)
+        : s_(std::move(s)), out_(&out), n_(n) {}
+    bool await_ready() const { return n_ == 0 || detail::read_ready(*s_); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        waited_ = true;
+        detail::read_wait(*s_, w_, h, detail::require_context(h, "StreamReader::read_into()"));
+    }
+    std::size_t await_resume() {
+        detail::read_check(*s_, waited_ ? &w_ : nullptr);
+        return detail::read_take_into(*s_, *out_, n_);
+    }
+
+private:
+    std::shared_ptr<detail::StreamState> s_;
+    std::string* out_;
+    std::size_t n_;
+    detail::Waiter w_;
+    bool waited_ = false;
+};
+
+// `co_await writer.drain()` / `co_await writer.wait_closed()`.
+class [[nodiscard]] WriterAwaiter {
+public:
+    WriterAwaiter(std::shared_ptr<detail::StreamState> s, detail::WriterWait kind)
+        : s_(std::move(s)), kind_(kind) {}
+    bool await_ready() const { return detail::writer_ready(*s_, kind_); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        waited_ = true;
+        detail::writer_wait(*s_, kind_, w_, h, detail::require_context(h, "StreamWriter"));
+    }
+    void await_resume() { detail::writer_check(*s_, kind_, waited_ ? &w_ : nullptr); }
+
+private:
+    std::shared_ptr<detail::StreamState> s_;
+    detail::WriterWait kind_;
+    detail::Waiter w_;
+    bool waited_ = false;
+};
+
+// StreamReader: a buffer fed by the transport. Reads raise the transport's error (once the
+// connection was lost with one) before anything else, as asyncio's do. Reading from the
+// transport pauses while the buffer holds more than 2 * limit bytes and resumes once it is
+// consumed down to the limit. Only one task may wait in a read at a time.
+class StreamReader {
+public:
+    // A reader without a transport, fed with feed_data/feed_eof.
+    explicit StreamReader(std::size_t limit = default_stream_limit);
+    explicit StreamReader(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
+
+    // Up to n bytes, waiting for at least one; n < 0: everything up to EOF; "" at EOF.
+    ReadAwaiter read(std::ptrdiff_t n = -1) const { return ReadAwaiter(s_, n); }
+    ReadIntoAwaiter read_into(std::string& out, std::size_t n) const {
+        return ReadIntoAwaiter(s_, out, n);
+    }
+    // Up to and including "\n"; at EOF what is left (maybe ""). Over the limit:
+    // LimitOverrunError (the line is discarded).
+    Task<std::string> readline() const;
+    // Exactly n bytes, or IncompleteReadError (with the partial data) at EOF.
+    Task<std::string> readexactly(std::size_t n) const;
+    // Up to and including `separator`. LimitOverrunError if the limit is reached without it
+    // (the data stays buffered), IncompleteReadError (with all of it) at EOF.
+    Task<std::string> readuntil(std::string separator = "\n") const;
+    // EOF was fed and the buffer is empty.
+    bool at_eof() const;
+    std::exception_ptr exception() const;
+    std::size_t limit() const;
+
+    void feed_data(std::string_view data) const;
+    void feed_eof() const;
+    void set_exception(std::exception_ptr e) const;
+
+    const std::shared_ptr<detail::StreamState>& state() const { return s_; }
+
+private:
+    std::shared_ptr<detail::StreamState> s_;
+};
+
+// StreamWriter: writes go to the transport's buffer at once; drain() waits while the transport
+// has paused writing (every waiter resumes at resume_writing), and raises the connection's
+// error once it is lost (a closing transport: drain yields until connection_lost, then raises).
+class StreamWriter {
+public:
+    StreamWriter() = default;
+    explicit StreamWriter(std::shared_ptr<detail::StreamState> s);
+    StreamWriter(const StreamWriter& o);
+    StreamWriter(StreamWriter&& o) noexcept : s_(std::move(o.s_)) {}
+    StreamWriter& operator=(StreamWriter o) noexcept {
+        std::swap(s_, o.s_);
+        return *this;
+    }
+    ~StreamWriter();
+
+    void write(std::string_view data) const;
+    void write(std::string&& data) const;
+    void write(const char* data) const { write(std::string_view(data)); }
+    void writelines(std::span<const std::string_view> chunks) const;
+    void writelines(std::initializer_list<std::string_view> chunks) const {
+        writelines(std::span<const std::string_view>(chunks.begin(), chunks.size()));
+    }
+    WriterAwaiter drain() const { return WriterAwaiter(s_, detail::WriterWait::drain); }
+    void write_eof() const;
+    bool can_write_eof() const;
+    void close() const;
+    bool is_closing() const;
+    // Done once the connection is lost; raises the error it was lost with, if any.
+    WriterAwaiter wait_closed() const { return WriterAwaiter(s_, detail::WriterWait::closed); }
+    // The transport's extra info (peername, sockname, ...); peername and sockname stay
+    // available after the connection is lost.
+    std::any get_extra_info(std::string_view name, std::any default_value = {}) const;
+    template <class T>
+    std::optional<T> extra(std::string_view name) const {
+        std::any v = get_extra_info(name);
+        if (auto* p = std::any_cast<T>(&v)) return *p;
+        return std::nullopt;
+    }
+    // The transport; null once the connection is lost (the pointer is valid until then).
+    Transport* transport() const;
+
+    const std::shared_ptr<detail::StreamState>& state() const { return s_; }
+
+private:
+    std::shared_ptr<detail::StreamState> s_;
+};
+
+struct StreamPair {
+    StreamReader reader;
+    StreamWriter writer;
+};
+
+// start_server's callback: called for each connection, in a task of its own, with handles to
+// that connection. An exception escaping it goes to the loop's exception handler and closes
+// that connection only.
+using ClientConnected = std::function<Task<void>(StreamReader, StreamWriter)>;
+
+// The StreamReader's protocol: feeds the reader, turns pause/resume_writing into drain(), and
+// for a server, runs the client callback once connected.
+class StreamReaderProtocol final : public Protocol {
+public:
+    StreamReaderProtocol(std::shared_ptr<detail::StreamState> s,
+                         std::shared_ptr<const ClientConnected> client_connected = nullptr);
+    ~StreamReaderProtocol() override;
+    void connection_made(Transport& transport) override;
+    void data_received(std::string_view data) override;
+    bool eof_received() override;
+    void connection_lost(std::error_code ec) override;
+    void pause_writing() override;
+    void resume_writing() override;
+
+private:
+    std::shared_ptr<detail::StreamState> s_;
+    std::shared_ptr<const ClientConnected> client_connected_;
+};
+
+// `auto [reader, writer] = co_await open_connection(host, port);`
+Task<StreamPair> open_connection(std::string host, std::uint16_t port,
+                                 std::size_t limit = default_stream_limit,
+                                 ConnectOptions options = {});
+Task<StreamPair> open_unix_connection(std::string path, std::size_t limit = default_stream_limit);
+// Returns the same Server as create_server.
+Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
+                                           std::uint16_t port,
+                                           std::size_t limit = default_stream_limit,
+                                           ServerOptions options = {});
+Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
+                                                std::string path,
+                                                std::size_t limit = default_stream_limit,
+                                                ServerOptions options = {});
+
+}  // namespace aioring

@@ -1,0 +1,433 @@
+// Streams over the public Transport API: the connection state shared by StreamReader and
+// StreamWriter handles, the StreamReaderProtocol feeding it, and the stream openers.
+#include <aioring/streams.hpp>
+
+#include <algorithm>
+#include <cassert>
+#include <stdexcept>
+#include <system_error>
+
+namespace aioring {
+namespace detail {
+
+class StreamState {
+public:
+    explicit StreamState(std::size_t limit) : limit_(limit) {
+        if (limit == 0) throw std::invalid_argument("limit must be positive");
+    }
+
+    // ---- reader side
+    std::size_t buffered() const { return buf_.size() - pos_; }
+    std::string_view view() const { return std::string_view(buf_).substr(pos_); }
+
+    void feed_data(std::string_view d) {
+        if (d.empty()) return;
+        if (eof_) throw std::logic_error("feed_data after feed_eof");
+        // Reuse the buffer: drop what was consumed before appending.
+        if (pos_ == buf_.size()) {
+            buf_.clear();
+            pos_ = 0;
+        } else if (pos_ != 0 && pos_ >= buf_.size() / 2) {
+            buf_.erase(0, pos_);
+            pos_ = 0;
+        }
+        buf_.append(d);
+        readers_.wake_one();
+        if (transport_ && !read_paused_ && buffered() > 2 * limit_) {
+            read_paused_ = true;
+            transport_->pause_reading();
+        }
+    }
+    void feed_eof() {
+        eof_ = true;
+        readers_.wake_all();
+    }
+    void set_exception(std::exception_ptr e) {
+        error_ = std::move(e);
+        readers_.wake_all();
+    }
+    // After the reader took bytes: reuse the buffer and resume reading below the limit.
+    void consume(std::size_t n) {
+        pos_ += n;
+        if (pos_ == buf_.size()) {
+            buf_.clear();
+            pos_ = 0;
+        }
+        if (read_paused_ && buffered() <= limit_ && transport_) {
+            read_paused_ = false;
+            transport_->resume_reading();
+        }
+    }
+    void throw_if_error() const {
+        if (error_) std::rethrow_exception(error_);
+    }
+
+    // ---- the connection
+    void attach(Transport& t) {
+        transport_ = &t;
+        loop_ = &t.get_loop();
+        if (auto a = t.extra<SocketAddress>("peername")) peername_ = *a;
+        if (auto a = t.extra<SocketAddress>("sockname")) sockname_ = *a;
+    }
+    void lost(std::error_code ec) {
+        if (ec) set_exception(std::make_exception_ptr(std::system_error(ec)));
+        else feed_eof();
+        transport_ = nullptr;
+        lost_ = true;
+        lost_error_ = ec;
+        drainers_.wake_all();
+        closers_.wake_all();
+    }
+    [[noreturn]] void throw_lost() const {
+        throw std::system_error(lost_error_ ? lost_error_
+                                            : std::make_error_code(std::errc::connection_reset),
+                                "Connection lost");
+    }
+
+    std::string buf_;
+    std::size_t pos_ = 0;
+    std::size_t limit_;
+    bool eof_ = false;
+    bool read_paused_ = false;
+    std::exception_ptr error_;
+    WaitList readers_;
+
+    Transport* transport_ = nullptr;  // valid from connection_made until connection_lost
+    EventLoop* loop_ = nullptr;
+    SocketAddress peername_;
+    SocketAddress sockname_;
+    bool write_paused_ = false;
+    bool lost_ = false;
+    std::error_code lost_error_;
+    WaitList drainers_;
+    WaitList closers_;
+    int writer_handles_ = 0;
+};
+
+// ---- read awaiters
+
+bool read_ready(const StreamState& s) { return s.error_ || s.eof_ || s.buffered() != 0; }
+
+// Waits for something new (data, EOF, error). A reader that waits for more while its buffer
+// is over the limit would wait forever with reading paused: resume it first.
+static void wait_new(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx) {
+    if (!s.readers_.empty())
+        throw std::logic_error(
+            "read() called while another coroutine is already waiting for incoming data");
+    if (s.read_paused_ && s.transport_) {
+        s.read_paused_ = false;
+        s.transport_->resume_reading();
+    }
+    w.suspend(s.readers_, h, ctx);
+}
+
+void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx) {
+    wait_new(s, w, h, ctx);
+}
+
+void read_check(StreamState& s, Waiter* w) {
+    if (w && w->resumed()) throw CancelledError();  // the data stays buffered
+    s.throw_if_error();
+}
+
+std::string read_take(StreamState& s, std::size_t n) {
+    const std::size_t k = std::min(n, s.buffered());
+    std::string out(s.buf_.data() + s.pos_, k);
+    s.consume(k);
+    return out;
+}
+
+std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n) {
+    const std::size_t k = std::min(n, s.buffered());
+    out.assign(s.buf_.data() + s.pos_, k);
+    s.consume(k);
+    return k;
+}
+
+namespace {
+
+// Suspends until the reader gets something new: the building block of the read loops.
+struct NewData {
+    StreamState& s;
+    Waiter w;
+    bool await_ready() const { return s.error_ || s.eof_; }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        wait_new(s, w, h, require_context(h, "StreamReader"));
+    }
+    void await_resume() {
+        if (w.ctx && w.resumed()) throw CancelledError();
+    }
+};
+
+Task<std::string> readuntil_task(std::shared_ptr<StreamState> s, std::string sep) {
+    if (sep.empty()) throw std::invalid_argument("Separator should be at least one-byte string");
+    std::size_t offset = 0;
+    std::size_t isep = std::string_view::npos;
+    for (;;) {
+        s->throw_if_error();
+        const std::string_view data = s->view();
+        if (data.size() >= sep.size()) {
+            isep = data.find(sep, offset);
+            if (isep != std::string_view::npos) break;
+            offset = data.size() + 1 - sep.size();
+            if (offset > s->limit_)
+                throw LimitOverrunError("Separator is not found, and chunk exceed the limit",
+                                        offset);
+        }
+        if (s->eof_) {
+            std::string partial(data);
+            s->consume(data.size());
+            throw IncompleteReadError(std::move(partial), 0);
+        }
+        co_await NewData{*s, {}};
+    }
+    if (isep > s->limit_)
+        throw LimitOverrunError("Separator is found, but chunk is longer than limit", isep);
+    std::string out(s->view().substr(0, isep + sep.size()));
+    s->consume(out.size());
+    co_return out;
+}
+
+Task<std::string> readline_task(std::shared_ptr<StreamState> s) {
+    std::string line;
+    std::optional<LimitOverrunError> overrun;
+    try {
+        line = co_await readuntil_task(s, "\n");
+    } catch (IncompleteReadError& e) {
+        line = std::move(e.partial);
+    } catch (const LimitOverrunError& e) {
+        // Discard the over-long line (up to its separator if it is already here).
+        const std::string_view data = s->view();
+        if (data.substr(e.consumed, 1) == "\n") s->consume(e.consumed + 1);
+        else s->consume(data.size());
+        overrun.emplace(e);
+    }
+    if (overrun) throw *overrun;
+    co_return line;
+}
+
+Task<std::string> readexactly_task(std::shared_ptr<StreamState> s, std::size_t n) {
+    s->throw_if_error();
+    while (s->buffered() < n) {
+        if (s->eof_) {
+            std::string partial(s->view());
+            s->consume(partial.size());
+            throw IncompleteReadError(std::move(partial), n);
+        }
+        co_await NewData{*s, {}};
+        s->throw_if_error();
+    }
+    std::string out(s->view().substr(0, n));
+    s->consume(n);
+    co_return out;
+}
+
+}  // namespace
+
+Task<std::string> read_all(std::shared_ptr<StreamState> s) {
+    std::string out;
+    for (;;) {
+        s->throw_if_error();
+        // Consume as it comes, so that reading never pauses.
+        out.append(s->view());
+        s->consume(s->buffered());
+        if (s->eof_) break;
+        co_await NewData{*s, {}};
+    }
+    co_return out;
+}
+
+// ---- writer awaiters
+
+bool writer_ready(const StreamState& s, WriterWait kind) {
+    if (s.lost_) return true;
+    if (kind == WriterWait::closed) return s.transport_ == nullptr;
+    if (s.transport_ == nullptr) return true;  // a reader-only state: nothing to drain
+    // A closing transport never resumes writing: wait for connection_lost, then raise
+    // (asyncio#263: a drain that never yields spins forever).
+    if (s.transport_->is_closing()) return false;
+    return !s.write_paused_;
+}
+
+void writer_wait(StreamState& s, WriterWait kind, Waiter& w, std::coroutine_handle<> h,
+                 TaskContext& ctx) {
+    w.suspend(kind == WriterWait::drain ? s.drainers_ : s.closers_, h, ctx);
+}
+
+void writer_check(StreamState& s, WriterWait kind, Waiter* w) {
+    if (w && w->resumed()) throw CancelledError();
+    if (kind == WriterWait::drain) {
+        if (s.lost_) s.throw_lost();
+    } else if (s.lost_error_) {
+        throw std::system_error(s.lost_error_);
+    }
+}
+
+namespace {
+
+Task<void> run_client(std::shared_ptr<const ClientConnected> cb, std::shared_ptr<StreamState> s) {
+    StreamReader reader(s);
+    StreamWriter writer(s);
+    try {
+        co_await (*cb)(reader, writer);
+    } catch (const CancelledError&) {
+        if (s->transport_) s->transport_->close();
+        throw;
+    } catch (...) {
+        // asyncio: reported, and that connection only is closed.
+        if (s->loop_)
+            s->loop_->call_exception_handler(ExceptionContext{
+                "Unhandled exception in client_connected_cb", std::current_exception(),
+                s->transport_});
+        if (s->transport_) s->transport_->close();
+    }
+}
+
+}  // namespace
+}  // namespace detail
+
+// ---- StreamReader
+
+StreamReader::StreamReader(std::size_t limit) : s_(std::make_shared<detail::StreamState>(limit)) {}
+Task<std::string> StreamReader::readline() const { return detail::readline_task(s_); }
+Task<std::string> StreamReader::readexactly(std::size_t n) const {
+    return detail::readexactly_task(s_, n);
+}
+Task<std::string> StreamReader::readuntil(std::string separator) const {
+    return detail::readuntil_task(s_, std::move(separator));
+}
+bool StreamReader::at_eof() const { return s_->eof_ && s_->buffered() == 0; }
+std::exception_ptr StreamReader::exception() const { return s_->error_; }
+std::size_t StreamReader::limit() const { return s_->limit_; }
+void StreamReader::feed_data(std::string_view data) const { s_->feed_data(data); }
+void StreamReader::feed_eof() const { s_->feed_eof(); }
+void StreamReader::set_exception(std::exception_ptr e) const { s_->set_exception(std::move(e)); }
+
+// ---- StreamWriter
+
+StreamWriter::StreamWriter(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {
+    if (s_) ++s_->writer_handles_;
+}
+StreamWriter::StreamWriter(const StreamWriter& o) : s_(o.s_) {
+    if (s_) ++s_->writer_handles_;
+}
+StreamWriter::~StreamWriter() {
+    if (!s_) return;
+    // The last handle gone: nobody can write or close any more, so close (asyncio closes a
+    // StreamWriter that is garbage-collected open).
+    if (--s_->writer_handles_ == 0 && s_->transport_ && !s_->loop_->is_closed())
+        s_->transport_->close();
+}
+void StreamWriter::write(std::string_view data) const {
+    if (s_->transport_) s_->transport_->write(data);
+}
+void StreamWriter::write(std::string&& data) const {
+    if (s_->transport_) s_->transport_->write(std::move(data));
+}
+void StreamWriter::writelines(std::span<const std::string_view> chunks) const {
+    if (s_->transport_) s_->transport_->writelines(chunks);
+}
+void StreamWriter::write_eof() const {
+    if (s_->transport_) s_->transport_->write_eof();
+}
+bool StreamWriter::can_write_eof() const {
+    return s_->transport_ && s_->transport_->can_write_eof();
+}
+void StreamWriter::close() const {
+    if (s_->transport_) s_->transport_->close();
+}
+bool StreamWriter::is_closing() const { return !s_->transport_ || s_->transport_->is_closing(); }
+std::any StreamWriter::get_extra_info(std::string_view name, std::any default_value) const {
+    if (s_->transport_) return s_->transport_->get_extra_info(name, std::move(default_value));
+    if (name == "peername" && !s_->peername_.empty()) return s_->peername_;
+    if (name == "sockname" && !s_->sockname_.empty()) return s_->sockname_;
+    return default_value;
+}
+Transport* StreamWriter::transport() const { return s_->transport_; }
+
+// ---- StreamReaderProtocol
+
+StreamReaderProtocol::StreamReaderProtocol(std::shared_ptr<detail::StreamState> s,
+                                           std::shared_ptr<const ClientConnected> cb)
+    : s_(std::move(s)), client_connected_(std::move(cb)) {}
+
+StreamReaderProtocol::~StreamReaderProtocol() {
+    if (!s_->lost_) s_->transport_ = nullptr;  // the transport is going away with us
+}
+
+void StreamReaderProtocol::connection_made(Transport& transport) {
+    s_->attach(transport);
+    if (client_connected_) {
+        // The task keeps itself alive; run_client handles every exception.
+        (void)transport.get_loop().create_task(detail::run_client(client_connected_, s_));
+    }
+}
+
+void StreamReaderProtocol::data_received(std::string_view data) { s_->feed_data(data); }
+
+bool StreamReaderProtocol::eof_received() {
+    s_->feed_eof();
+    return true;  // keep the transport open for writing: the writer decides when to close
+}
+
+void StreamReaderProtocol::connection_lost(std::error_code ec) { s_->lost(ec); }
+
+void StreamReaderProtocol::pause_writing() { s_->write_paused_ = true; }
+
+void StreamReaderProtocol::resume_writing() {
+    s_->write_paused_ = false;
+    s_->drainers_.wake_all();
+}
+
+// ---- openers
+
+namespace {
+ProtocolFactory stream_factory(std::shared_ptr<detail::StreamState> s) {
+    return [s] { return std::make_unique<StreamReaderProtocol>(s); };
+}
+ProtocolFactory server_factory(ClientConnected cb, std::size_t limit) {
+    if (!cb) throw std::invalid_argument("start_server needs a client_connected callback");
+    if (limit == 0) throw std::invalid_argument("limit must be positive");
+    auto shared = std::make_shared<const ClientConnected>(std::move(cb));
+    return [shared, limit] {
+        return std::make_unique<StreamReaderProtocol>(std::make_shared<detail::StreamState>(limit),
+                                                      shared);
+    };
+}
+}  // namespace
+
+Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit,
+                                 ConnectOptions options) {
+    EventLoop& loop = co_await get_running_loop();
+    auto s = std::make_shared<detail::StreamState>(limit);
+    StreamWriter writer(s);  // if cancelled once connected, dropping it closes the connection
+    co_await loop.create_connection(stream_factory(s), std::move(host), port, std::move(options));
+    co_return StreamPair{StreamReader(s), std::move(writer)};
+}
+
+Task<StreamPair> open_unix_connection(std::string path, std::size_t limit) {
+    EventLoop& loop = co_await get_running_loop();
+    auto s = std::make_shared<detail::StreamState>(limit);
+    StreamWriter writer(s);
+    co_await loop.create_unix_connection(stream_factory(s), std::move(path));
+    co_return StreamPair{StreamReader(s), std::move(writer)};
+}
+
+Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
+                                           std::uint16_t port, std::size_t limit,
+                                           ServerOptions options) {
+    EventLoop& loop = co_await get_running_loop();
+    co_return co_await loop.create_server(server_factory(std::move(client_connected), limit),
+                                          std::move(host), port, std::move(options));
+}
+
+Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
+                                                std::string path, std::size_t limit,
+                                                ServerOptions options) {
+    EventLoop& loop = co_await get_running_loop();
+    co_return co_await loop.create_unix_server(server_factory(std::move(client_connected), limit),
+                                               std::move(path), std::move(options));
+}
+
+}  // namespace aioring
