@@ -18,7 +18,9 @@ namespace sp = aioring::subprocess;
 namespace {
 
 struct SubEvents {
-    int made = 0, exited = 0, lost = 0, destroyed = 0, pauses = 0, resumes = 0;
+    int made = 0, exited = 0, lost = 0, pauses = 0, resumes = 0;
+    // Shared with the protocol, which the loop may free after this struct is gone.
+    std::shared_ptr<int> destroyed = std::make_shared<int>(0);
     int pipe_lost[3] = {0, 0, 0};
     std::error_code pipe_error[3];
     std::string out, err;
@@ -33,8 +35,8 @@ struct SubEvents {
 // process_exited and every pipe's pipe_connection_lost.
 class Recorder : public SubprocessProtocol {
 public:
-    explicit Recorder(SubEvents& e) : e_(e) {}
-    ~Recorder() override { ++e_.destroyed; }
+    explicit Recorder(SubEvents& e) : e_(e), destroyed_(e.destroyed) {}
+    ~Recorder() override { ++*destroyed_; }
     void connection_made(SubprocessTransport& t) override {
         if (e_.made || e_.lost) e_.order_ok = false;
         ++e_.made;
@@ -82,6 +84,7 @@ public:
 
 private:
     SubEvents& e_;
+    std::shared_ptr<int> destroyed_;
 };
 
 SubprocessConnection spawn(EventLoop& loop, SubEvents& ev, std::vector<std::string> args,
@@ -150,7 +153,7 @@ TEST_CASE("echo: output on fd 1, exit 0, connection_lost last") {
     t->kill();  // a handle stays safe after the end
     t->close();
     t.reset();
-    REQUIRE(run_until(loop, [&] { return ev.destroyed == 1; }));
+    REQUIRE(run_until(loop, [&] { return *ev.destroyed == 1; }));
     CHECK(log.count == 0);
     CHECK(no_zombies());
 }
@@ -419,7 +422,7 @@ TEST_CASE("200 short-lived children in a row and 50 at once leak no fd and no zo
     fs.clear();
     REQUIRE(run_until(loop, [&] {
         for (auto& e : evs)
-            if (e.destroyed != 1) return false;
+            if (*e.destroyed != 1) return false;
         return true;
     }));
     CHECK(open_fds() == fds);
