@@ -93,6 +93,58 @@ private:
     std::uint16_t port_ = 0;
 };
 
+#if __has_include(<aioring/datagram.hpp>)
+// A UDP echo server on 127.0.0.1:0 on its own thread; with `drop_every` > 0 it ignores every
+// that-many-th datagram.
+class UdpEchoServer {
+public:
+    explicit UdpEchoServer(std::size_t drop_every = 0) {
+        std::promise<std::uint16_t> port;
+        auto got = port.get_future();
+        thread_ = std::thread([this, drop_every, &port] { serve(drop_every, port); });
+        port_ = got.get();
+    }
+    ~UdpEchoServer() {
+        loop_.load()->call_soon_threadsafe([l = loop_.load()] { l->stop(); });
+        thread_.join();
+    }
+    std::uint16_t port() const { return port_; }
+
+private:
+    class Echo : public DatagramProtocol {
+    public:
+        explicit Echo(std::size_t drop_every) : drop_every_(drop_every) {}
+        void connection_made(DatagramTransport& t) override { t_ = &t; }
+        void datagram_received(std::string_view d, const SocketAddress& from) override {
+            if (drop_every_ && ++n_ % drop_every_ == 0) return;
+            t_->sendto(d, from);
+        }
+        void connection_lost(std::error_code) override { lost = true; }
+        bool lost = false;
+
+    private:
+        std::size_t drop_every_;
+        std::size_t n_ = 0;
+        DatagramTransport* t_ = nullptr;
+    };
+    void serve(std::size_t drop_every, std::promise<std::uint16_t>& port) {
+        EventLoop loop;
+        DatagramEndpointOptions opts;
+        opts.local_addr = std::make_pair(std::string("127.0.0.1"), std::uint16_t{0});
+        auto ep = testing::run(loop, loop.create_datagram_endpoint(
+            [drop_every] { return std::make_unique<Echo>(drop_every); }, opts));
+        port.set_value(ep.transport->extra<SocketAddress>("sockname")->port());
+        loop_.store(&loop);
+        loop.run_forever();
+        ep.transport->close();
+        testing::run_until(loop, [&] { return ep.as<Echo>().lost; }, 5);
+    }
+    std::thread thread_;
+    std::atomic<EventLoop*> loop_{nullptr};
+    std::uint16_t port_ = 0;
+};
+#endif
+
 Options short_run(std::uint16_t port, Mode mode) {
     Options o;
     o.port = port;
@@ -187,6 +239,32 @@ TEST_CASE("open loop keeps the requested rate (within 5%)") {
     CHECK(out.result.stats.errors() == 0);
 }
 
+#if __has_include(<aioring/datagram.hpp>)
+TEST_CASE("udp mode: one datagram outstanding per socket, every one verified") {
+    UdpEchoServer server;
+    Options o = short_run(server.port(), Mode::udp);
+    o.size = 512;
+    Outcome out = run_load(o, nullptr);
+    REQUIRE_FALSE(out.no_connection);
+    CHECK(out.result.stats.connections_made == 8);
+    CHECK(out.result.stats.messages > 100);
+    CHECK(out.result.stats.bytes == out.result.stats.messages * 512);
+    CHECK(out.result.stats.errors() == 0);
+}
+
+TEST_CASE("udp mode: datagrams not answered within a second count as errors") {
+    UdpEchoServer server(50);
+    Options o = short_run(server.port(), Mode::udp);
+    o.connections = 4;
+    o.duration = 1.3;
+    Outcome out = run_load(o, nullptr);
+    REQUIRE_FALSE(out.no_connection);
+    CHECK(out.result.stats.timeouts > 0);
+    CHECK(out.result.stats.mismatches == 0);
+    CHECK(out.result.stats.messages > 0);
+}
+#endif
+
 TEST_CASE("a server that corrupts bytes is caught") {
     EchoServer server(ServerBehaviour{1000, 0});
     Options o = short_run(server.port(), Mode::echo);
@@ -224,6 +302,15 @@ TEST_CASE("no server reachable: exit 1 naming the cause") {
     CHECK(r.err.find("Connection refused") != std::string::npos);
     CHECK(r.out.empty());
 }
+
+#if __has_include(<aioring/datagram.hpp>)
+TEST_CASE("udp with nothing listening: exit 1 naming the cause") {
+    Run r = run_binary("--mode udp --connections 2 --warmup 0 --duration 0.5 --port " +
+                       std::to_string(closed_port()));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("Connection refused") != std::string::npos);
+}
+#endif
 
 TEST_CASE("bad input: exit 2 with a one-line error and the usage") {
     for (const char* args : {"--port 9 --size 0", "--port 9 --connections 0", "--port 9 --mode x",

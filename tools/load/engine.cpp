@@ -19,7 +19,16 @@
 #include <thread>
 #include <vector>
 
+// udp mode needs the datagram transport (create_datagram_endpoint).
+#if __has_include(<aioring/datagram.hpp>)
+#define AIORING_LOAD_HAS_UDP 1
+#else
+#define AIORING_LOAD_HAS_UDP 0
+#endif
+
 namespace aioring::load {
+
+bool udp_available() { return AIORING_LOAD_HAS_UDP != 0; }
 
 namespace {
 
@@ -76,6 +85,55 @@ struct Shared {
 };
 
 class Worker;
+
+#if AIORING_LOAD_HAS_UDP
+// udp mode: one datagram outstanding per socket, answered or given up on after a second.
+class UdpConn final : public DatagramProtocol {
+public:
+    UdpConn(Worker& w, std::size_t index) : w_(w), index_(index) {}
+    void connection_made(DatagramTransport& t) override { t_ = &t; }
+    void datagram_received(std::string_view data, const SocketAddress&) override;
+    void error_received(std::error_code ec) override;
+    void connection_lost(std::error_code ec) override;
+    void pause_writing() override { paused_ = true; }
+    void resume_writing() override { paused_ = false; }
+
+    void begin();
+    // Sends the next datagram when one is due (open loop) or none is outstanding (closed), and
+    // gives up on one unanswered for a second.
+    void poll(std::uint64_t now);
+    void finish() {
+        if (t_ && !lost_) t_->close();
+    }
+    bool lost() const { return lost_; }
+
+private:
+    void send(std::uint64_t now);
+    bool matches(std::string_view data, std::uint64_t seq) const;
+
+    Worker& w_;
+    std::size_t index_;
+    DatagramTransport* t_ = nullptr;
+    std::uint64_t seed_ = 0;
+    std::uint64_t seq_ = 0;          // the datagram outstanding, or the next one to send
+    bool outstanding_ = false;
+    bool gave_up_ = false;           // seq_ - 1 timed out: its late answer is not a mismatch
+    bool paused_ = false;
+    bool lost_ = false;
+    std::uint64_t sent_at_ = 0;      // or, open loop, when it was due
+    std::uint64_t retry_at_ = 0;     // after an ICMP error, wait a little before the next one
+    std::uint64_t t0_ = 0;
+};
+#else
+// Without the datagram API there are no UDP sockets to drive; run_load refuses udp mode.
+class UdpConn {
+public:
+    void begin() {}
+    void poll(std::uint64_t) {}
+    void finish() {}
+    bool lost() const { return true; }
+};
+#endif
 
 class Conn final : public Protocol {
 public:
@@ -146,13 +204,17 @@ public:
 
 private:
     void connect_all(EventLoop& loop);
+    void connect_udp(EventLoop& loop);
     void tick(EventLoop& loop);
+    bool all_lost() const;
 
     Shared& shared_;
     unsigned id_;
     std::size_t first_, count_;
     std::vector<std::shared_ptr<Transport>> transports_;
     std::vector<Conn*> conns_;
+    std::vector<std::shared_ptr<DatagramTransport>> dgram_transports_;
+    std::vector<UdpConn*> udp_;
 };
 
 void Conn::connection_made(Transport& t) {
@@ -348,9 +410,138 @@ void Worker::tick(EventLoop& loop) {
     if (phase != Phase::running) return;
     const std::uint64_t now = now_ns();
     for (Conn* c : conns_) c->send_due(now);
+    for (UdpConn* c : udp_) c->poll(now);
     // Often enough that a due message waits at most a fraction of a millisecond for its send.
-    loop.call_later(0.0002, [this, &loop] { tick(loop); });
+    loop.call_later(o_.rate > 0 ? 0.0002 : 0.01, [this, &loop] { tick(loop); });
 }
+
+bool Worker::all_lost() const {
+    return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->lost(); }) &&
+           std::all_of(udp_.begin(), udp_.end(), [](UdpConn* c) { return c->lost(); });
+}
+
+#if AIORING_LOAD_HAS_UDP
+void Worker::connect_udp(EventLoop& loop) {
+    std::vector<Future<DatagramConnection<>>> pending;
+    pending.reserve(count_);
+    for (std::size_t i = 0; i < count_; ++i) {
+        const std::size_t index = first_ + i;
+        DatagramEndpointOptions opts;
+        opts.remote_addr = std::make_pair(o_.host, o_.port);
+        try {
+            pending.push_back(loop.create_datagram_endpoint(
+                [this, index] { return std::make_unique<UdpConn>(*this, index); }, opts));
+        } catch (const std::exception& e) {
+            error(&Stats::connect_errors, e.what());
+        }
+    }
+    auto all_done = [&] {
+        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
+    };
+    run_until(loop, all_done, o_.connect_timeout);
+    for (auto& f : pending) {
+        if (!f.done()) {
+            f.cancel();
+            error(&Stats::connect_errors, "Connection timed out");
+            continue;
+        }
+        try {
+            DatagramConnection<> c = f.result();
+            udp_.push_back(&c.as<UdpConn>());
+            dgram_transports_.push_back(std::move(c.transport));
+            ++stats.connections_made;
+        } catch (const std::system_error& e) {
+            error(&Stats::connect_errors, e.code().message());
+        } catch (const std::exception& e) {
+            error(&Stats::connect_errors, e.what());
+        }
+    }
+    run_until(loop, all_done, 1.0);
+}
+
+void UdpConn::begin() {
+    if (lost_) return;
+    seed_ = (index_ * 7919u) % Pattern::period;
+    if (w_.o_.rate > 0)
+        t0_ = w_.start_ns + static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / w_.o_.rate);
+    poll(now_ns());
+}
+
+bool UdpConn::matches(std::string_view data, std::uint64_t seq) const {
+    const std::size_t size = w_.o_.size;
+    return data.size() == size && std::memcmp(data.data(), Pattern::at(seed_ + seq * size), size) == 0;
+}
+
+void UdpConn::send(std::uint64_t now) {
+    const std::size_t size = w_.o_.size;
+    sent_at_ = w_.o_.rate > 0 ? t0_ + static_cast<std::uint64_t>(static_cast<double>(seq_) * w_.interval_ns)
+                              : now;
+    outstanding_ = true;
+    t_->sendto(std::string_view(Pattern::at(seed_ + seq_ * size), size));
+}
+
+void UdpConn::poll(std::uint64_t now) {
+    if (lost_ || w_.phase != Phase::running) return;
+    if (outstanding_) {
+        if (now - sent_at_ < 1'000'000'000 || now < sent_at_) return;
+        outstanding_ = false;  // not answered within a second: lost
+        gave_up_ = true;
+        ++seq_;
+        w_.error(&Stats::timeouts, "");
+    }
+    if (paused_ || now < retry_at_) return;
+    if (w_.o_.rate > 0) {
+        if (now < t0_) return;
+        const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(now - t0_) / w_.interval_ns) + 1;
+        if (due <= seq_) return;
+    }
+    send(now);
+}
+
+void UdpConn::datagram_received(std::string_view data, const SocketAddress&) {
+    const std::uint64_t now = now_ns();
+    if (!outstanding_ || !matches(data, seq_)) {
+        // The late answer to a datagram already given up on is not the server's fault.
+        if (gave_up_ && seq_ > 0 && matches(data, seq_ - 1)) return;
+        if (w_.phase == Phase::stopping) return;
+        w_.error(&Stats::mismatches, "");
+        if (!outstanding_) return;
+    } else {
+        if (w_.in_window(now)) {
+            ++w_.stats.messages;
+            w_.stats.bytes += data.size();
+            w_.stats.latency.record(now > sent_at_ ? now - sent_at_ : 0);
+        }
+        ++w_.live_msgs;
+        w_.live_bytes += data.size();
+        w_.publish();
+    }
+    outstanding_ = false;
+    gave_up_ = false;
+    ++seq_;
+    poll(now);
+}
+
+void UdpConn::error_received(std::error_code ec) {
+    if (w_.phase == Phase::stopping) return;
+    w_.error(&Stats::connect_errors, ec.message());
+    // The datagram is gone (ICMP said so); try the next one a little later.
+    if (outstanding_) {
+        outstanding_ = false;
+        ++seq_;
+    }
+    retry_at_ = now_ns() + 100'000'000;
+}
+
+void UdpConn::connection_lost(std::error_code ec) {
+    lost_ = true;
+    if (w_.phase == Phase::stopping) return;
+    if (ec) w_.error(&Stats::connect_errors, ec.message());
+    else w_.error(&Stats::early_closes, "the datagram endpoint closed early");
+}
+#else
+void Worker::connect_udp(EventLoop&) { error(&Stats::connect_errors, "udp mode is not built yet"); }
+#endif
 
 void Worker::run() {
     LoopOptions lo;
@@ -376,7 +567,8 @@ void Worker::run() {
     }
     interval_ns = o_.rate > 0 ? 1e9 * static_cast<double>(o_.connections) / o_.rate : 0;
 
-    connect_all(loop);
+    if (o_.mode == Mode::udp) connect_udp(loop);
+    else connect_all(loop);
     {
         std::unique_lock lk(shared_.m);
         --shared_.connecting;
@@ -386,13 +578,14 @@ void Worker::run() {
         warm_ns = shared_.warm_ns;
         end_ns = shared_.end_ns;
     }
-    if (!shared_.abort && !conns_.empty()) {
+    if (!shared_.abort && (!conns_.empty() || !udp_.empty())) {
         phase = Phase::running;
         const std::uint64_t now = now_ns();
         const double to_start = start_ns > now ? static_cast<double>(start_ns - now) / 1e9 : 0;
         loop.call_later(to_start, [this, &loop] {
             for (Conn* c : conns_) c->begin();
-            if (o_.rate > 0) tick(loop);
+            for (UdpConn* c : udp_) c->begin();
+            if (o_.rate > 0 || !udp_.empty()) tick(loop);
         });
         const double to_end = end_ns > now ? static_cast<double>(end_ns - now) / 1e9 : 0;
         loop.call_later(to_end, [this, &loop] {
@@ -403,12 +596,17 @@ void Worker::run() {
     }
     phase = Phase::stopping;
     for (Conn* c : conns_) c->finish();
-    run_until(loop, [&] { return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->lost(); }); }, 2.0);
-    for (auto& t : transports_)
-        if (!t->is_closing()) t->abort();
-    run_until(loop, [&] { return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->lost(); }); }, 1.0);
+    for (UdpConn* c : udp_) c->finish();
+    run_until(loop, [&] { return all_lost(); }, 2.0);
+    for (auto& t : transports_) t->abort();
+#if AIORING_LOAD_HAS_UDP
+    for (auto& t : dgram_transports_) t->abort();
+#endif
+    run_until(loop, [&] { return all_lost(); }, 1.0);
     conns_.clear();
+    udp_.clear();
     transports_.clear();
+    dgram_transports_.clear();
     publish();
 }
 
@@ -488,6 +686,14 @@ Outcome run_load(const Options& o, std::FILE* progress) {
     if (made == 0) {
         out.no_connection = true;
         out.cause = r.first_error.empty() ? "no connection could be made" : r.first_error;
+    }
+    // UDP has no handshake: nothing answered and the network said why (ICMP port unreachable
+    // arrives as "Connection refused") means there was no server.
+    std::uint64_t answered = 0;
+    for (auto& w : workers) answered += w->live.messages.load(std::memory_order_relaxed);
+    if (o.mode == Mode::udp && answered == 0 && r.stats.connect_errors > 0) {
+        out.no_connection = true;
+        out.cause = r.first_error;
     }
     return out;
 }

@@ -31,6 +31,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "aioring-load: --tls is not built yet\n");
         return 2;
     }
+    if (o.mode == Mode::udp && !udp_available()) {
+        std::fprintf(stderr, "aioring-load: --mode udp is not built yet\n");
+        return 2;
+    }
     const bool progress = !o.json ? (o.progress || (!o.no_progress && ::isatty(2)))
                                   : (o.progress && !o.no_progress);
     Outcome out = run_load(o, progress ? stderr : nullptr);

@@ -176,6 +176,8 @@ ParseResult parse_options(const std::vector<std::string>& args) {
     }
     if (!port_given) return fail("--port is required");
     if (o.tls && o.mode == Mode::udp) return fail("--tls works with --mode echo or stream, not udp");
+    if (o.mode == Mode::udp && o.size > 65507)
+        return fail("--size " + std::to_string(o.size) + " is larger than a UDP datagram (65507)");
     if ((!o.cafile.empty() || !o.server_hostname.empty()) && !o.tls)
         return fail("--cafile and --server-hostname need --tls");
     if (o.threads > o.connections) o.threads = o.connections;
