@@ -3,6 +3,7 @@
 
 #include <aioring/address.hpp>
 #include <aioring/callback.hpp>
+#include <aioring/datagram.hpp>
 #include <aioring/error.hpp>
 #include <aioring/future.hpp>
 #include <aioring/loop.hpp>

@@ -6,6 +6,7 @@
 
 #include <aioring/address.hpp>
 #include <aioring/callback.hpp>
+#include <aioring/datagram.hpp>
 #include <aioring/error.hpp>
 #include <aioring/future.hpp>
 #include <aioring/subprocess.hpp>
@@ -71,6 +72,17 @@ struct AddrInfo {
 template <class P = BaseProtocol>
 struct Connection {
     std::shared_ptr<Transport> transport;
+    P* protocol = nullptr;
+    // The protocol as the type the factory made.
+    template <class Q>
+    Q& as() const { return dynamic_cast<Q&>(*protocol); }
+};
+
+// What create_datagram_endpoint returns: the transport (kept alive by this handle) and the
+// protocol the factory made (owned by the transport).
+template <class P = DatagramProtocol>
+struct DatagramConnection {
+    std::shared_ptr<DatagramTransport> transport;
     P* protocol = nullptr;
     // The protocol as the type the factory made.
     template <class Q>
@@ -171,6 +183,9 @@ public:
                                                   std::uint16_t port, ServerOptions options = {});
     Future<std::shared_ptr<Server>> create_unix_server(ProtocolFactory factory, std::string path,
                                                        ServerOptions options = {});
+    // A UDP or Unix datagram endpoint; the factory must make a DatagramProtocol.
+    Future<DatagramConnection<>> create_datagram_endpoint(ProtocolFactory factory,
+                                                          DatagramEndpointOptions options = {});
 
     // A child process whose standard streams are pipe transports; the factory must make a
     // SubprocessProtocol. A command that cannot be started fails with the errno's

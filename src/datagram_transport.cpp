@@ -1,0 +1,608 @@
+// Datagram transport and create_datagram_endpoint: multishot recvmsg into the loop's
+// provided-buffer ring (single-shot recvmsg into an own buffer without multishot), queued
+// datagrams sent as linked sendmsg chains so that they leave in order, several per iteration,
+// and asyncio's close/abort ordering and flow control.
+#include "src/datagram_transport.hpp"
+
+#include <fmt/core.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include "src/op_awaiter.hpp"
+
+namespace aioring::detail {
+
+// In src/connect.cpp: resolves host:port, without a thread for numeric addresses.
+Task<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, std::uint16_t port,
+                                    int family, int type, int flags);
+
+namespace {
+constexpr std::size_t max_chain = 64;     // datagrams per sendmsg chain
+constexpr std::size_t slots_keep = 256;   // idle slots kept for reuse
+constexpr std::size_t slot_capacity_keep = 64 * 1024 + 1024;
+
+// Errors that say the socket itself is unusable; anything else concerns one datagram and goes
+// to error_received (asyncio passes every OSError there).
+bool is_fatal(int err) { return err == EBADF || err == ENOTSOCK || err == EFAULT; }
+
+bool same_address(const SocketAddress& a, const SocketAddress& b) {
+    if (a.family() != b.family()) return false;
+    switch (a.family()) {
+        case AF_INET: {
+            auto* x = reinterpret_cast<const sockaddr_in*>(a.get());
+            auto* y = reinterpret_cast<const sockaddr_in*>(b.get());
+            return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+        }
+        case AF_INET6: {
+            auto* x = reinterpret_cast<const sockaddr_in6*>(a.get());
+            auto* y = reinterpret_cast<const sockaddr_in6*>(b.get());
+            return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+                   std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+        }
+        case AF_UNIX: return a.host() == b.host();
+    }
+    return a == b;
+}
+}  // namespace
+
+DatagramSocketTransport::DatagramSocketTransport(LoopCore& core, int fd,
+                                                 std::unique_ptr<BaseProtocol> protocol)
+    : core_(core), fd_(fd), protocol_(std::move(protocol)) {
+    if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
+    if (protocol_->kind() != BaseProtocol::Kind::datagram)
+        throw std::invalid_argument("a datagram transport needs a DatagramProtocol");
+    peername_ = peername_of(fd_);
+    sockname_ = sockname_of(fd_);
+    // The same limit with and without the buffer ring, so that what counts as truncated does
+    // not depend on the kernel: a ring buffer holds the recvmsg header and the name too.
+    const std::size_t ring_size = core_.buffers.buffer_size();
+    const std::size_t header = sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_storage);
+    receive_capacity_ = ring_size > header ? ring_size - header : ring_size;
+}
+
+DatagramSocketTransport::~DatagramSocketTransport() {
+    if (!fd_closed_) ::close(fd_);
+}
+
+void DatagramSocketTransport::start(Callback on_made) {
+    self_ = shared_from_this();
+    core_.post([this, on_made = std::move(on_made)]() mutable {
+        made_ = true;
+        try {
+            datagram()->connection_made(*this);
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol connection_made() failed");
+        }
+        if (!closing_ && !recv_armed_) arm_recv();
+        if (on_made) on_made();
+    });
+}
+
+// ---- receiving ------------------------------------------------------------------------------
+
+void DatagramSocketTransport::arm_recv() {
+    assert(!recv_armed_);
+    io_uring_sqe* s = core_.ring.sqe();
+    recv_msg_ = msghdr{};
+    if (core_.buffers.ok() && core_.ring.features().multishot_recv) {
+        // The kernel writes an io_uring_recvmsg_out, then the name (msg_namelen bytes
+        // reserved), then the payload into each ring buffer: one datagram per buffer.
+        recv_msg_.msg_namelen = sizeof(sockaddr_storage);
+        io_uring_prep_recvmsg_multishot(s, fd_, &recv_msg_, 0);
+        s->flags |= IOSQE_BUFFER_SELECT;
+        s->buf_group = core_.buffers.group();
+        recv_multishot_ = true;
+    } else {
+        if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_capacity_);
+        recv_iov_ = iovec{own_buffer_.get(), receive_capacity_};
+        recv_msg_.msg_name = recv_addr_.get();
+        recv_msg_.msg_namelen = sizeof(sockaddr_storage);
+        recv_msg_.msg_iov = &recv_iov_;
+        recv_msg_.msg_iovlen = 1;
+        io_uring_prep_recvmsg(s, fd_, &recv_msg_, 0);
+        recv_multishot_ = false;
+    }
+    io_uring_sqe_set_data(s, static_cast<uring::Op*>(&recv_op_));
+    recv_armed_ = true;
+}
+
+void DatagramSocketTransport::cancel_recv() {
+    if (!recv_armed_) return;
+    io_uring_sqe* s = core_.ring.sqe();
+    io_uring_prep_cancel(s, static_cast<uring::Op*>(&recv_op_), 0);
+    uring::Ring::ignore_result(s);
+}
+
+void DatagramSocketTransport::on_recv(int res, unsigned flags) {
+    if (!(flags & IORING_CQE_F_MORE)) recv_armed_ = false;
+    if (flags & IORING_CQE_F_BUFFER) [[likely]] {
+        const std::uint16_t bid = uring::BufferRing::buffer_id(flags);
+        char* buf = core_.buffers.data(bid);
+        if (res >= 0) {
+            if (auto* out = io_uring_recvmsg_validate(buf, res, &recv_msg_)) {
+                if (out->flags & MSG_TRUNC) [[unlikely]] {
+                    if (!closing_) error_received(std::make_error_code(std::errc::message_size));
+                } else {
+                    const socklen_t namelen = std::min<socklen_t>(out->namelen, sizeof(sockaddr_storage));
+                    const SocketAddress from(static_cast<const sockaddr*>(io_uring_recvmsg_name(out)), namelen);
+                    const auto* payload = static_cast<const char*>(io_uring_recvmsg_payload(out, &recv_msg_));
+                    deliver(std::string_view(payload, io_uring_recvmsg_payload_length(out, res, &recv_msg_)), from);
+                }
+            }
+        }
+        core_.buffers.give_back(bid);
+    } else if (res >= 0 && !recv_multishot_) {
+        // Single-shot: an empty datagram completes with 0, which is not EOF here.
+        if (recv_msg_.msg_flags & MSG_TRUNC) [[unlikely]] {
+            if (!closing_) error_received(std::make_error_code(std::errc::message_size));
+        } else {
+            recv_addr_.length = std::min<socklen_t>(recv_msg_.msg_namelen, sizeof(sockaddr_storage));
+            deliver(std::string_view(own_buffer_.get(), static_cast<std::size_t>(res)), recv_addr_);
+        }
+    } else if (res == -ENOBUFS) {
+        // The multishot ended because the ring ran dry; re-arm once this batch of completions
+        // has handed its buffers back. The datagrams wait in the socket meanwhile.
+        ++core_.buffers.exhaustions;
+        if (!closing_) core_.want_rearm(this);
+    } else if (res < 0 && res != -ECANCELED && res != -EINTR) {
+        receive_error(-res);
+    }
+    if (!recv_armed_) {
+        if (!closing_ && !rearm_scheduled) arm_recv();
+        maybe_release();
+    }
+}
+
+void DatagramSocketTransport::deliver(std::string_view data, const SocketAddress& addr) {
+    if (closing_) return;
+    try {
+        datagram()->datagram_received(data, addr);
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol datagram_received() failed");
+    }
+}
+
+void DatagramSocketTransport::receive_error(int err) {
+    if (closing_) return;
+    if (is_fatal(err)) [[unlikely]] {
+        force_close(std::error_code(err, std::system_category()));
+        return;
+    }
+    // E.g. ECONNREFUSED on a connected endpoint after an ICMP port unreachable: reported, and
+    // receiving goes on.
+    error_received(std::error_code(err, std::system_category()));
+}
+
+void DatagramSocketTransport::rearm() {
+    if (!closing_ && !recv_armed_) arm_recv();
+    maybe_release();
+}
+
+void DatagramSocketTransport::error_received(std::error_code ec) {
+    try {
+        datagram()->error_received(ec);
+    } catch (...) {
+        fatal_error(std::current_exception(), "protocol error_received() failed");
+    }
+}
+
+// ---- sending --------------------------------------------------------------------------------
+
+void DatagramSocketTransport::sendto(std::string_view data) {
+    if (peername_.empty())
+        throw std::invalid_argument("sendto() without an address needs an endpoint with a remote address");
+    if (closing_) return;
+    queue(data, nullptr);
+}
+
+void DatagramSocketTransport::sendto(std::string_view data, const SocketAddress& addr) {
+    if (!peername_.empty()) {
+        if (!same_address(addr, peername_))
+            throw std::invalid_argument("Invalid address: must be the remote address " +
+                                        peername_.to_string() + ", not " + addr.to_string());
+        if (closing_) return;
+        queue(data, nullptr);
+        return;
+    }
+    if (addr.empty()) throw std::invalid_argument("sendto() to an empty address");
+    if (closing_) return;
+    queue(data, &addr);
+}
+
+void DatagramSocketTransport::queue(std::string_view data, const SocketAddress* addr) {
+    if (count_ == slots_.size()) [[unlikely]] {
+        // Grow the circular queue, keeping order; slots in flight keep their address.
+        std::vector<std::unique_ptr<Slot>> grown;
+        grown.reserve(std::max<std::size_t>(16, 2 * slots_.size()));
+        for (std::size_t i = 0; i < count_; ++i)
+            grown.push_back(std::move(slots_[(head_ + i) % slots_.size()]));
+        while (grown.size() < grown.capacity()) grown.push_back(std::make_unique<Slot>(*this));
+        slots_ = std::move(grown);
+        head_ = 0;
+    }
+    Slot& s = slot_at(count_);
+    s.data.assign(data);
+    if (addr) s.addr = *addr;
+    else s.addr.length = 0;
+    ++count_;
+    core_.want_flush(this);
+    set_buffered(buffered_ + data.size() + datagram_overhead);
+}
+
+void DatagramSocketTransport::pop_front() {
+    Slot& s = *slots_[head_];
+    if (s.data.capacity() > slot_capacity_keep) s.data = std::string();
+    head_ = (head_ + 1) % slots_.size();
+    --count_;
+}
+
+void DatagramSocketTransport::flush() {
+    if (chain_pending_ == 0 && count_ > chain_ && !lost_scheduled_) submit_chain();
+    maybe_release();
+}
+
+void DatagramSocketTransport::submit_chain() {
+    assert(chain_pending_ == 0);
+    // A chain is linked so that its datagrams leave in order even when the socket makes them
+    // wait (a full Unix datagram receiver). It must not straddle an SQ flush: that would
+    // split it into two chains racing each other.
+    std::size_t n = std::min(count_, max_chain);
+    const std::size_t room = io_uring_sq_space_left(core_.ring.raw());
+    if (room != 0) n = std::min(n, room);
+    else n = 1;
+    for (std::size_t i = 0; i < n; ++i) {
+        Slot& s = slot_at(i);
+        s.iov = iovec{s.data.data(), s.data.size()};
+        s.msg = msghdr{};
+        if (s.addr.length != 0) {
+            s.msg.msg_name = s.addr.get();
+            s.msg.msg_namelen = s.addr.length;
+        }
+        s.msg.msg_iov = &s.iov;
+        s.msg.msg_iovlen = 1;
+        s.res = 0;
+        s.done = false;
+        io_uring_sqe* sqe = core_.ring.sqe();
+        io_uring_prep_sendmsg(sqe, fd_, &s.msg, MSG_NOSIGNAL);
+        if (i + 1 < n) sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data(sqe, static_cast<uring::Op*>(&s));
+    }
+    chain_ = n;
+    chain_pending_ = n;
+}
+
+void DatagramSocketTransport::on_send(Slot& slot, int res) {
+    assert(chain_pending_ != 0);
+    slot.res = res;
+    slot.done = true;
+    --chain_pending_;
+    if (lost_scheduled_) {  // aborted: the queue was dropped, only the memory was kept
+        if (chain_pending_ == 0) {
+            head_ = count_ = chain_ = 0;
+            maybe_release();
+        }
+        return;
+    }
+    // Consume completed datagrams from the front, in order, as they complete (flow control
+    // sees each one). A failure cancels the rest of a linked chain: those stay queued and go
+    // out again once the whole chain has completed.
+    std::size_t removed = 0;
+    while (chain_ != 0 && !chain_broken_ && slots_[head_]->done) {
+        Slot& s = *slots_[head_];
+        const int r = s.res;
+        if (r == -ECANCELED && chain_failed_) {
+            chain_broken_ = true;
+            break;
+        }
+        s.done = false;
+        removed += s.data.size() + datagram_overhead;
+        pop_front();
+        --chain_;
+        if (r < 0) [[unlikely]] {
+            chain_failed_ = true;
+            if (is_fatal(-r)) force_close(std::error_code(-r, std::system_category()));
+            else if (!closing_) error_received(std::error_code(-r, std::system_category()));
+            if (lost_scheduled_) {  // aborted from error_received: everything is dropped
+                maybe_release();
+                return;
+            }
+        }
+    }
+    if (removed != 0) set_buffered(buffered_ - removed);
+    if (lost_scheduled_) {  // aborted from resume_writing
+        maybe_release();
+        return;
+    }
+    if (chain_pending_ != 0) return;
+    chain_ = 0;
+    chain_failed_ = chain_broken_ = false;
+    if (count_ != 0) {
+        submit_chain();
+        return;
+    }
+    if (slots_.size() > slots_keep) {
+        slots_.resize(slots_keep);
+        head_ = 0;
+    }
+    if (closing_) schedule_connection_lost({});
+}
+
+// Every change of the queued byte count comes through here (sendto, completion, error, abort,
+// new limits), so that pause and resume strictly alternate and neither runs once closing.
+void DatagramSocketTransport::set_buffered(std::size_t n) {
+    buffered_ = n;
+    if (closing_) return;
+    if (!protocol_paused_ && buffered_ > high_) {
+        protocol_paused_ = true;
+        try {
+            protocol_->pause_writing();
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol pause_writing() failed");
+        }
+    } else if (protocol_paused_ && buffered_ <= low_) {
+        protocol_paused_ = false;
+        try {
+            protocol_->resume_writing();
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol resume_writing() failed");
+        }
+    }
+}
+
+void DatagramSocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
+                                                      std::optional<std::size_t> low) {
+    std::size_t h, l;
+    if (!high && !low) {
+        h = default_high_water;
+        l = default_low_water;
+    } else if (!high) {
+        l = *low;
+        h = 4 * l;
+    } else {
+        h = *high;
+        l = low ? *low : h / 4;
+    }
+    if (l > h)
+        throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", h, l));
+    high_ = h;
+    low_ = l;
+    set_buffered(buffered_);  // the new limits apply at once (asyncio#329)
+}
+
+// ---- closing --------------------------------------------------------------------------------
+
+void DatagramSocketTransport::close() {
+    if (closing_) return;
+    closing_ = true;
+    cancel_recv();
+    if (count_ == 0 && chain_pending_ == 0) schedule_connection_lost({});
+    // Otherwise the queue drains first (flush / on_send), then connection_lost.
+}
+
+void DatagramSocketTransport::abort() { force_close({}); }
+
+void DatagramSocketTransport::force_close(std::error_code ec) {
+    if (lost_scheduled_) return;
+    closing_ = true;
+    set_buffered(0);
+    if (chain_pending_ == 0) {
+        head_ = count_ = chain_ = 0;
+    } else {
+        // Datagrams waiting on a full receiver would hold the transport forever. A cancel
+        // misses a linked send the kernel has not issued yet (it is queued as task work under
+        // DEFER_TASKRUN); the shutdown makes that one fail with EPIPE once issued, and wakes
+        // one waiting in poll (EPOLLHUP).
+        ::shutdown(fd_, SHUT_RDWR);
+        for (std::size_t i = 0; i < chain_; ++i) {
+            io_uring_sqe* s = core_.ring.sqe();
+            io_uring_prep_cancel(s, static_cast<uring::Op*>(&slot_at(i)), 0);
+            uring::Ring::ignore_result(s);
+        }
+    }
+    cancel_recv();
+    schedule_connection_lost(ec);
+}
+
+void DatagramSocketTransport::schedule_connection_lost(std::error_code ec) {
+    if (lost_scheduled_) return;
+    lost_scheduled_ = true;
+    closing_ = true;
+    core_.post([self = shared_from_this(), ec] { self->call_connection_lost(ec); });
+}
+
+void DatagramSocketTransport::call_connection_lost(std::error_code ec) {
+    assert(!lost_done_);
+    if (made_) {
+        try {
+            protocol_->connection_lost(ec);
+        } catch (...) {
+            report(core_, std::current_exception(), "protocol connection_lost() failed", this);
+        }
+    }
+    lost_done_ = true;
+    maybe_release();
+}
+
+void DatagramSocketTransport::fatal_error(std::exception_ptr e, const char* message) {
+    report(core_, std::move(e), message, this);
+    force_close(std::make_error_code(std::errc::connection_aborted));
+}
+
+void DatagramSocketTransport::maybe_release() {
+    // The fd closes, and the loop lets go, only once connection_lost has returned and no op
+    // (or pending flush/re-arm) can still refer to this transport.
+    if (!lost_done_ || recv_armed_ || chain_pending_ != 0 || flush_scheduled || rearm_scheduled)
+        return;
+    if (!fd_closed_) {
+        fd_closed_ = true;
+        ::close(fd_);
+    }
+    if (self_) core_.post([self = std::move(self_)] {});  // freed after this call returns
+}
+
+// ---- the rest -------------------------------------------------------------------------------
+
+std::any DatagramSocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
+    if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
+    if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
+    if (name == "socket") return fd_closed_ ? default_value : std::any(fd_);
+    return default_value;
+}
+
+void DatagramSocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
+    if (!protocol) throw std::invalid_argument("set_protocol(nullptr)");
+    if (protocol->kind() != BaseProtocol::Kind::datagram)
+        throw std::invalid_argument("a datagram transport needs a DatagramProtocol");
+    // The old protocol may be the caller (set_protocol from inside a callback): it is freed
+    // once that callback has returned.
+    core_.post([old = std::shared_ptr<BaseProtocol>(std::exchange(protocol_, std::move(protocol)))] {});
+}
+
+// ---- create_datagram_endpoint ---------------------------------------------------------------
+
+namespace {
+
+// Wraps `fd` in a transport and completes once connection_made has run.
+Future<DatagramConnection<>> wrap_datagram(LoopCore& core, int fd, ProtocolFactory& factory) {
+    auto fut = Future<DatagramConnection<>>(core.loop);
+    try {
+        std::unique_ptr<BaseProtocol> protocol = factory();
+        auto* p = dynamic_cast<DatagramProtocol*>(protocol.get());
+        auto t = std::make_shared<DatagramSocketTransport>(core, fd, std::move(protocol));
+        fd = -1;  // the transport owns it now
+        t->start([fut, t, p] {
+            if (!fut.done()) fut.set_result(DatagramConnection<>{t, p});
+        });
+    } catch (...) {
+        if (fd >= 0) ::close(fd);
+        fut.set_exception(std::current_exception());
+    }
+    return fut;
+}
+
+[[noreturn]] void throw_errno(const std::string& what) {
+    throw std::system_error(errno, std::system_category(), what);
+}
+
+int unix_endpoint(const DatagramEndpointOptions& o) {
+    FdGuard fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (fd.fd < 0) throw_errno("socket()");
+    if (o.local_path) {
+        const SocketAddress local = SocketAddress::from_unix(*o.local_path);
+        // A stale socket file from an earlier run would make bind fail (asyncio removes it).
+        struct stat st {};
+        if ((*o.local_path)[0] != '@' && ::stat(o.local_path->c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+            ::unlink(o.local_path->c_str());
+        if (::bind(fd.fd, local.get(), local.length) != 0)
+            throw_errno("error while attempting to bind on address '" + *o.local_path + "'");
+    }
+    if (o.remote_path) {
+        const SocketAddress remote = SocketAddress::from_unix(*o.remote_path);
+        if (::connect(fd.fd, remote.get(), remote.length) != 0)
+            throw_errno("connect to '" + *o.remote_path + "' failed");
+    }
+    return fd.release();
+}
+
+Task<int> inet_endpoint(EventLoop& loop, DatagramEndpointOptions o) {
+    std::vector<AddrInfo> locals, remotes;
+    if (o.local_addr)
+        locals = co_await resolve(loop, o.local_addr->first, o.local_addr->second, o.family,
+                                  SOCK_DGRAM, o.flags | AI_PASSIVE);
+    if (o.remote_addr)
+        remotes = co_await resolve(loop, o.remote_addr->first, o.remote_addr->second, o.family,
+                                   SOCK_DGRAM, o.flags);
+    // asyncio's pairing: one (local, remote) per family, the first address of each, local
+    // families first; a family that lacks a side that was asked for is skipped.
+    struct Pair {
+        int family;
+        const SocketAddress* local = nullptr;
+        const SocketAddress* remote = nullptr;
+    };
+    std::vector<Pair> pairs;
+    auto slot = [&](int family) -> Pair& {
+        for (Pair& p : pairs)
+            if (p.family == family) return p;
+        return pairs.emplace_back(Pair{family});
+    };
+    for (const AddrInfo& a : locals) {
+        Pair& p = slot(a.family);
+        if (!p.local) p.local = &a.address;
+    }
+    for (const AddrInfo& a : remotes) {
+        Pair& p = slot(a.family);
+        if (!p.remote) p.remote = &a.address;
+    }
+    if (!o.local_addr && !o.remote_addr) {
+        if (o.family == AF_UNSPEC) throw std::invalid_argument("unexpected address family");
+        pairs.push_back(Pair{o.family});
+    }
+    std::erase_if(pairs, [&](const Pair& p) {
+        return (o.local_addr && !p.local) || (o.remote_addr && !p.remote);
+    });
+    if (pairs.empty()) throw std::invalid_argument("can not get address information");
+
+    std::exception_ptr last;
+    for (const Pair& p : pairs) {
+        try {
+            FdGuard fd(::socket(p.family, SOCK_DGRAM | SOCK_CLOEXEC, o.proto));
+            if (fd.fd < 0) throw_errno("socket()");
+            const int one = 1;
+            if (o.reuse_port && ::setsockopt(fd.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+                throw_errno("setsockopt(SO_REUSEPORT)");
+            if (o.allow_broadcast && ::setsockopt(fd.fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) != 0)
+                throw_errno("setsockopt(SO_BROADCAST)");
+            if (p.local && ::bind(fd.fd, p.local->get(), p.local->length) != 0)
+                throw_errno("error while attempting to bind on address " + p.local->to_string());
+            // Connecting a datagram socket only records the peer: it does not block.
+            if (p.remote && ::connect(fd.fd, p.remote->get(), p.remote->length) != 0)
+                throw_errno("connect to " + p.remote->to_string() + " failed");
+            co_return fd.release();
+        } catch (const std::system_error&) {
+            last = std::current_exception();
+        }
+    }
+    std::rethrow_exception(last);
+}
+
+Task<DatagramConnection<>> endpoint_task(EventLoop& loop, ProtocolFactory factory,
+                                         DatagramEndpointOptions o) {
+    int fd;
+    if (o.family == AF_UNIX || o.local_path || o.remote_path) fd = unix_endpoint(o);
+    else fd = co_await inet_endpoint(loop, o);
+    co_return co_await wrap_datagram(loop.core(), fd, factory);
+}
+
+}  // namespace
+}  // namespace aioring::detail
+
+namespace aioring {
+
+Future<DatagramConnection<>> EventLoop::create_datagram_endpoint(ProtocolFactory factory,
+                                                                 DatagramEndpointOptions o) {
+    if (o.sock >= 0) {
+        if (o.local_addr || o.remote_addr || o.local_path || o.remote_path || o.family != AF_UNSPEC ||
+            o.proto != 0 || o.flags != 0 || o.reuse_port || o.allow_broadcast)
+            throw std::invalid_argument("socket modifier keyword arguments can not be used when sock is specified");
+        int type = 0;
+        socklen_t len = sizeof type;
+        if (getsockopt(o.sock, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM)
+            throw std::invalid_argument("create_datagram_endpoint needs a SOCK_DGRAM socket");
+        return detail::wrap_datagram(*core_, o.sock, factory);
+    }
+    if ((o.local_path || o.remote_path) && (o.local_addr || o.remote_addr))
+        throw std::invalid_argument("Unix paths and IP addresses cannot be mixed");
+    if ((o.local_path || o.remote_path) && o.family != AF_UNSPEC && o.family != AF_UNIX)
+        throw std::invalid_argument("Unix paths need family AF_UNIX");
+    if (o.family == AF_UNIX && (o.local_addr || o.remote_addr))
+        throw std::invalid_argument("AF_UNIX takes local_path / remote_path, not host and port");
+    return create_task(detail::endpoint_task(*this, std::move(factory), std::move(o)));
+}
+
+}  // namespace aioring
