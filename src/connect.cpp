@@ -11,6 +11,7 @@
 
 #include "src/op_awaiter.hpp"
 #include "src/socket_transport.hpp"
+#include "src/ssl_transport.hpp"
 
 namespace aioring {
 namespace detail {
@@ -104,6 +105,7 @@ Task<Connection<>> connect_task(EventLoop& loop, ProtocolFactory factory, std::s
             io_uring_prep_connect(s, fd.fd, addr.get(), addr.length);
         });
         if (res == 0) {
+            if (options.ssl) co_return co_await ssl_connect(core, fd.release(), factory, options, host);
             auto conn = co_await wrap(core, fd.release(), factory);
             co_return conn;
         }
@@ -133,6 +135,7 @@ Future<Connection<>> EventLoop::create_connection(ProtocolFactory factory, std::
                                                   std::uint16_t port, ConnectOptions options) {
     if (options.sock >= 0) {
         if (!host.empty()) throw std::invalid_argument("host and sock cannot both be given");
+        if (options.ssl) return detail::ssl_connect(*core_, options.sock, factory, options, {});
         return connect_accepted_socket(std::move(factory), options.sock);
     }
     return create_task(detail::connect_task(*this, std::move(factory), std::move(host), port,

@@ -13,6 +13,7 @@
 
 #include "src/op_awaiter.hpp"
 #include "src/socket_transport.hpp"
+#include "src/ssl_transport.hpp"
 
 namespace aioring::detail {
 
@@ -202,6 +203,7 @@ int listen_socket(const SocketAddress& addr, const ServerOptions& o) {
 Task<std::shared_ptr<Server>> server_task(EventLoop& loop, ProtocolFactory factory,
                                           std::vector<std::string> hosts, std::uint16_t port,
                                           ServerOptions options) {
+    if (options.ssl) factory = ssl_server_factory(loop.core(), std::move(factory), options);
     auto server = std::make_shared<ServerImpl>(loop.core(), std::move(factory));
     if (hosts.empty()) hosts.push_back("");
     for (const std::string& host : hosts) {
@@ -228,6 +230,7 @@ std::shared_ptr<Server> make_unix_server(LoopCore& core, ProtocolFactory factory
     struct stat st{};
     if (path[0] != '\0' && path[0] != '@' && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
         ::unlink(path.c_str());
+    if (options.ssl) factory = ssl_server_factory(core, std::move(factory), options);
     auto server = std::make_shared<ServerImpl>(core, std::move(factory));
     server->add_listener(listen_socket(addr, options));
     if (options.start_serving) server->start_serving();

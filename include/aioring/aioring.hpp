@@ -9,6 +9,7 @@
 #include <aioring/loop.hpp>
 #include <aioring/protocol.hpp>
 #include <aioring/server.hpp>
+#include <aioring/ssl.hpp>
 #include <aioring/subprocess.hpp>
 #include <aioring/task.hpp>
 #include <aioring/transport.hpp>

@@ -31,6 +31,7 @@ class LoopCore;
 struct HandleState;
 }  // namespace detail
 class Server;
+class SslContext;  // <aioring/ssl.hpp>
 
 // What the exception handler receives (asyncio's context dict, as a struct).
 struct ExceptionContext {
@@ -97,6 +98,13 @@ struct ConnectOptions {
     std::optional<std::pair<std::string, std::uint16_t>> local_addr;
     int sock = -1;                                     // an already connected socket to wrap
     bool nodelay = true;                               // TCP_NODELAY, as asyncio sets it
+    // TLS: with `ssl` set the connection completes after the handshake, and the transport is a
+    // TLS transport. server_hostname (default: the host) is sent as SNI and checked against the
+    // certificate when the context's check_hostname is on.
+    std::shared_ptr<SslContext> ssl;
+    std::string server_hostname;
+    double ssl_handshake_timeout = 60.0;
+    double ssl_shutdown_timeout = 30.0;
 };
 
 struct ServerOptions {
@@ -106,6 +114,23 @@ struct ServerOptions {
     std::optional<bool> reuse_address;  // default: true on POSIX, as asyncio
     bool reuse_port = false;
     bool start_serving = true;
+    // TLS: every accepted connection does the handshake first; the protocol's connection_made
+    // follows it. A failed handshake goes to the loop's exception handler as "SSL handshake
+    // failed" (the context's transport gives the peername) and the protocol is not used.
+    std::shared_ptr<SslContext> ssl;
+    double ssl_handshake_timeout = 60.0;
+    double ssl_shutdown_timeout = 30.0;
+};
+
+// start_tls's parameters (asyncio's keyword arguments).
+struct StartTlsOptions {
+    bool server_side = false;
+    std::string server_hostname;
+    double ssl_handshake_timeout = 60.0;
+    double ssl_shutdown_timeout = 30.0;
+    // Bytes the protocol had already read past the plain-text part: they belong to the TLS
+    // stream and are fed to it first.
+    std::string initial_data;
 };
 
 enum class RingMode { defer_taskrun, coop_taskrun, basic };
@@ -183,6 +208,14 @@ public:
                                                   std::uint16_t port, ServerOptions options = {});
     Future<std::shared_ptr<Server>> create_unix_server(ProtocolFactory factory, std::string path,
                                                        ServerOptions options = {});
+    // Upgrades a connected stream transport to TLS in place and completes after the handshake
+    // with the TLS transport. The transport's protocol moves over to it (its connection_made is
+    // not called again: use the returned handle, not the old one); bytes already received and
+    // the paused-writing state carry over. A failed handshake closes the connection, calls the
+    // protocol's connection_lost with the error, and fails the future.
+    Future<std::shared_ptr<Transport>> start_tls(std::shared_ptr<Transport> transport,
+                                                 std::shared_ptr<SslContext> sslcontext,
+                                                 StartTlsOptions options = {});
     // A UDP or Unix datagram endpoint; the factory must make a DatagramProtocol.
     Future<DatagramConnection<>> create_datagram_endpoint(ProtocolFactory factory,
                                                           DatagramEndpointOptions options = {});

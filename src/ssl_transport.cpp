@@ -1,0 +1,779 @@
+// TLS transport over a plain stream transport: handshake, application data in both directions,
+// close_notify exchange with its timeout, and start_tls. OpenSSL talks to the lower transport
+// through a custom BIO, so there is no memory BIO to copy through.
+#include "src/ssl_transport.hpp"
+
+#include <arpa/inet.h>
+#include <fmt/core.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "src/socket_transport.hpp"
+
+namespace aioring::detail {
+
+namespace {
+
+constexpr std::size_t record_size = 16 * 1024;  // the most plaintext one TLS record carries
+
+// ---- the BIO between OpenSSL and the lower transport ----------------------------------------
+
+int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written) {
+    static_cast<SslTransport*>(BIO_get_data(b))->put_output(data, len);
+    *written = len;
+    return 1;
+}
+
+int bio_read(BIO* b, char* out, std::size_t len, std::size_t* readbytes) {
+    BIO_clear_retry_flags(b);
+    std::size_t n = static_cast<SslTransport*>(BIO_get_data(b))->take_input(out, len);
+    *readbytes = n;
+    if (n == 0) {
+        BIO_set_retry_read(b);  // nothing yet: more comes with the next data_received
+        return 0;
+    }
+    return 1;
+}
+
+long bio_ctrl(BIO*, int cmd, long, void*) {
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_DUP: return 1;
+    default: return 0;
+    }
+}
+
+int bio_create(BIO* b) {
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+BIO_METHOD* bio_method() {
+    static BIO_METHOD* const m = [] {
+        BIO_METHOD* meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "aioring");
+        BIO_meth_set_write_ex(meth, bio_write);
+        BIO_meth_set_read_ex(meth, bio_read);
+        BIO_meth_set_ctrl(meth, bio_ctrl);
+        BIO_meth_set_create(meth, bio_create);
+        return meth;
+    }();
+    return m;
+}
+
+// Decrypted bytes for a Protocol go through here (data_received gets a view of it); one per
+// thread, as there is one loop per thread and data_received cannot re-enter the read loop.
+char* scratch() {
+    thread_local std::unique_ptr<char[]> buf = std::make_unique<char[]>(record_size);
+    return buf.get();
+}
+
+bool is_ip(const std::string& host) {
+    unsigned char buf[sizeof(in6_addr)];
+    return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+std::string x509_name(X509_NAME* n) {
+    if (!n) return {};
+    BIO* m = BIO_new(BIO_s_mem());
+    X509_NAME_print_ex(m, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    char* p = nullptr;
+    long len = BIO_get_mem_data(m, &p);
+    std::string out(p, static_cast<std::size_t>(len));
+    BIO_free(m);
+    return out;
+}
+
+std::string asn1_time(const ASN1_TIME* t) {
+    BIO* m = BIO_new(BIO_s_mem());
+    ASN1_TIME_print(m, t);
+    char* p = nullptr;
+    long len = BIO_get_mem_data(m, &p);
+    std::string out(p, static_cast<std::size_t>(len));
+    BIO_free(m);
+    return out;
+}
+
+PeerCertificate describe(X509* cert) {
+    PeerCertificate c;
+    c.subject = x509_name(X509_get_subject_name(cert));
+    c.issuer = x509_name(X509_get_issuer_name(cert));
+    c.not_before = asn1_time(X509_get0_notBefore(cert));
+    c.not_after = asn1_time(X509_get0_notAfter(cert));
+    if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
+        char* hex = BN_bn2hex(bn);
+        c.serial_number = hex;
+        OPENSSL_free(hex);
+        BN_free(bn);
+    }
+    auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
+        const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+        if (g->type == GEN_DNS) {
+            const ASN1_STRING* s = g->d.dNSName;
+            c.subject_alt_names.push_back(
+                "DNS:" + std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                     static_cast<std::size_t>(ASN1_STRING_length(s))));
+        } else if (g->type == GEN_IPADD) {
+            const ASN1_STRING* s = g->d.iPAddress;
+            char buf[INET6_ADDRSTRLEN] = {};
+            int len = ASN1_STRING_length(s);
+            if (len == 4 || len == 16)
+                inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(s), buf, sizeof buf);
+            c.subject_alt_names.push_back(std::string("IP Address:") + buf);
+        }
+    }
+    if (names) GENERAL_NAMES_free(names);
+    int len = i2d_X509(cert, nullptr);
+    if (len > 0) {
+        c.der.resize(static_cast<std::size_t>(len));
+        auto* p = reinterpret_cast<unsigned char*>(c.der.data());
+        i2d_X509(cert, &p);
+    }
+    return c;
+}
+
+}  // namespace
+
+// ---- set-up ----------------------------------------------------------------------------------
+
+SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, SslParams params,
+                           bool app_made)
+    : core_(core), app_(std::move(app)), params_(std::move(params)), app_made_(app_made) {
+    if (!params_.context) throw std::invalid_argument("ssl: no SslContext");
+    if (app_ && app_->kind() != BaseProtocol::Kind::stream &&
+        app_->kind() != BaseProtocol::Kind::buffered)
+        throw std::invalid_argument("a TLS transport needs a Protocol or a BufferedProtocol");
+    ssl_ = SSL_new(params_.context->native_handle());
+    if (!ssl_) throw SslError(SslErrc::protocol_error, "SSL_new: " + openssl_error_string());
+    BIO* bio = BIO_new(bio_method());
+    BIO_set_data(bio, this);
+    SSL_set_bio(ssl_, bio, bio);
+    if (params_.server_side) {
+        SSL_set_accept_state(ssl_);
+    } else {
+        SSL_set_connect_state(ssl_);
+        const std::string& host = params_.server_hostname;
+        const bool ip = !host.empty() && is_ip(host);
+        // SNI carries host names only (RFC 6066), never IP literals.
+        if (!host.empty() && !ip) SSL_set_tlsext_host_name(ssl_, host.c_str());
+        if (params_.context->check_hostname()) {
+            if (ip) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), host.c_str());
+            else {
+                SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                SSL_set1_host(ssl_, host.c_str());
+            }
+        }
+    }
+}
+
+SslTransport::~SslTransport() { SSL_free(ssl_); }
+
+void SslTransport::attach(Transport& lower, bool lower_paused, std::string initial) {
+    lower_ = &lower;
+    lower_paused_ = user_paused_ = lower_paused;
+    peername_ = lower.extra<SocketAddress>("peername").value_or(SocketAddress{});
+    sockname_ = lower.extra<SocketAddress>("sockname").value_or(SocketAddress{});
+    backlog_ = std::move(initial);
+    state_ = State::handshaking;
+    if (params_.handshake_timeout > 0)
+        handshake_timer_ = core_.call_at(core_.time() + params_.handshake_timeout,
+                                         [w = weak_from_this()] {
+                                             auto s = w.lock();
+                                             if (!s || s->state_ != State::handshaking) return;
+                                             s->handshake_failed(
+                                                 std::make_exception_ptr(SslError(
+                                                     SslErrc::handshake_timeout,
+                                                     fmt::format("SSL handshake is taking longer than "
+                                                                 "{} seconds: aborting the connection",
+                                                                 s->params_.handshake_timeout))),
+                                                 SslErrc::handshake_timeout, true);
+                                         });
+    do_handshake();
+}
+
+// ---- the BIO's side ---------------------------------------------------------------------------
+
+std::size_t SslTransport::take_input(char* out, std::size_t len) {
+    if (backlog_off_ < backlog_.size()) {
+        std::size_t n = std::min(len, backlog_.size() - backlog_off_);
+        std::memcpy(out, backlog_.data() + backlog_off_, n);
+        backlog_off_ += n;
+        if (backlog_off_ == backlog_.size()) {
+            backlog_.clear();
+            backlog_off_ = 0;
+        }
+        return n;
+    }
+    std::size_t n = std::min(len, in_view_.size());
+    if (n == 0) return 0;
+    std::memcpy(out, in_view_.data(), n);
+    in_view_.remove_prefix(n);
+    return n;
+}
+
+void SslTransport::put_output(const char* data, std::size_t len) {
+    // Records go straight into the lower transport's write buffer, in order; after the lower
+    // transport started closing there is nobody to send them to.
+    if (lower_ && !lower_->is_closing()) lower_->write(std::string_view(data, len));
+}
+
+// ---- handshake ----------------------------------------------------------------------------------
+
+void SslTransport::do_handshake() {
+    ERR_clear_error();
+    ++ssl_depth_;
+    int r = SSL_do_handshake(ssl_);
+    --ssl_depth_;
+    if (r == 1) return handshake_done();
+    int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+    std::exception_ptr ex = handshake_error();
+    std::error_code ec = SSL_get_verify_result(ssl_) != X509_V_OK
+                             ? make_error_code(SslErrc::certificate_verify_failed)
+                             : make_error_code(SslErrc::handshake_failed);
+    // close, not abort: the alert OpenSSL just wrote tells the peer why.
+    handshake_failed(ex, ec, false);
+}
+
+std::exception_ptr SslTransport::handshake_error() {
+    std::string errors = openssl_error_string();
+    long v = SSL_get_verify_result(ssl_);
+    if (v != X509_V_OK) {
+        std::string m = std::string("SSL handshake failed: certificate verify failed: ") +
+                        X509_verify_cert_error_string(v);
+        if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
+            m += ", certificate is not valid for '" + params_.server_hostname + "'";
+        return std::make_exception_ptr(SslError(SslErrc::certificate_verify_failed, m));
+    }
+    return std::make_exception_ptr(SslError(SslErrc::handshake_failed, "SSL handshake failed: " + errors));
+}
+
+void SslTransport::handshake_done() {
+    state_ = State::wrapped;
+    handshake_timer_.cancel();
+    auto self = shared_from_this();  // the callbacks below may drop every other reference
+    if (!app_made_) {
+        app_made_ = true;
+        try {
+            stream()->connection_made(*this);
+        } catch (...) {
+            callback_failed("protocol connection_made() failed");
+        }
+    }
+    if (auto cb = std::exchange(on_handshake_, {})) cb(nullptr);
+    retry_pending_write();
+    sync_flow();
+    // Application data may have come right behind the peer's Finished.
+    if (state_ == State::wrapped) read_app();
+}
+
+void SslTransport::handshake_failed(std::exception_ptr e, std::error_code ec, bool abort_lower) {
+    if (state_ == State::closed) return;
+    auto self = shared_from_this();
+    state_ = State::closed;
+    closing_ = true;
+    error_ = ec;
+    handshake_timer_.cancel();
+    // A server has nobody waiting for the handshake: the loop's exception handler hears of it.
+    if (auto cb = std::exchange(on_handshake_, {})) cb(e);
+    else report(core_, e, "SSL handshake failed", this);
+    if (lower_) {
+        if (abort_lower) lower_->abort();
+        else lower_->close();
+    }
+}
+
+// ---- reading ------------------------------------------------------------------------------------
+
+void SslTransport::on_lower_data(std::string_view data) {
+    if (state_ == State::closed || state_ == State::unwrapped) return;
+    auto self = shared_from_this();
+    in_view_ = data;
+    process();
+    if (!in_view_.empty() && state_ != State::closed) {
+        // Not consumed (a partial record, or reading is paused): keep it for later.
+        if (backlog_off_ != 0) {
+            backlog_.erase(0, backlog_off_);
+            backlog_off_ = 0;
+        }
+        backlog_.append(in_view_);
+    }
+    in_view_ = {};
+}
+
+void SslTransport::process() {
+    switch (state_) {
+    case State::handshaking: do_handshake(); break;  // goes on to read_app once done
+    case State::wrapped: read_app(); break;
+    case State::shutdown: shutdown_input(); break;
+    default: break;
+    }
+    retry_pending_write();
+    sync_flow();
+}
+
+void SslTransport::read_app() {
+    if (in_read_) return;
+    in_read_ = true;
+    while (state_ == State::wrapped && reading_ && !closing_) {
+        std::size_t got = 0;
+        ERR_clear_error();
+        if (app_->kind() == BaseProtocol::Kind::buffered) [[unlikely]] {
+            // Decrypt one record (peeking a byte), then let OpenSSL copy its plaintext straight
+            // into the protocol's buffer: no get_buffer without a buffer_updated.
+            char c;
+            ++ssl_depth_;
+            int r = SSL_peek_ex(ssl_, &c, 1, &got);
+            --ssl_depth_;
+            if (r != 1) {
+                if (!read_failed(r)) break;
+                continue;
+            }
+            auto* bp = static_cast<BufferedProtocol*>(app_.get());
+            std::size_t avail = static_cast<std::size_t>(SSL_pending(ssl_));
+            if (avail == 0) avail = 1;
+            std::span<std::byte> buf;
+            try {
+                buf = bp->get_buffer(avail);
+                if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
+            } catch (...) {
+                callback_failed("protocol get_buffer() failed");
+                break;
+            }
+            ++ssl_depth_;
+            r = SSL_read_ex(ssl_, buf.data(), std::min(buf.size(), avail), &got);
+            --ssl_depth_;
+            if (r != 1) {
+                if (!read_failed(r)) break;
+                continue;
+            }
+            try {
+                bp->buffer_updated(got);
+            } catch (...) {
+                callback_failed("protocol buffer_updated() failed");
+                break;
+            }
+        } else {
+            char* buf = scratch();
+            ++ssl_depth_;
+            int r = SSL_read_ex(ssl_, buf, record_size, &got);
+            --ssl_depth_;
+            if (r != 1) {
+                if (!read_failed(r)) break;
+                continue;
+            }
+            try {
+                static_cast<Protocol*>(app_.get())->data_received(std::string_view(buf, got));
+            } catch (...) {
+                callback_failed("protocol data_received() failed");
+                break;
+            }
+        }
+    }
+    in_read_ = false;
+}
+
+bool SslTransport::read_failed(int ret) {
+    int e = SSL_get_error(ssl_, ret);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return false;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        on_close_notify();
+        return false;
+    }
+    protocol_failed("SSL error: " + openssl_error_string());
+    return false;
+}
+
+void SslTransport::on_close_notify() {
+    // asyncio under TLS: eof_received is called, its return value is ignored, and the transport
+    // closes (TLS here has no half-close): our close_notify answers the peer's, then TCP closes.
+    if (!eof_called_) {
+        eof_called_ = true;
+        try {
+            stream()->eof_received();
+        } catch (...) {
+            callback_failed("protocol eof_received() failed");
+            return;
+        }
+    }
+    close();
+}
+
+void SslTransport::pause_reading() {
+    if (closing_ || !reading_) return;
+    reading_ = false;
+    if (lower_) lower_->pause_reading();
+}
+
+void SslTransport::resume_reading() {
+    if (closing_ || reading_) return;
+    reading_ = true;
+    // What TLS already holds is delivered from the loop (never from inside this call), before
+    // anything the lower transport held meanwhile: both go through the same FIFO.
+    if (!process_scheduled_) {
+        process_scheduled_ = true;
+        core_.post([self = shared_from_this()] {
+            self->process_scheduled_ = false;
+            if (self->state_ == State::wrapped && self->reading_) {
+                self->read_app();
+                self->sync_flow();
+            }
+        });
+    }
+    if (lower_) lower_->resume_reading();
+}
+
+bool SslTransport::on_lower_eof() {
+    auto self = shared_from_this();
+    switch (state_) {
+    case State::unwrapped:
+    case State::handshaking:
+        handshake_failed(std::make_exception_ptr(SslError(
+                             SslErrc::handshake_failed,
+                             "SSL handshake failed: the peer closed the connection during the handshake")),
+                         make_error_code(SslErrc::handshake_failed), true);
+        break;
+    case State::wrapped:
+        // A close_notify would have been read before this EOF: the stream may be truncated.
+        error_ = make_error_code(SslErrc::eof_without_close_notify);
+        state_ = State::closed;
+        closing_ = true;
+        break;
+    case State::shutdown:
+        // We sent close_notify and the peer closed TCP: as good an answer as its own.
+        state_ = State::closed;
+        shutdown_timer_.cancel();
+        break;
+    case State::closed: break;
+    }
+    return false;
+}
+
+void SslTransport::on_lower_lost(std::error_code ec) {
+    auto self = shared_from_this();
+    handshake_timer_.cancel();
+    shutdown_timer_.cancel();
+    const bool handshaking = state_ == State::handshaking || state_ == State::unwrapped;
+    state_ = State::closed;
+    closing_ = true;
+    if (!error_ && handshaking)
+        error_ = ec ? ec : make_error_code(SslErrc::handshake_failed);
+    if (auto cb = std::exchange(on_handshake_, {})) {
+        cb(std::make_exception_ptr(SslError(
+            SslErrc::handshake_failed,
+            "SSL handshake failed: connection lost (" + (ec ? ec.message() : error_.message()) + ")")));
+    }
+    if (app_made_ && !app_lost_) {
+        app_lost_ = true;
+        try {
+            app_->connection_lost(error_ ? error_ : ec);
+        } catch (...) {
+            report(core_, std::current_exception(), "protocol connection_lost() failed", this);
+        }
+    }
+    lower_ = nullptr;
+}
+
+// ---- writing ------------------------------------------------------------------------------------
+
+void SslTransport::write(std::string_view data) {
+    if (data.empty() || closing_) return;
+    if (state_ != State::wrapped || !pending_plain_.empty()) {
+        pending_plain_.append(data);  // sent once the handshake (or a blocked write) is done
+        return;
+    }
+    ssl_write(data);
+    sync_flow();
+}
+
+void SslTransport::writelines(std::span<const std::string_view> chunks) {
+    for (std::string_view c : chunks) write(c);
+}
+
+void SslTransport::ssl_write(std::string_view data) {
+    while (!data.empty()) {
+        ERR_clear_error();
+        std::size_t written = 0;
+        ++ssl_depth_;
+        int r = SSL_write_ex(ssl_, data.data(), data.size(), &written);
+        --ssl_depth_;
+        if (r == 1) {
+            data.remove_prefix(written);
+            continue;
+        }
+        int e = SSL_get_error(ssl_, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            pending_plain_.append(data);
+            return;
+        }
+        protocol_failed("SSL error: " + openssl_error_string());
+        return;
+    }
+}
+
+void SslTransport::retry_pending_write() {
+    if (pending_plain_.empty() || state_ != State::wrapped) return;
+    std::string p = std::move(pending_plain_);
+    pending_plain_.clear();
+    ssl_write(p);
+}
+
+void SslTransport::write_eof() {
+    throw std::logic_error(
+        "write_eof() is not supported by TLS transports (TLS has no half-close): use close(), "
+        "which sends close_notify");
+}
+
+std::size_t SslTransport::get_write_buffer_size() const {
+    return (lower_ ? lower_->get_write_buffer_size() : 0) + pending_plain_.size();
+}
+
+std::pair<std::size_t, std::size_t> SslTransport::get_write_buffer_limits() const {
+    return lower_ ? lower_->get_write_buffer_limits()
+                  : std::pair<std::size_t, std::size_t>{default_low_water, default_high_water};
+}
+
+void SslTransport::set_write_buffer_limits(std::optional<std::size_t> high,
+                                           std::optional<std::size_t> low) {
+    if (high && low && *low > *high)
+        throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", *high, *low));
+    if (lower_) lower_->set_write_buffer_limits(high, low);
+}
+
+void SslTransport::on_lower_flow(bool paused) {
+    lower_paused_ = paused;
+    sync_flow();
+}
+
+void SslTransport::sync_flow() {
+    // The lower transport's pause/resume, passed on once no OpenSSL call is on the stack (the
+    // protocol may call back into this transport), and never once closing.
+    if (ssl_depth_ != 0 || !app_made_ || closing_ || lower_paused_ == user_paused_) return;
+    user_paused_ = lower_paused_;
+    try {
+        if (user_paused_) app_->pause_writing();
+        else app_->resume_writing();
+    } catch (...) {
+        callback_failed(user_paused_ ? "protocol pause_writing() failed"
+                                     : "protocol resume_writing() failed");
+    }
+}
+
+// ---- closing ------------------------------------------------------------------------------------
+
+void SslTransport::close() {
+    if (closing_) return;
+    closing_ = true;
+    if (state_ == State::wrapped) begin_shutdown();
+    else if (state_ != State::closed) abort();
+}
+
+void SslTransport::begin_shutdown() {
+    auto self = shared_from_this();
+    retry_pending_write();
+    pending_plain_.clear();
+    state_ = State::shutdown;
+    ERR_clear_error();
+    ++ssl_depth_;
+    int r = SSL_shutdown(ssl_);  // close_notify goes out behind the application data
+    --ssl_depth_;
+    if (r == 1) return finish_shutdown();  // the peer's close_notify came first
+    if (r < 0) {
+        int e = SSL_get_error(ssl_, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return finish_shutdown();
+    }
+    if (params_.shutdown_timeout > 0)
+        shutdown_timer_ = core_.call_at(core_.time() + params_.shutdown_timeout,
+                                        [w = weak_from_this()] {
+                                            auto s = w.lock();
+                                            if (!s || s->state_ != State::shutdown) return;
+                                            s->error_ = make_error_code(SslErrc::shutdown_timeout);
+                                            s->state_ = State::closed;
+                                            if (s->lower_) s->lower_->abort();
+                                        });
+    if (lower_) lower_->resume_reading();  // the answer must be read even if reading was paused
+    shutdown_input();
+}
+
+void SslTransport::shutdown_input() {
+    // Application data after our close_notify is dropped (asyncio does the same); we wait for the
+    // peer's close_notify.
+    while (state_ == State::shutdown) {
+        std::size_t got = 0;
+        ERR_clear_error();
+        ++ssl_depth_;
+        int r = SSL_read_ex(ssl_, scratch(), record_size, &got);
+        --ssl_depth_;
+        if (r == 1) continue;
+        int e = SSL_get_error(ssl_, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            ++ssl_depth_;
+            SSL_shutdown(ssl_);
+            --ssl_depth_;
+        }
+        finish_shutdown();
+    }
+}
+
+void SslTransport::finish_shutdown() {
+    state_ = State::closed;
+    shutdown_timer_.cancel();
+    if (lower_) lower_->close();  // flushes our close_notify, then connection_lost
+}
+
+void SslTransport::abort() {
+    closing_ = true;
+    state_ = State::closed;
+    handshake_timer_.cancel();
+    shutdown_timer_.cancel();
+    if (lower_) lower_->abort();  // connection_lost follows from the lower transport's
+}
+
+void SslTransport::protocol_failed(const std::string& what) {
+    if (state_ == State::closed) return;
+    error_ = make_error_code(SslErrc::protocol_error);
+    state_ = State::closed;
+    closing_ = true;
+    (void)what;
+    if (lower_) lower_->close();  // sends the alert OpenSSL wrote, if any
+}
+
+void SslTransport::callback_failed(const char* message) {
+    report(core_, std::current_exception(), message, this);
+    error_ = std::make_error_code(std::errc::connection_aborted);
+    abort();
+}
+
+// ---- the rest -----------------------------------------------------------------------------------
+
+std::any SslTransport::get_extra_info(std::string_view name, std::any default_value) const {
+    if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
+    if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
+    if (name == "socket") return lower_ ? lower_->get_extra_info(name, default_value) : default_value;
+    if (name == "sslcontext") return std::any(params_.context);
+    if (name == "ssl_object") return std::any(ssl_);
+    if (name == "cipher") {
+        const SSL_CIPHER* c = SSL_get_current_cipher(ssl_);
+        if (!c) return default_value;
+        return std::any(CipherInfo{SSL_CIPHER_get_name(c), SSL_get_version(ssl_),
+                                   SSL_CIPHER_get_bits(c, nullptr)});
+    }
+    if (name == "compression") return default_value;  // never: OpenSSL 3 builds go without
+    if (name == "alpn_protocol") {
+        const unsigned char* p = nullptr;
+        unsigned len = 0;
+        SSL_get0_alpn_selected(ssl_, &p, &len);
+        if (len == 0) return default_value;
+        return std::any(std::string(reinterpret_cast<const char*>(p), len));
+    }
+    if (name == "peercert") {
+        // As Python's getpeercert(): only a certificate that was verified.
+        if (params_.context->verify_mode() == VerifyMode::none || SSL_get_verify_result(ssl_) != X509_V_OK)
+            return default_value;
+        X509* cert = SSL_get0_peer_certificate(ssl_);
+        if (!cert) return default_value;
+        return std::any(describe(cert));
+    }
+    if (name == "server_hostname" && !params_.server_hostname.empty())
+        return std::any(params_.server_hostname);
+    return default_value;
+}
+
+void SslTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
+    if (!protocol) throw std::invalid_argument("set_protocol(nullptr)");
+    auto kind = protocol->kind();
+    if (kind != BaseProtocol::Kind::stream && kind != BaseProtocol::Kind::buffered)
+        throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    // The old protocol may be the caller: it is freed once the current callback has returned.
+    core_.post([old = std::shared_ptr<BaseProtocol>(std::move(app_))] {});
+    app_ = std::move(protocol);
+}
+
+// ---- wiring into create_connection / create_server / start_tls --------------------------------
+
+ProtocolFactory ssl_server_factory(LoopCore& core, ProtocolFactory factory, const ServerOptions& o) {
+    if (!o.ssl->is_server())
+        throw std::invalid_argument("create_server needs a server SslContext (SslContext::server())");
+    SslParams params{o.ssl, true, {}, o.ssl_handshake_timeout, o.ssl_shutdown_timeout};
+    return [&core, factory = std::move(factory), params]() -> std::unique_ptr<BaseProtocol> {
+        auto t = std::make_shared<SslTransport>(core, factory(), params, false);
+        return std::make_unique<SslLowerProtocol>(std::move(t));
+    };
+}
+
+Future<Connection<>> ssl_connect(LoopCore& core, int fd, ProtocolFactory& factory,
+                                 const ConnectOptions& o, const std::string& host) {
+    Future<Connection<>> fut(core.loop);
+    std::shared_ptr<SslTransport> t;
+    bool handed = false;  // the lower transport owns fd
+    try {
+        if (o.ssl->is_server())
+            throw std::invalid_argument("create_connection needs a client SslContext (SslContext::client())");
+        SslParams params{o.ssl, false, o.server_hostname.empty() ? host : o.server_hostname,
+                         o.ssl_handshake_timeout, o.ssl_shutdown_timeout};
+        if (params.server_hostname.empty() && o.ssl->check_hostname())
+            throw std::invalid_argument("check_hostname requires server_hostname");
+        t = std::make_shared<SslTransport>(core, factory(), std::move(params), false);
+        BaseProtocol* p = t->get_protocol();
+        t->set_on_handshake([fut, w = std::weak_ptr<SslTransport>(t), p](std::exception_ptr e) {
+            if (fut.done()) return;
+            if (e) fut.set_exception(e);
+            else fut.set_result(Connection<>{w.lock(), p});
+        });
+        // A caller that gave up waiting (cancelled, timed out) gets no connection left open.
+        fut.add_done_callback([fut, w = std::weak_ptr<SslTransport>(t)] {
+            if (fut.cancelled())
+                if (auto s = w.lock()) s->abort();
+        });
+        make_socket_transport(core, fd, std::make_unique<SslLowerProtocol>(t));
+        handed = true;
+    } catch (...) {
+        if (!handed) ::close(fd);
+        if (!fut.done()) fut.set_exception(std::current_exception());
+    }
+    return fut;
+}
+
+}  // namespace aioring::detail
+
+namespace aioring {
+
+Future<std::shared_ptr<Transport>> EventLoop::start_tls(std::shared_ptr<Transport> transport,
+                                                        std::shared_ptr<SslContext> sslcontext,
+                                                        StartTlsOptions options) {
+    if (!transport) throw std::invalid_argument("start_tls: no transport");
+    if (!sslcontext) throw std::invalid_argument("start_tls: no SslContext");
+    auto* lower = dynamic_cast<detail::SocketTransport*>(transport.get());
+    if (!lower) throw std::invalid_argument("start_tls needs a plain TCP or Unix stream transport");
+    if (lower->is_closing()) throw std::logic_error("start_tls: the transport is closing");
+    if (sslcontext->is_server() != options.server_side)
+        throw std::invalid_argument(options.server_side
+                                        ? "start_tls(server_side=true) needs a server SslContext"
+                                        : "start_tls needs a client SslContext");
+    if (!options.server_side && options.server_hostname.empty() && sslcontext->check_hostname())
+        throw std::invalid_argument("check_hostname requires server_hostname");
+    detail::SslParams params{sslcontext, options.server_side, options.server_hostname,
+                             options.ssl_handshake_timeout, options.ssl_shutdown_timeout};
+    auto t = std::make_shared<detail::SslTransport>(*core_, nullptr, std::move(params), true);
+    Future<std::shared_ptr<Transport>> fut(*this);
+    t->set_on_handshake([fut, w = std::weak_ptr<detail::SslTransport>(t)](std::exception_ptr e) {
+        if (fut.done()) return;
+        if (e) fut.set_exception(e);
+        else fut.set_result(std::shared_ptr<Transport>(w.lock()));
+    });
+    const bool paused = lower->is_writing_paused();
+    // Bytes still in flight or held by the plain transport now go to the TLS side.
+    t->set_app(lower->exchange_protocol(std::make_unique<detail::SslLowerProtocol>(t)));
+    t->attach(*lower, paused, std::move(options.initial_data));
+    lower->resume_reading();
+    return fut;
+}
+
+}  // namespace aioring

@@ -1,0 +1,162 @@
+// TLS transport: OpenSSL layered over the plain stream transport below it through a BIO that
+// reads the lower transport's received bytes in place and writes records straight into the
+// lower transport's write buffer (one copy each way beyond OpenSSL's own work).
+#pragma once
+
+#include <aioring/loop.hpp>
+#include <aioring/ssl.hpp>
+#include <aioring/transport.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "src/loop_core.hpp"
+
+namespace aioring::detail {
+
+struct SslParams {
+    std::shared_ptr<SslContext> context;
+    bool server_side = false;
+    std::string server_hostname;
+    double handshake_timeout = 60.0;
+    double shutdown_timeout = 30.0;
+};
+
+// Ownership: the lower (plain) transport owns an SslLowerProtocol, which holds the SslTransport
+// (std::shared_ptr); the SslTransport owns the application's protocol and points at the lower
+// transport from its connection_made to its connection_lost. User handles are
+// std::shared_ptr<Transport> to the SslTransport and stay safe after the close.
+//
+// Closing: close() sends close_notify after the buffered application data; connection_lost
+// follows once the peer answers (or closes TCP), or ssl_shutdown_timeout passes (with
+// SslErrc::shutdown_timeout). abort() closes TCP at once. The peer's
+// close_notify: eof_received (its return value is ignored, as asyncio does under TLS), then our
+// close_notify, then TCP closes and connection_lost is clean. TCP EOF without close_notify:
+// connection_lost(SslErrc::eof_without_close_notify).
+class SslTransport final : public Transport, public std::enable_shared_from_this<SslTransport> {
+public:
+    using HandshakeDone = std::function<void(std::exception_ptr)>;
+
+    // `app_made`: the protocol already had connection_made (start_tls).
+    SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, SslParams params, bool app_made);
+    ~SslTransport() override;
+
+    // Runs once: after connection_made on success, or with the handshake's error.
+    void set_on_handshake(HandshakeDone cb) { on_handshake_ = std::move(cb); }
+    void set_app(std::unique_ptr<BaseProtocol> app) { app_ = std::move(app); }
+    // Starts the handshake over `lower` (connected); `initial` is fed to TLS first.
+    void attach(Transport& lower, bool lower_paused, std::string initial);
+
+    // From the lower transport (through SslLowerProtocol).
+    void on_lower_data(std::string_view data);
+    bool on_lower_eof();
+    void on_lower_lost(std::error_code ec);
+    void on_lower_flow(bool paused);
+
+    // BaseTransport
+    void close() override;
+    bool is_closing() const override { return closing_; }
+    std::any get_extra_info(std::string_view name, std::any default_value) const override;
+    void set_protocol(std::unique_ptr<BaseProtocol> protocol) override;
+    BaseProtocol* get_protocol() const override { return app_.get(); }
+    EventLoop& get_loop() const override { return core_.loop; }
+    // ReadTransport
+    bool is_reading() const override { return reading_ && !closing_; }
+    void pause_reading() override;
+    void resume_reading() override;
+    // WriteTransport
+    void write(std::string_view data) override;
+    void write(std::string&& data) override { write(std::string_view(data)); }
+    void writelines(std::span<const std::string_view> chunks) override;
+    void write_eof() override;
+    bool can_write_eof() const override { return false; }
+    void abort() override;
+    std::size_t get_write_buffer_size() const override;
+    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override;
+    void set_write_buffer_limits(std::optional<std::size_t> high,
+                                 std::optional<std::size_t> low) override;
+
+    // The BIO's side.
+    std::size_t take_input(char* out, std::size_t len);
+    void put_output(const char* data, std::size_t len);
+
+private:
+    enum class State : unsigned char { unwrapped, handshaking, wrapped, shutdown, closed };
+
+    void do_handshake();
+    void handshake_done();
+    void handshake_failed(std::exception_ptr e, std::error_code ec, bool abort_lower);
+    std::exception_ptr handshake_error();
+    void process();
+    void read_app();
+    bool read_failed(int ret);  // true: go on reading
+    void on_close_notify();
+    void begin_shutdown();
+    void shutdown_input();
+    void finish_shutdown();
+    void ssl_write(std::string_view data);
+    void retry_pending_write();
+    void sync_flow();
+    void protocol_failed(const std::string& what);
+    void callback_failed(const char* message);
+    StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(app_.get()); }
+
+    LoopCore& core_;
+    std::unique_ptr<BaseProtocol> app_;
+    SslParams params_;
+    ssl_st* ssl_ = nullptr;
+    Transport* lower_ = nullptr;  // from attach() to the lower connection_lost
+    State state_ = State::unwrapped;
+    HandshakeDone on_handshake_;
+    TimerHandle handshake_timer_;
+    TimerHandle shutdown_timer_;
+    std::error_code error_;  // why the connection ended, if not cleanly
+    SocketAddress peername_, sockname_;
+
+    // Input: the lower transport's bytes of the current data_received, read in place by the
+    // BIO; what TLS did not consume (a partial record, or reading paused) waits in backlog_.
+    std::string_view in_view_;
+    std::string backlog_;
+    std::size_t backlog_off_ = 0;
+    std::string pending_plain_;  // application bytes SSL_write could not take yet
+
+    int ssl_depth_ = 0;  // inside an OpenSSL call: protocol callbacks wait for it to return
+    bool app_made_ = false;
+    bool app_lost_ = false;
+    bool closing_ = false;
+    bool reading_ = true;
+    bool in_read_ = false;
+    bool process_scheduled_ = false;
+    bool eof_called_ = false;
+    bool lower_paused_ = false;  // the lower transport's last pause/resume_writing
+    bool user_paused_ = false;   // what the protocol was last told
+};
+
+// The lower transport's protocol: forwards everything to the SslTransport it keeps alive.
+class SslLowerProtocol final : public Protocol {
+public:
+    explicit SslLowerProtocol(std::shared_ptr<SslTransport> t) : t_(std::move(t)) {}
+    void connection_made(Transport& lower) override { t_->attach(lower, false, {}); }
+    void data_received(std::string_view data) override { t_->on_lower_data(data); }
+    bool eof_received() override { return t_->on_lower_eof(); }
+    void connection_lost(std::error_code ec) override { t_->on_lower_lost(ec); }
+    void pause_writing() override { t_->on_lower_flow(true); }
+    void resume_writing() override { t_->on_lower_flow(false); }
+
+private:
+    std::shared_ptr<SslTransport> t_;
+};
+
+// create_server(ssl=...): a factory whose protocols do the handshake, then hand over to the
+// protocol `factory` makes.
+ProtocolFactory ssl_server_factory(LoopCore& core, ProtocolFactory factory,
+                                   const ServerOptions& options);
+// create_connection(ssl=...): wraps the connected `fd` and completes after the handshake.
+Future<Connection<>> ssl_connect(LoopCore& core, int fd, ProtocolFactory& factory,
+                                 const ConnectOptions& options, const std::string& host);
+
+// OpenSSL's error queue as one line (and emptied).
+std::string openssl_error_string();
+
+}  // namespace aioring::detail
