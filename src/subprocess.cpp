@@ -370,7 +370,9 @@ Future<SubprocessConnection> start_subprocess(LoopCore& core, ProtocolFactory& f
         auto sub = std::make_shared<Subprocess>(core, std::move(protocol));
         std::weak_ptr<Subprocess> weak = sub;
         sub->start(args, options, [fut, weak, p] {
-            if (!fut.done()) fut.set_result(SubprocessConnection{weak.lock(), p});
+            auto t = weak.lock();
+            if (!fut.done()) fut.set_result(SubprocessConnection{std::move(t), p});
+            else if (t) t->close();  // cancelled while starting: nobody will own this child
         });
     } catch (...) {
         fut.set_exception(std::current_exception());

@@ -7,6 +7,7 @@
 #include <aioring/error.hpp>
 #include <aioring/future.hpp>
 #include <aioring/loop.hpp>
+#include <aioring/process.hpp>
 #include <aioring/protocol.hpp>
 #include <aioring/server.hpp>
 #include <aioring/ssl.hpp>
