@@ -19,16 +19,7 @@
 #include <thread>
 #include <vector>
 
-// udp mode needs the datagram transport (create_datagram_endpoint).
-#if __has_include(<aioring/datagram.hpp>)
-#define AIORING_LOAD_HAS_UDP 1
-#else
-#define AIORING_LOAD_HAS_UDP 0
-#endif
-
 namespace aioring::load {
-
-bool udp_available() { return AIORING_LOAD_HAS_UDP != 0; }
 
 namespace {
 
@@ -86,7 +77,6 @@ struct Shared {
 
 class Worker;
 
-#if AIORING_LOAD_HAS_UDP
 // udp mode: one datagram outstanding per socket, answered or given up on after a second.
 class UdpConn final : public DatagramProtocol {
 public:
@@ -124,16 +114,6 @@ private:
     std::uint64_t retry_at_ = 0;     // after an ICMP error, wait a little before the next one
     std::uint64_t t0_ = 0;
 };
-#else
-// Without the datagram API there are no UDP sockets to drive; run_load refuses udp mode.
-class UdpConn {
-public:
-    void begin() {}
-    void poll(std::uint64_t) {}
-    void finish() {}
-    bool lost() const { return true; }
-};
-#endif
 
 class Conn final : public Protocol {
 public:
@@ -373,12 +353,29 @@ bool run_until(EventLoop& loop, Pred pred, double timeout) {
 }
 
 void Worker::connect_all(EventLoop& loop) {
+    ConnectOptions copts;
+    if (o_.tls) {
+        // Without --cafile nothing is verified: a load test usually meets a self-signed server.
+        try {
+            if (o_.cafile.empty()) {
+                copts.ssl = SslContext::client_insecure();
+            } else {
+                copts.ssl = SslContext::client();
+                copts.ssl->load_verify_locations(o_.cafile);
+            }
+        } catch (const std::exception& e) {
+            for (std::size_t i = 0; i < count_; ++i) error(&Stats::connect_errors, e.what());
+            return;
+        }
+        copts.server_hostname = o_.server_hostname;
+    }
     std::vector<Future<Connection<>>> pending;
     pending.reserve(count_);
     for (std::size_t i = 0; i < count_; ++i) {
         const std::size_t index = first_ + i;
         pending.push_back(loop.create_connection(
-            [this, index] { return std::make_unique<Conn>(*this, index); }, o_.host, o_.port));
+            [this, index] { return std::make_unique<Conn>(*this, index); }, o_.host, o_.port,
+            copts));
     }
     run_until(loop, [&] {
         return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
@@ -395,7 +392,10 @@ void Worker::connect_all(EventLoop& loop) {
             transports_.push_back(std::move(c.transport));
             ++stats.connections_made;
         } catch (const std::system_error& e) {
-            error(&Stats::connect_errors, e.code().message());
+            // OS errors in words ("Connection refused"); TLS errors say more in what().
+            error(&Stats::connect_errors, e.code().category() == std::system_category()
+                                              ? e.code().message()
+                                              : std::string(e.what()));
         } catch (const std::exception& e) {
             error(&Stats::connect_errors, e.what());
         }
@@ -420,7 +420,6 @@ bool Worker::all_lost() const {
            std::all_of(udp_.begin(), udp_.end(), [](UdpConn* c) { return c->lost(); });
 }
 
-#if AIORING_LOAD_HAS_UDP
 void Worker::connect_udp(EventLoop& loop) {
     std::vector<Future<DatagramConnection<>>> pending;
     pending.reserve(count_);
@@ -539,9 +538,6 @@ void UdpConn::connection_lost(std::error_code ec) {
     if (ec) w_.error(&Stats::connect_errors, ec.message());
     else w_.error(&Stats::early_closes, "the datagram endpoint closed early");
 }
-#else
-void Worker::connect_udp(EventLoop&) { error(&Stats::connect_errors, "udp mode is not built yet"); }
-#endif
 
 void Worker::run() {
     LoopOptions lo;
@@ -599,9 +595,7 @@ void Worker::run() {
     for (UdpConn* c : udp_) c->finish();
     run_until(loop, [&] { return all_lost(); }, 2.0);
     for (auto& t : transports_) t->abort();
-#if AIORING_LOAD_HAS_UDP
     for (auto& t : dgram_transports_) t->abort();
-#endif
     run_until(loop, [&] { return all_lost(); }, 1.0);
     conns_.clear();
     udp_.clear();

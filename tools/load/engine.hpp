@@ -16,9 +16,6 @@ struct Outcome {
     std::string cause;           // why, in words ("Connection refused")
 };
 
-// Whether this build has udp mode (it needs aioring's datagram transport).
-bool udp_available();
-
 // Runs the load described by `o`. With `progress` non-null, one line a second goes there.
 Outcome run_load(const Options& o, std::FILE* progress);
 

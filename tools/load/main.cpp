@@ -26,15 +26,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     const Options& o = p.options;
-    if (o.tls) {
-        // The TLS transport is another part of the project; the flag is reserved for it.
-        std::fprintf(stderr, "aioring-load: --tls is not built yet\n");
-        return 2;
-    }
-    if (o.mode == Mode::udp && !udp_available()) {
-        std::fprintf(stderr, "aioring-load: --mode udp is not built yet\n");
-        return 2;
-    }
     const bool progress = !o.json ? (o.progress || (!o.no_progress && ::isatty(2)))
                                   : (o.progress && !o.no_progress);
     Outcome out = run_load(o, progress ? stderr : nullptr);
