@@ -12,9 +12,10 @@ using namespace aioring;
 
 class EchoServerProtocol : public DatagramProtocol {
 public:
-    explicit EchoServerProtocol(Future<> closed) : closed_(std::move(closed)) {}
+    EchoServerProtocol(Future<> closed, bool quiet) : closed_(std::move(closed)), quiet_(quiet) {}
     void connection_made(DatagramTransport& transport) override { transport_ = &transport; }
     void datagram_received(std::string_view data, const SocketAddress& addr) override {
+        if (quiet_) return transport_->sendto(data, addr);
         const std::string message = cli::quoted(data), from = addr.to_string();
         std::printf("Received %s from %s\n", message.c_str(), from.c_str());
         std::printf("Send %s to %s\n", message.c_str(), from.c_str());
@@ -25,9 +26,10 @@ public:
 private:
     DatagramTransport* transport_ = nullptr;
     Future<> closed_;
+    bool quiet_;
 };
 
-Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port) {
+Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port, bool quiet) {
     std::printf("Starting UDP server\n");
     auto stop = loop.create_future();
     auto on_signal = [stop] {
@@ -41,7 +43,7 @@ Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port) {
     // Named, not temporaries of the co_await expression (g++ 12 destroys those twice when it
     // throws).
     auto endpoint = loop.create_datagram_endpoint(
-        [closed] { return std::make_unique<EchoServerProtocol>(closed); }, options);
+        [closed, quiet] { return std::make_unique<EchoServerProtocol>(closed, quiet); }, options);
     auto conn = co_await endpoint;
     auto transport = conn.transport;
     const auto bound = transport->extra<SocketAddress>("sockname");
@@ -56,13 +58,14 @@ Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port) {
 
 int main(int argc, char** argv) {
     cli::Args args(argc, argv,
-                   "usage: udp_echo_server [--host 127.0.0.1] [--port 9999]\n"
-                   "Echoes every datagram back to its sender.\n",
-                   {{"host", "127.0.0.1"}, {"port", "9999"}});
+                   "usage: udp_echo_server [--host 127.0.0.1] [--port 9999] [--quiet]\n"
+                   "Echoes every datagram back to its sender. --quiet: print nothing per datagram\n"
+                   "(for benchmarks).\n",
+                   {{"host", "127.0.0.1"}, {"port", "9999"}}, {"quiet"});
     const std::uint16_t port = args.port();
     EventLoop loop;
     try {
-        loop.run_until_complete(main_task(loop, args.str("host"), port));
+        loop.run_until_complete(main_task(loop, args.str("host"), port, args.flag("quiet")));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", cli::cause(e).c_str());
         return 1;

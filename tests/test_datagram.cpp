@@ -634,15 +634,19 @@ TEST_CASE("udp_echo_client reports an ICMP error, keeps waiting, and exits 1 wit
     CHECK(client.err == "No reply within 0.5 seconds\n");
 }
 
-TEST_CASE("udp_echo_server stops on SIGINT with exit 0; a taken port exits 1") {
-    Process server({example("udp_echo_server"), "--port", "0"});
+TEST_CASE("udp_echo_server --quiet echoes silently, stops on SIGINT with exit 0; a taken port exits 1") {
+    Process server({example("udp_echo_server"), "--port", "0", "--quiet"});
     const int port = server.serving_port();
     REQUIRE(port > 0);
+    Process client({example("udp_echo_client"), "--port", std::to_string(port)});
+    CHECK(client.wait() == 0);
+    CHECK(client.out.find("Received: Hello World!\n") != std::string::npos);
     Process second({example("udp_echo_server"), "--port", std::to_string(port)});
     CHECK(second.wait() == 1);
     CHECK(second.err == "Address already in use\n");
     server.signal(SIGINT);
     CHECK(server.wait(5) == 0);
+    CHECK(server.out == "Starting UDP server\nServing on 127.0.0.1:" + std::to_string(port) + "\n");
     Process bad({example("udp_echo_server"), "--port", "x"});
     CHECK(bad.wait() == 2);
 }
