@@ -603,11 +603,11 @@ TEST_CASE("sock, family, reuse_port and allow_broadcast options") {
 
 TEST_SUITE("datagram examples") {
 TEST_CASE("udp_echo_server and udp_echo_client print the documentation's lines") {
-    Process server({example("udp_echo_server"), "--port", "0"});
+    testing::Process server({example("udp_echo_server"), "--port", "0"});
     const int port = server.serving_port();
     REQUIRE(port > 0);
     CHECK(server.out.rfind("Starting UDP server\nServing on 127.0.0.1:" + std::to_string(port) + "\n", 0) == 0);
-    Process client({example("udp_echo_client"), "--port", std::to_string(port), "--message", "Hi there"});
+    testing::Process client({example("udp_echo_client"), "--port", std::to_string(port), "--message", "Hi there"});
     CHECK(client.wait() == 0);
     CHECK(client.out ==
           "Send: Hi there\nReceived: Hi there\nClose the socket\nSocket closed, stop the event loop\n");
@@ -628,26 +628,26 @@ TEST_CASE("udp_echo_client reports an ICMP error, keeps waiting, and exits 1 wit
     REQUIRE(::bind(fd, a.get(), a.length) == 0);
     const auto port = sockname_of(fd).port();
     ::close(fd);  // a port nobody listens on
-    Process client({example("udp_echo_client"), "--port", std::to_string(port), "--timeout", "0.5"});
+    testing::Process client({example("udp_echo_client"), "--port", std::to_string(port), "--timeout", "0.5"});
     CHECK(client.wait() == 1);
     CHECK(client.out == "Send: Hello World!\nError received: Connection refused\n");
     CHECK(client.err == "No reply within 0.5 seconds\n");
 }
 
 TEST_CASE("udp_echo_server --quiet echoes silently, stops on SIGINT with exit 0; a taken port exits 1") {
-    Process server({example("udp_echo_server"), "--port", "0", "--quiet"});
+    testing::Process server({example("udp_echo_server"), "--port", "0", "--quiet"});
     const int port = server.serving_port();
     REQUIRE(port > 0);
-    Process client({example("udp_echo_client"), "--port", std::to_string(port)});
+    testing::Process client({example("udp_echo_client"), "--port", std::to_string(port)});
     CHECK(client.wait() == 0);
     CHECK(client.out.find("Received: Hello World!\n") != std::string::npos);
-    Process second({example("udp_echo_server"), "--port", std::to_string(port)});
+    testing::Process second({example("udp_echo_server"), "--port", std::to_string(port)});
     CHECK(second.wait() == 1);
     CHECK(second.err == "Address already in use\n");
     server.signal(SIGINT);
     CHECK(server.wait(5) == 0);
     CHECK(server.out == "Starting UDP server\nServing on 127.0.0.1:" + std::to_string(port) + "\n");
-    Process bad({example("udp_echo_server"), "--port", "x"});
+    testing::Process bad({example("udp_echo_server"), "--port", "x"});
     CHECK(bad.wait() == 2);
 }
 }
