@@ -11,11 +11,11 @@ using namespace testing;
 
 TEST_SUITE("examples") {
 TEST_CASE("tcp_echo_server and tcp_echo_client print the documentation's lines") {
-    Process server({example("tcp_echo_server"), "--port", "0"});
+    testing::Process server({example("tcp_echo_server"), "--port", "0"});
     const int port = server.serving_port();
     REQUIRE(port > 0);
     CHECK(server.out.rfind("Serving on 127.0.0.1:", 0) == 0);
-    Process client({example("tcp_echo_client"), "--port", std::to_string(port), "--message", "Hi there"});
+    testing::Process client({example("tcp_echo_client"), "--port", std::to_string(port), "--message", "Hi there"});
     CHECK(client.wait() == 0);
     CHECK(client.out ==
           "Data sent: 'Hi there'\nData received: 'Hi there'\nThe server closed the connection\n"
@@ -35,13 +35,13 @@ TEST_CASE("tcp_echo_client names a refused connection and exits 1") {
     REQUIRE(::bind(fd, addr.get(), addr.length) == 0);
     const int port = sockname_of(fd).port();
     ::close(fd);
-    Process client({example("tcp_echo_client"), "--port", std::to_string(port)});
+    testing::Process client({example("tcp_echo_client"), "--port", std::to_string(port)});
     CHECK(client.wait() == 1);
     CHECK(client.err.find("Connection refused") != std::string::npos);
 }
 
 TEST_CASE("socketpair_protocol prints Received: abc") {
-    Process p({example("socketpair_protocol")});
+    testing::Process p({example("socketpair_protocol")});
     CHECK(p.wait() == 0);
     CHECK(p.out == "Received: abc\n");
 }
@@ -49,14 +49,14 @@ TEST_CASE("socketpair_protocol prints Received: abc") {
 TEST_CASE("programs answer --help with exit 0 and a bad flag with exit 2") {
     for (const char* name : {"tcp_echo_server", "tcp_echo_client", "socketpair_protocol", "echo_server"}) {
         CAPTURE(name);
-        Process help({example(name), "--help"});
+        testing::Process help({example(name), "--help"});
         CHECK(help.wait() == 0);
         CHECK(help.out.find("usage:") != std::string::npos);
-        Process bad({example(name), "--no-such-flag"});
+        testing::Process bad({example(name), "--no-such-flag"});
         CHECK(bad.wait() == 2);
         CHECK(bad.err.find("usage:") != std::string::npos);
     }
-    Process bad_port({example("echo_server"), "--port", "70000"});
+    testing::Process bad_port({example("echo_server"), "--port", "70000"});
     CHECK(bad_port.wait() == 2);
 }
 
@@ -65,7 +65,7 @@ TEST_CASE("echo_server echoes on persistent connections with each API and stops 
         for (const char* threads : {"1", "2"}) {
             CAPTURE(api);
             CAPTURE(threads);
-            Process server({example("echo_server"), "--api", api, "--port", "0", "--threads", threads});
+            testing::Process server({example("echo_server"), "--api", api, "--port", "0", "--threads", threads});
             const int port = server.serving_port();
             REQUIRE(port > 0);
             int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -95,7 +95,7 @@ TEST_CASE("echo_server reports an address in use and exits 1") {
     REQUIRE(::bind(fd, addr.get(), addr.length) == 0);
     REQUIRE(::listen(fd, 1) == 0);
     const int port = sockname_of(fd).port();
-    Process server({example("echo_server"), "--port", std::to_string(port)});
+    testing::Process server({example("echo_server"), "--port", std::to_string(port)});
     CHECK(server.wait() == 1);
     CHECK(server.err.find("Address already in use") != std::string::npos);
     ::close(fd);
