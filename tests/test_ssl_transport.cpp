@@ -560,6 +560,132 @@ TEST_CASE("start_tls upgrades in place; bytes that came with STARTTLS are not lo
     CHECK(log.count == 0);
 }
 
+TEST_CASE("start_tls carries a paused writer over: resume_writing comes from the TLS transport") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    const std::size_t plain = 1 << 20;
+    // The server side reads `plain` bytes of clear text, then upgrades with what followed.
+    struct Upgrader : Protocol {
+        EventLoop* loop;
+        std::shared_ptr<SslContext> ctx;
+        std::shared_ptr<Transport>* handle;
+        std::size_t plain, seen = 0;
+        std::shared_ptr<Transport> tls;
+        std::string tls_data;
+        void data_received(std::string_view d) override {
+            if (seen >= plain) {  // through the TLS transport now
+                tls_data.append(d);
+                return;
+            }
+            const std::size_t take = std::min(d.size(), plain - seen);
+            seen += take;
+            if (seen < plain) return;
+            (*handle)->pause_reading();
+            StartTlsOptions o;
+            o.server_side = true;
+            o.initial_data = std::string(d.substr(take));
+            auto f = loop->start_tls(*handle, ctx, std::move(o));
+            f.add_done_callback([this, f] { tls = f.result(); });
+        }
+        void connection_lost(std::error_code) override { tls.reset(); }
+    };
+    SocketPair sp;
+    Events ev;
+    auto client = run(loop, loop.connect_accepted_socket([&] { return std::make_unique<RecordingProtocol>(ev); },
+                                                         sp.take_a()));
+    client.transport->set_write_buffer_limits(64 * 1024);
+    client.transport->write(std::string(plain, 'p'));
+    REQUIRE(ev.pauses == 1);  // nobody reads the other end yet
+    StartTlsOptions co;
+    co.server_hostname = "localhost";
+    auto tls_future = loop.start_tls(client.transport, client_ctx(), co);
+    std::shared_ptr<Transport> server_plain;
+    Upgrader* up = nullptr;
+    auto server = run(loop, loop.connect_accepted_socket(
+                                [&] {
+                                    auto p = std::make_unique<Upgrader>();
+                                    p->loop = &loop;
+                                    p->ctx = server_ctx();
+                                    p->handle = &server_plain;
+                                    p->plain = plain;
+                                    up = p.get();
+                                    return p;
+                                },
+                                std::exchange(sp.b, -1)));
+    server_plain = server.transport;
+    auto tls = run(loop, tls_future);
+    REQUIRE(run_until(loop, [&] { return ev.resumes == 1 && up->tls != nullptr; }));
+    CHECK(ev.order_ok);  // pause (plain) and resume (TLS) paired, nothing doubled
+    tls->write("after");
+    REQUIRE(run_until(loop, [&] { return up->tls_data == "after"; }));
+    tls->close();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(!ev.lost_error);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("close() gives up after ssl_shutdown_timeout when the peer never answers") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    // The server's protocol stops reading, so our close_notify is never read nor answered.
+    struct Deaf : Protocol {
+        Transport** out;
+        explicit Deaf(Transport** o) : out(o) {}
+        void connection_made(Transport& t) override {
+            *out = &t;
+            t.pause_reading();
+        }
+    };
+    Transport* deaf = nullptr;
+    ServerOptions so;
+    so.ssl = server_ctx();
+    auto server = run(loop, loop.create_server([&] { return std::make_unique<Deaf>(&deaf); }, "127.0.0.1", 0, so));
+    Events ev;
+    auto o = tls(client_ctx());
+    o.ssl_shutdown_timeout = 0.2;
+    auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
+                                                 "127.0.0.1", server->addresses()[0].port(), o));
+    conn.transport->close();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(ev.lost_error == SslErrc::shutdown_timeout);
+    REQUIRE(deaf != nullptr);
+    deaf->abort();  // it would never notice the connection is gone: it does not read
+    server->close();
+    run(loop, server->wait_closed());
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("TLS over a Unix socket: create_unix_server and create_unix_connection with ssl") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    const std::string path = certs().dir + "/tls.sock";
+    ServerOptions so;
+    so.ssl = server_ctx();
+    Events sev;
+    auto server = run(loop, loop.create_unix_server(
+                                [&] {
+                                    auto p = std::make_unique<Echo>();
+                                    p->ev = &sev;
+                                    return p;
+                                },
+                                path, so));
+    Events ev;
+    auto conn = run(loop, loop.create_unix_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
+                                                      path, tls(client_ctx())));
+    conn.transport->write("over unix");
+    REQUIRE(run_until(loop, [&] { return ev.data == "over unix"; }));
+    conn.transport->close();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1 && sev.lost == 1; }));
+    CHECK(!ev.lost_error);
+    CHECK(!sev.lost_error);
+    CHECK_THROWS_WITH_AS(
+        loop.create_unix_connection([] { return std::make_unique<Echo>(); }, path, tls(client_ctx(), "")),
+        "check_hostname requires server_hostname", std::invalid_argument);
+    server->close();
+    run(loop, server->wait_closed());
+    CHECK(log.count == 0);
+}
+
 TEST_CASE("misuse throws: a server context for a client, check_hostname without a name") {
     EventLoop loop;
     auto ctx = SslContext::client();

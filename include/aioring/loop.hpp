@@ -198,6 +198,10 @@ public:
     Future<Connection<>> create_connection(ProtocolFactory factory, std::string host,
                                            std::uint16_t port, ConnectOptions options = {});
     Future<Connection<>> create_unix_connection(ProtocolFactory factory, std::string path);
+    // The same with options: only the TLS ones apply (ssl, server_hostname, timeouts). With
+    // check_hostname on, server_hostname is required.
+    Future<Connection<>> create_unix_connection(ProtocolFactory factory, std::string path,
+                                                ConnectOptions options);
     // Wraps an already connected (or accepted) socket; the transport takes ownership of `fd`.
     Future<Connection<>> connect_accepted_socket(ProtocolFactory factory, int fd);
     // An empty host: every interface, IPv4 and IPv6.
