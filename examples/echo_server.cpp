@@ -11,6 +11,7 @@
 
 #include "cli.hpp"
 #include "serve.hpp"
+#include "tls_setup.hpp"
 
 using namespace aioring;
 
@@ -60,6 +61,7 @@ private:
 struct Config {
     std::string api, host;
     std::uint16_t port;
+    std::shared_ptr<SslContext> ssl;  // --cert/--key: serve TLS with the same APIs
 };
 
 // One loop's server; returns the bound port through `bound` (first loop) and signals errors.
@@ -67,6 +69,7 @@ Future<std::shared_ptr<Server>> start(EventLoop& loop, const Config& c, std::uin
                                       bool reuse_port, serve::Connections& connections) {
     ServerOptions options;
     options.reuse_port = reuse_port;
+    options.ssl = c.ssl;
     ProtocolFactory factory;
     if (c.api == "buffered")
         factory = [&connections] { return std::make_unique<BufferedEchoProtocol>(connections); };
@@ -88,7 +91,15 @@ int main(int argc, char** argv) {
     if (c.api != "protocol" && c.api != "buffered")
         args.fail("--api must be protocol, buffered or streams, not '" + c.api + "'");
     const int threads = static_cast<int>(args.integer("threads", 1, 256));
-    if (args.given("cert") || args.given("key")) args.fail("--cert/--key: TLS is not built yet");
+    if (args.given("cert") != args.given("key")) args.fail("--cert and --key go together");
+    if (args.given("cert")) {
+        try {
+            c.ssl = tls_setup::server_context(args.str("cert"), args.str("key"));
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s\n", e.what());
+            return 1;
+        }
+    }
 
     serve::block_stop_signals();
     EventLoop loop;

@@ -89,6 +89,14 @@ TEST_CASE("echo_server echoes on persistent connections with each API and stops 
     }
 }
 
+TEST_CASE("echo_server --cert names a missing certificate file and exits 1") {
+    testing::Process server({example("echo_server"), "--port", "0", "--cert", "/nonexistent/cert.pem", "--key", "/nonexistent/key.pem"});
+    CHECK(server.wait() == 1);
+    CHECK(server.err.find("/nonexistent/cert.pem") != std::string::npos);
+    testing::Process half({example("echo_server"), "--port", "0", "--cert", "/nonexistent/cert.pem"});
+    CHECK(half.wait() == 2);
+}
+
 TEST_CASE("echo_server reports an address in use and exits 1") {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     auto addr = SocketAddress::from_ip("127.0.0.1", 0);
