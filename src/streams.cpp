@@ -397,37 +397,79 @@ ProtocolFactory server_factory(ClientConnected cb, std::size_t limit) {
 }
 }  // namespace
 
-Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit,
-                                 ConnectOptions options) {
+namespace {
+// The coroutines take their options as named copies made outside any co_await (see the GCC 12
+// note in streams.hpp).
+Task<StreamPair> open_connection_task(std::string host, std::uint16_t port, std::size_t limit,
+                                      ConnectOptions options) {
     EventLoop& loop = co_await get_running_loop();
     auto s = std::make_shared<detail::StreamState>(limit);
     StreamWriter writer(s);  // if cancelled once connected, dropping it closes the connection
-    co_await loop.create_connection(stream_factory(s), std::move(host), port, std::move(options));
+    auto connected = loop.create_connection(stream_factory(s), std::move(host), port, options);
+    co_await connected;
     co_return StreamPair{StreamReader(s), std::move(writer)};
+}
+
+Task<std::shared_ptr<Server>> start_server_task(ClientConnected client_connected,
+                                                std::string host, std::uint16_t port,
+                                                std::size_t limit, ServerOptions options) {
+    EventLoop& loop = co_await get_running_loop();
+    auto started = loop.create_server(server_factory(std::move(client_connected), limit),
+                                      std::move(host), port, options);
+    co_return co_await started;
+}
+
+Task<std::shared_ptr<Server>> start_unix_server_task(ClientConnected client_connected,
+                                                     std::string path, std::size_t limit,
+                                                     ServerOptions options) {
+    EventLoop& loop = co_await get_running_loop();
+    auto started = loop.create_unix_server(server_factory(std::move(client_connected), limit),
+                                           std::move(path), options);
+    co_return co_await started;
+}
+}  // namespace
+
+Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit) {
+    const ConnectOptions options;
+    return open_connection_task(std::move(host), port, limit, options);
+}
+
+Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit,
+                                 const ConnectOptions& options) {
+    return open_connection_task(std::move(host), port, limit, options);
 }
 
 Task<StreamPair> open_unix_connection(std::string path, std::size_t limit) {
     EventLoop& loop = co_await get_running_loop();
     auto s = std::make_shared<detail::StreamState>(limit);
     StreamWriter writer(s);
-    co_await loop.create_unix_connection(stream_factory(s), std::move(path));
+    auto connected = loop.create_unix_connection(stream_factory(s), std::move(path));
+    co_await connected;
     co_return StreamPair{StreamReader(s), std::move(writer)};
 }
 
 Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
+                                           std::uint16_t port, std::size_t limit) {
+    const ServerOptions options;
+    return start_server_task(std::move(client_connected), std::move(host), port, limit, options);
+}
+
+Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
                                            std::uint16_t port, std::size_t limit,
-                                           ServerOptions options) {
-    EventLoop& loop = co_await get_running_loop();
-    co_return co_await loop.create_server(server_factory(std::move(client_connected), limit),
-                                          std::move(host), port, std::move(options));
+                                           const ServerOptions& options) {
+    return start_server_task(std::move(client_connected), std::move(host), port, limit, options);
+}
+
+Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
+                                                std::string path, std::size_t limit) {
+    const ServerOptions options;
+    return start_unix_server_task(std::move(client_connected), std::move(path), limit, options);
 }
 
 Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
                                                 std::string path, std::size_t limit,
-                                                ServerOptions options) {
-    EventLoop& loop = co_await get_running_loop();
-    co_return co_await loop.create_unix_server(server_factory(std::move(client_connected), limit),
-                                               std::move(path), std::move(options));
+                                                const ServerOptions& options) {
+    return start_unix_server_task(std::move(client_connected), std::move(path), limit, options);
 }
 
 }  // namespace aioring

@@ -238,18 +238,27 @@ private:
 };
 
 // `auto [reader, writer] = co_await open_connection(host, port);`
+//
+// The option structs come through separate overloads, not default arguments: GCC 12 corrupts a
+// braced aggregate temporary holding a std::string (ConnectOptions{...}) that appears in a
+// co_await expression, a default argument included. Pass options as a named variable.
 Task<StreamPair> open_connection(std::string host, std::uint16_t port,
-                                 std::size_t limit = default_stream_limit,
-                                 ConnectOptions options = {});
+                                 std::size_t limit = default_stream_limit);
+Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit,
+                                 const ConnectOptions& options);
 Task<StreamPair> open_unix_connection(std::string path, std::size_t limit = default_stream_limit);
 // Returns the same Server as create_server.
 Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
                                            std::uint16_t port,
-                                           std::size_t limit = default_stream_limit,
-                                           ServerOptions options = {});
+                                           std::size_t limit = default_stream_limit);
+Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
+                                           std::uint16_t port, std::size_t limit,
+                                           const ServerOptions& options);
 Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
                                                 std::string path,
-                                                std::size_t limit = default_stream_limit,
-                                                ServerOptions options = {});
+                                                std::size_t limit = default_stream_limit);
+Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
+                                                std::string path, std::size_t limit,
+                                                const ServerOptions& options);
 
 }  // namespace aioring
