@@ -600,7 +600,15 @@ void SslTransport::begin_shutdown() {
                                             if (s->lower_) s->lower_->abort();
                                         });
     if (lower_) lower_->resume_reading();  // the answer must be read even if reading was paused
-    shutdown_input();
+    // Called from inside data_received, the records behind are read from the loop: reading them
+    // now would overwrite the bytes the protocol is still looking at.
+    if (in_read_) {
+        core_.post([self = shared_from_this()] {
+            if (self->state_ == State::shutdown) self->shutdown_input();
+        });
+    } else {
+        shutdown_input();
+    }
 }
 
 void SslTransport::shutdown_input() {
