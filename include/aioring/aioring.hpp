@@ -3,6 +3,7 @@
 
 #include <aioring/address.hpp>
 #include <aioring/callback.hpp>
+#include <aioring/coro.hpp>
 #include <aioring/datagram.hpp>
 #include <aioring/error.hpp>
 #include <aioring/future.hpp>
@@ -11,6 +12,8 @@
 #include <aioring/protocol.hpp>
 #include <aioring/server.hpp>
 #include <aioring/ssl.hpp>
+#include <aioring/streams.hpp>
 #include <aioring/subprocess.hpp>
+#include <aioring/sync.hpp>
 #include <aioring/task.hpp>
 #include <aioring/transport.hpp>

@@ -190,7 +190,7 @@ inline RunningLoopAwaiter get_running_loop() { return {}; }
 
 // `co_await sleep(seconds)`: resumes after `seconds` (a timer on the loop); sleep(0) yields to
 // the loop once. Cancelling the task cancels the timer and throws CancelledError.
-class SleepAwaiter {
+class [[nodiscard]] SleepAwaiter {
 public:
     explicit SleepAwaiter(double seconds) : delay_(seconds) {}
     SleepAwaiter(const SleepAwaiter& o) : delay_(o.delay_) {}
