@@ -266,6 +266,25 @@ TEST_CASE("udp mode: datagrams not answered within a second count as errors") {
     CHECK(out.result.stats.messages > 0);
 }
 
+TEST_CASE("an interrupt ends the window early, with what was measured until then") {
+    EchoServer server;
+    Options o = short_run(server.port(), Mode::echo);
+    o.duration = 60;
+    o.warmup = 0;
+    std::atomic<bool> interrupt{false};
+    Outcome out;
+    std::thread runner([&] { out = run_load(o, nullptr, &interrupt); });
+    // "Press Ctrl-C" a moment in (how much got through by then does not matter): the 60 s run
+    // ends at once, and the window it reports is the part that ran.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    interrupt = true;
+    runner.join();
+    REQUIRE_FALSE(out.no_connection);
+    CHECK(out.result.duration_s >= 0);
+    CHECK(out.result.duration_s < 30);
+    CHECK(out.result.stats.errors() == 0);
+}
+
 TEST_CASE("a server that corrupts bytes is caught") {
     EchoServer server(ServerBehaviour{1000, 0});
     Options o = short_run(server.port(), Mode::echo);

@@ -7,6 +7,8 @@
 #include <aioring/aioring.hpp>
 
 #include <fmt/core.h>
+#include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #include <algorithm>
@@ -73,6 +75,7 @@ struct Shared {
     bool go = false;
     bool abort = false;
     std::uint64_t start_ns = 0, warm_ns = 0, end_ns = 0;
+    std::atomic<bool> stop_requested{false};  // interrupted (SIGINT): end the window now
 };
 
 class Worker;
@@ -159,6 +162,8 @@ public:
         : o_(o), shared_(shared), id_(id), first_(first), count_(count) {}
 
     void run();
+    // From another thread: ends the measured window at `stop_ns` (no-op once it has ended).
+    void request_stop(std::uint64_t stop_ns);
     Stats stats;
     LiveCounters live;
     std::string first_error;
@@ -189,6 +194,8 @@ private:
     bool all_lost() const;
 
     Shared& shared_;
+    std::mutex loop_m_;
+    EventLoop* loop_ = nullptr;  // while run() has one, for request_stop
     unsigned id_;
     std::size_t first_, count_;
     std::vector<std::shared_ptr<Transport>> transports_;
@@ -539,9 +546,24 @@ void UdpConn::connection_lost(std::error_code ec) {
     else w_.error(&Stats::early_closes, "the datagram endpoint closed early");
 }
 
+void Worker::request_stop(std::uint64_t stop_ns) {
+    std::lock_guard lk(loop_m_);
+    if (!loop_) return;
+    loop_->call_soon_threadsafe([this, stop_ns] {
+        if (phase != Phase::running) return;
+        end_ns = std::min(end_ns, stop_ns);
+        phase = Phase::stopping;
+        loop_->stop();
+    });
+}
+
 void Worker::run() {
     LoopOptions lo;
     EventLoop loop(lo);
+    {
+        std::lock_guard lk(loop_m_);
+        loop_ = &loop;
+    }
     loop.set_exception_handler([this](EventLoop&, const ExceptionContext& c) {
         std::string why = c.message;
         if (c.exception) {
@@ -574,8 +596,8 @@ void Worker::run() {
         warm_ns = shared_.warm_ns;
         end_ns = shared_.end_ns;
     }
-    if (!shared_.abort && (!conns_.empty() || !udp_.empty())) {
-        phase = Phase::running;
+    phase = Phase::running;
+    if (!shared_.abort && !shared_.stop_requested && (!conns_.empty() || !udp_.empty())) {
         const std::uint64_t now = now_ns();
         const double to_start = start_ns > now ? static_cast<double>(start_ns - now) / 1e9 : 0;
         loop.call_later(to_start, [this, &loop] {
@@ -602,11 +624,13 @@ void Worker::run() {
     transports_.clear();
     dgram_transports_.clear();
     publish();
+    std::lock_guard lk(loop_m_);
+    loop_ = nullptr;
 }
 
 }  // namespace
 
-Outcome run_load(const Options& o, std::FILE* progress) {
+Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>* interrupt) {
     Outcome out;
     const unsigned nthreads = std::max(1u, std::min(o.threads, o.connections));
     Shared shared;
@@ -618,8 +642,16 @@ Outcome run_load(const Options& o, std::FILE* progress) {
         workers.push_back(std::make_unique<Worker>(o, shared, i, first, count));
         first += count;
     }
+    // SIGINT and SIGTERM go to this thread, not to the loops (which inherit the mask).
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([w = w.get()] { w->run(); });
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    auto interrupted = [&] { return interrupt && interrupt->load(); };
 
     std::uint64_t made = 0;
     {
@@ -638,15 +670,24 @@ Outcome run_load(const Options& o, std::FILE* progress) {
         shared.cv.notify_all();
     }
 
-    if (made != 0 && progress) {
+    std::uint64_t stop_ns = shared.end_ns;
+    if (made != 0) {
         std::uint64_t last_msgs = 0, last_bytes = 0, last_t = shared.start_ns;
         for (;;) {
-            const std::uint64_t now = now_ns();
+            std::uint64_t now = now_ns();
             if (now >= shared.end_ns) break;
-            const std::uint64_t next = std::min(shared.end_ns, last_t + 1'000'000'000);
+            if (interrupted()) {
+                stop_ns = now;
+                shared.stop_requested = true;
+                for (auto& w : workers) w->request_stop(now);
+                break;
+            }
+            // Wake at least every 50 ms to notice an interrupt; print once a second.
+            const std::uint64_t next = std::min({shared.end_ns, last_t + 1'000'000'000, now + 50'000'000});
             std::this_thread::sleep_for(std::chrono::nanoseconds(next > now ? next - now : 0));
             const std::uint64_t t = now_ns();
-            if (t + 100'000'000 >= shared.end_ns) break;  // the summary follows at once
+            if (!progress || t < last_t + 1'000'000'000) continue;
+            if (t + 100'000'000 >= shared.end_ns) continue;  // the summary follows at once
             std::uint64_t msgs = 0, bytes = 0, errors = 0;
             for (auto& w : workers) {
                 msgs += w->live.messages.load(std::memory_order_relaxed);
@@ -673,6 +714,8 @@ Outcome run_load(const Options& o, std::FILE* progress) {
     r.options = o;
     r.threads = nthreads;
     r.duration_s = o.duration;
+    if (made != 0 && stop_ns < shared.end_ns)  // interrupted: the window ended early
+        r.duration_s = stop_ns > shared.warm_ns ? static_cast<double>(stop_ns - shared.warm_ns) / 1e9 : 0;
     for (auto& w : workers) {
         r.stats.merge(w->stats);
         if (r.first_error.empty()) r.first_error = w->first_error;

@@ -2,6 +2,7 @@
 // across them; closed loop (pipeline) or open loop (rate); every echoed byte checked.
 #pragma once
 
+#include <atomic>
 #include <cstdio>
 #include <string>
 
@@ -16,8 +17,10 @@ struct Outcome {
     std::string cause;           // why, in words ("Connection refused")
 };
 
-// Runs the load described by `o`. With `progress` non-null, one line a second goes there.
-Outcome run_load(const Options& o, std::FILE* progress);
+// Runs the load described by `o`. With `progress` non-null, one line a second goes there. Once
+// `*interrupt` turns true (a signal handler's flag) the measured window ends there.
+Outcome run_load(const Options& o, std::FILE* progress,
+                 const std::atomic<bool>* interrupt = nullptr);
 
 // The deterministic byte stream every connection sends (from its own starting offset), so that
 // checking an echo is a memcmp against a table.

@@ -2,6 +2,7 @@
 // shared/CONTRACT.md "The load tool" is its interface: flags, JSON keys, exit codes.
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -12,6 +13,10 @@
 #include "result.hpp"
 
 using namespace aioring::load;
+
+namespace {
+std::atomic<bool> interrupted{false};
+}  // namespace
 
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -28,7 +33,14 @@ int main(int argc, char** argv) {
     const Options& o = p.options;
     const bool progress = !o.json ? (o.progress || (!o.no_progress && ::isatty(2)))
                                   : (o.progress && !o.no_progress);
-    Outcome out = run_load(o, progress ? stderr : nullptr);
+    // Ctrl-C (or SIGTERM) ends the run early with the summary of what was measured; a second
+    // one kills as usual.
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { interrupted = true; };
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    Outcome out = run_load(o, progress ? stderr : nullptr, &interrupted);
     if (out.no_connection) {
         std::fprintf(stderr, "aioring-load: cannot connect to %s:%u: %s\n", o.host.c_str(),
                      static_cast<unsigned>(o.port), out.cause.c_str());
