@@ -1,5 +1,5 @@
 // Datagram transport over a UDP or Unix datagram socket: multishot recvmsg into the loop's
-// provided-buffer ring, queued datagrams sent as linked sendmsg chains, asyncio's flow control.
+// provided-buffer ring, queued datagrams sent as sendmsg batches, asyncio's flow control.
 #pragma once
 
 #include <aioring/datagram.hpp>
@@ -114,6 +114,7 @@ private:
     std::size_t chain_pending_ = 0;  // of those, completions still to come
     bool chain_failed_ = false;      // a datagram of the chain failed...
     bool chain_broken_ = false;      // ...and the rest were cancelled: resubmit them
+    bool link_sends_ = false;        // Unix datagram sockets: chains are linked
     std::size_t buffered_ = 0;
     std::size_t high_ = default_high_water;
     std::size_t low_ = default_low_water;

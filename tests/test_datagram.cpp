@@ -415,6 +415,32 @@ TEST_CASE("send errors on an unconnected endpoint go to error_received and do no
     CHECK(log.count == 0);
 }
 
+TEST_CASE("a failed datagram in a linked Unix chain is reported and the rest still go, in order") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    TempDir dir;
+    Peer sink(dir.path + "/sink.sock");
+    DEvents ev;
+    DatagramEndpointOptions o;
+    o.local_path = dir.path + "/me.sock";
+    auto c = run(loop, loop.create_datagram_endpoint(recorder(ev), o));
+    const auto nowhere = SocketAddress::from_unix(dir.path + "/nowhere.sock");
+    c.transport->sendto("first", sink.addr);
+    c.transport->sendto("lost", nowhere);  // fails; the kernel cancels the rest of the chain
+    c.transport->sendto("second", sink.addr);
+    c.transport->sendto("third", sink.addr);
+    drain(loop, c);
+    REQUIRE(ev.errors.size() == 1);
+    CHECK(ev.errors[0] == std::errc::no_such_file_or_directory);
+    CHECK(sink.recv() == "first");
+    CHECK(sink.recv() == "second");
+    CHECK(sink.recv() == "third");
+    CHECK_FALSE(c.transport->is_closing());
+    finish(loop, c, ev);
+    CHECK(ev.order_ok);
+    CHECK(log.count == 0);
+}
+
 TEST_CASE("pause_writing and resume_writing follow the queued bytes of sendto") {
     EventLoop loop;
     ExceptionLog log(loop);
