@@ -32,8 +32,11 @@ private:
 
 Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port, std::string message) {
     auto on_con_lost = loop.create_future<bool>();
-    auto [transport, protocol] = co_await loop.create_connection(
+    // Named, not a temporary of the co_await expression: g++ 12 destroys such temporaries twice
+    // when the awaited operation throws (here: connection refused).
+    auto connecting = loop.create_connection(
         [&] { return std::make_unique<EchoClientProtocol>(message, on_con_lost); }, host, port);
+    auto [transport, protocol] = co_await connecting;
     // Wait until the protocol signals that the connection is lost, then close the transport.
     co_await on_con_lost;
     transport->close();
