@@ -49,11 +49,12 @@ Task<void> handle_echo(Connections& conns, StreamReader reader, StreamWriter wri
 }
 
 Task<int> main_task(EventLoop& loop, std::string host, std::uint16_t port, Connections& conns) {
-    auto server = co_await start_server(
-        [&conns](StreamReader r, StreamWriter w) -> Task<void> {
-            return handle_echo(conns, std::move(r), std::move(w));
-        },
-        host, port);
+    // The callback is named first: GCC 12 mishandles class temporaries passed to a coroutine
+    // inside a co_await expression.
+    ClientConnected cb = [&conns](StreamReader r, StreamWriter w) -> Task<void> {
+        return handle_echo(conns, std::move(r), std::move(w));
+    };
+    auto server = co_await start_server(std::move(cb), host, port);
     for (const SocketAddress& a : server->addresses())
         std::printf("Serving on %s\n", a.to_string().c_str());
     auto stop = [&loop, server] {

@@ -80,8 +80,10 @@ struct WaitResult {
     bool cancelled = false;  // the task was cancelled: the caller throws CancelledError
 };
 
-// Suspends on `list` until woken or cancelled.
+// Suspends on `list` until woken or cancelled. (Awaiters here have constructors: GCC 12
+// destroys a braced aggregate temporary in a co_await expression twice.)
 struct WaitAwaiter {
+    explicit WaitAwaiter(WaitList& l) : list(l) {}
     WaitList& list;
     Waiter w;
     bool await_ready() const noexcept { return false; }
@@ -99,6 +101,7 @@ struct WaitAwaiter {
 // cancels the future (a task's future finishes once the task has unwound). Returns true if
 // the awaiting task was cancelled.
 struct DoneAwaiter {
+    explicit DoneAwaiter(std::shared_ptr<FutureStateBase> st) : s(std::move(st)) {}
     std::shared_ptr<FutureStateBase> s;
     TaskContext* ctx = nullptr;
     bool await_ready() const noexcept { return s->done(); }
@@ -244,7 +247,7 @@ Task<T> wait_for(Future<T> f, double timeout) {
         TimerHandle& t;
         ~Guard() { t.cancel(); }
     } guard{timer};
-    if (co_await detail::DoneAwaiter{f.state()}) throw CancelledError();
+    if (co_await detail::DoneAwaiter(f.state())) throw CancelledError();
     if (timed_out && f.cancelled()) throw TimeoutError();
     if constexpr (std::is_void_v<T>) f.result();
     else co_return std::move(f.result());
@@ -253,8 +256,11 @@ Task<T> wait_for(Future<T> f, double timeout) {
 template <class T>
 Task<T> wait_for(Task<T> t, double timeout) {
     EventLoop& loop = co_await get_running_loop();
-    if constexpr (std::is_void_v<T>) co_await wait_for(loop.create_task(std::move(t)), timeout);
-    else co_return co_await wait_for(loop.create_task(std::move(t)), timeout);
+    // Named first: GCC 12 destroys a prvalue argument of a coroutine call inside a co_await
+    // expression twice.
+    auto f = loop.create_task(std::move(t));
+    if constexpr (std::is_void_v<T>) co_await wait_for(std::move(f), timeout);
+    else co_return co_await wait_for(std::move(f), timeout);
 }
 
 template <class A, class R = detail::await_result_t<A>>

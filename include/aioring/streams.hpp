@@ -240,8 +240,9 @@ private:
 // `auto [reader, writer] = co_await open_connection(host, port);`
 //
 // The option structs come through separate overloads, not default arguments: GCC 12 corrupts a
-// braced aggregate temporary holding a std::string (ConnectOptions{...}) that appears in a
-// co_await expression, a default argument included. Pass options as a named variable.
+// class temporary passed by value to a coroutine inside a co_await expression (a braced
+// ConnectOptions{...}, a default argument, a Future returned by a call): it is copied bitwise
+// and destroyed twice. Pass such arguments as named variables.
 Task<StreamPair> open_connection(std::string host, std::uint16_t port,
                                  std::size_t limit = default_stream_limit);
 Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit,

@@ -26,7 +26,7 @@ public:
     void clear() { set_ = false; }
     Task<void> wait() {
         if (set_) co_return;
-        auto r = co_await detail::WaitAwaiter{waiters_};
+        auto r = co_await detail::WaitAwaiter(waiters_);
         if (r.cancelled) throw CancelledError();
     }
 
@@ -45,7 +45,7 @@ public:
             locked_ = true;
             co_return;
         }
-        auto r = co_await detail::WaitAwaiter{waiters_};
+        auto r = co_await detail::WaitAwaiter(waiters_);
         if (r.cancelled) {
             if (r.woken) release();  // the lock was handed over: pass it on
             throw CancelledError();
@@ -74,7 +74,7 @@ public:
             --value_;
             co_return;
         }
-        auto r = co_await detail::WaitAwaiter{waiters_};
+        auto r = co_await detail::WaitAwaiter(waiters_);
         if (r.cancelled) {
             if (r.woken) release();
             throw CancelledError();
@@ -115,7 +115,7 @@ public:
     }
     Task<void> put(T item) {
         while (full()) {
-            auto r = co_await detail::WaitAwaiter{putters_};
+            auto r = co_await detail::WaitAwaiter(putters_);
             if (r.cancelled) {
                 if (r.woken && !full()) putters_.wake_one();  // pass the wake-up on
                 throw CancelledError();
@@ -125,7 +125,7 @@ public:
     }
     Task<T> get() {
         while (items_.empty()) {
-            auto r = co_await detail::WaitAwaiter{getters_};
+            auto r = co_await detail::WaitAwaiter(getters_);
             if (r.cancelled) {
                 if (r.woken && !items_.empty()) getters_.wake_one();
                 throw CancelledError();
@@ -139,7 +139,7 @@ public:
     }
     Task<void> join() {
         while (unfinished_ != 0) {
-            auto r = co_await detail::WaitAwaiter{finished_};
+            auto r = co_await detail::WaitAwaiter(finished_);
             if (r.cancelled) throw CancelledError();
         }
     }
