@@ -1,5 +1,6 @@
 // The benchmark server: echoes every byte back on persistent connections, with back-pressure
-// (while a connection's writing is paused it stops reading from it). --threads N runs N loops
+// (while a connection's writing is paused it stops reading from it). --api picks the callback
+// Protocol, a BufferedProtocol, or coroutine streams (read, write, drain). --threads N runs N loops
 // on N threads sharing the port with SO_REUSEPORT.
 #include <aioring/aioring.hpp>
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "echo_streams.hpp"
 #include "serve.hpp"
 #include "tls_setup.hpp"
 
@@ -70,6 +72,9 @@ Future<std::shared_ptr<Server>> start(EventLoop& loop, const Config& c, std::uin
     ServerOptions options;
     options.reuse_port = reuse_port;
     options.ssl = c.ssl;
+    if (c.api == "streams")
+        return loop.create_task(
+            start_server(echo_streams_client, c.host, port, default_stream_limit, options));
     ProtocolFactory factory;
     if (c.api == "buffered")
         factory = [&connections] { return std::make_unique<BufferedEchoProtocol>(connections); };
@@ -88,7 +93,7 @@ int main(int argc, char** argv) {
                    {{"api", "protocol"}, {"host", "127.0.0.1"}, {"port", "8888"}, {"threads", "1"},
                     {"cert", ""}, {"key", ""}});
     Config c{args.str("api"), args.str("host"), args.port()};
-    if (c.api != "protocol" && c.api != "buffered")
+    if (c.api != "protocol" && c.api != "buffered" && c.api != "streams")
         args.fail("--api must be protocol, buffered or streams, not '" + c.api + "'");
     const int threads = static_cast<int>(args.integer("threads", 1, 256));
     if (args.given("cert") != args.given("key")) args.fail("--cert and --key go together");

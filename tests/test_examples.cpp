@@ -61,7 +61,7 @@ TEST_CASE("programs answer --help with exit 0 and a bad flag with exit 2") {
 }
 
 TEST_CASE("echo_server echoes on persistent connections with each API and stops on SIGTERM") {
-    for (const char* api : {"protocol", "buffered"}) {
+    for (const char* api : {"protocol", "buffered", "streams"}) {
         for (const char* threads : {"1", "2"}) {
             CAPTURE(api);
             CAPTURE(threads);
