@@ -7,10 +7,26 @@
 #include <poll.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <new>
+#include <thread>
 
 using namespace testing;
+
+// Counts operator new on threads that ask for it, to check that the hot path allocates nothing.
+namespace {
+std::atomic<long> allocations{0};
+thread_local bool count_allocations = false;
+}  // namespace
+void* operator new(std::size_t n) {
+    if (count_allocations) allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -145,6 +161,14 @@ struct TempDir {
 // Runs the loop until every queued datagram has been sent.
 void drain(EventLoop& loop, DatagramConnection<>& c) {
     REQUIRE(run_until(loop, [&] { return c.transport->get_write_buffer_size() == 0; }));
+}
+
+// Closes and runs the loop until the loop has let go of the transport (connection_lost has
+// run and its operations are done); the last handle then frees it and its protocol.
+void finish_quietly(EventLoop& loop, DatagramConnection<>& c) {
+    c.transport->close();
+    REQUIRE(run_until(loop, [&] { return c.transport.use_count() == 1; }));
+    c.transport.reset();
 }
 
 // Runs the loop until the transport is gone and its protocol destroyed.
@@ -361,6 +385,54 @@ TEST_CASE("a burst of 1000 datagrams arrives whole, many per loop iteration") {
         CHECK(*d == "reply " + std::to_string(i));
     }
     finish(loop, c, ev);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("echoing datagrams allocates nothing per datagram once warmed up") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    constexpr int warmup = 200, measured = 1000;
+    struct Echo : DatagramProtocol {
+        EventLoop* loop = nullptr;
+        DatagramTransport* t = nullptr;
+        int echoed = 0;
+        void connection_made(DatagramTransport& tr) override { t = &tr; }
+        void datagram_received(std::string_view d, const SocketAddress& a) override {
+            t->sendto(d, a);
+            ++echoed;
+            if (echoed == warmup) count_allocations = true;
+            if (echoed == warmup + measured) {
+                count_allocations = false;
+                loop->stop();
+            }
+        }
+    };
+    auto c = run(loop, loop.create_datagram_endpoint([] { return std::make_unique<Echo>(); }, local()));
+    auto& echo = c.as<Echo>();
+    echo.loop = &loop;
+    const auto me = *c.transport->extra<SocketAddress>("sockname");
+    // A blocking peer on its own thread: send, wait for the echo, again (its allocations are
+    // not counted).
+    std::thread peer([me] {
+        Peer p;
+        timeval tv{10, 0};
+        ::setsockopt(p.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char buf[64];
+        for (int i = 0; i < warmup + measured; ++i) {
+            if (::sendto(p.fd, "0123456789abcdef", 16, 0, me.get(), me.length) != 16) return;
+            if (::recv(p.fd, buf, sizeof buf, 0) != 16) return;
+        }
+    });
+    allocations = 0;
+    auto deadline = loop.call_later(20, [&] { loop.stop(); });  // only fails the test
+    loop.run_forever();
+    deadline.cancel();
+    count_allocations = false;
+    peer.join();
+    CHECK(echo.echoed == warmup + measured);
+    MESSAGE("allocations while echoing " << measured << " datagrams: " << allocations.load());
+    CHECK(allocations.load() < 10);
+    finish_quietly(loop, c);
     CHECK(log.count == 0);
 }
 
