@@ -413,7 +413,12 @@ TEST_CASE("echoing datagrams allocates nothing per datagram once warmed up") {
     const auto me = *c.transport->extra<SocketAddress>("sockname");
     // A blocking peer on its own thread: send, wait for the echo, again (its allocations are
     // not counted).
-    std::thread peer([me] {
+    std::atomic<bool> peer_done{false};
+    std::thread peer([me, &peer_done] {
+        struct Done {
+            std::atomic<bool>& d;
+            ~Done() { d = true; }
+        } done{peer_done};
         Peer p;
         timeval tv{10, 0};
         ::setsockopt(p.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -428,6 +433,7 @@ TEST_CASE("echoing datagrams allocates nothing per datagram once warmed up") {
     loop.run_forever();
     deadline.cancel();
     count_allocations = false;
+    REQUIRE(run_until(loop, [&] { return peer_done.load(); }));  // the last echo goes out
     peer.join();
     CHECK(echo.echoed == warmup + measured);
     MESSAGE("allocations while echoing " << measured << " datagrams: " << allocations.load());
