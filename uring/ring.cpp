@@ -136,7 +136,9 @@ unsigned Ring::dispatch() {
         io_uring_cq_advance(&ring_, n);
         for (unsigned i = 0; i < n; ++i) {
             const std::uint64_t ud = entries[i].user_data;
-            if (ud == 0 || ud == LIBURING_UDATA_TIMEOUT) [[unlikely]] continue;
+            if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]] continue;  // liburing's own wait timeout
+            if (!(entries[i].flags & IORING_CQE_F_MORE)) --inflight_;
+            if (ud == 0) [[unlikely]] continue;
             reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud))->complete(entries[i].res, entries[i].flags);
         }
         total += n;
@@ -145,6 +147,32 @@ unsigned Ring::dispatch() {
     dispatching_ = false;
     completions_ += total;
     return total;
+}
+
+void Ring::cancel_all(std::chrono::milliseconds limit) {
+    if (inflight_ == 0) return;
+    io_uring_sqe* s = sqe();
+    io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    ignore_result(s);
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + limit;
+    while (inflight_ != 0) {
+        const auto left = deadline - clock::now();
+        if (left <= clock::duration::zero()) break;
+        try {
+            submit_and_wait(std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+        } catch (const std::system_error&) {
+            break;
+        }
+        io_uring_cqe* cqe = nullptr;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            ++n;
+            if (cqe->user_data != LIBURING_UDATA_TIMEOUT && !(cqe->flags & IORING_CQE_F_MORE))
+                --inflight_;
+        }
+        io_uring_cq_advance(&ring_, n);
+    }
 }
 
 }  // namespace aioring::uring

@@ -42,6 +42,7 @@ public:
     io_uring_sqe* sqe() {
         io_uring_sqe* s = io_uring_get_sqe(&ring_);
         if (s == nullptr) [[unlikely]] s = sqe_slow();
+        ++inflight_;  // every SQE ends with exactly one CQE without IORING_CQE_F_MORE
         return s;
     }
     // Prepares a no-result SQE whose CQE is ignored (user_data 0): cancels, shutdowns.
@@ -55,6 +56,12 @@ public:
 
     std::uint64_t completions() const { return completions_; }
     std::uint64_t enters() const { return enters_; }
+    // Operations whose final CQE has not been reaped yet.
+    std::uint64_t inflight() const { return inflight_; }
+    // Teardown: cancels every operation and reaps CQEs, without dispatching them, until each
+    // has delivered its final one (or `limit` passes), so that no memory an operation points
+    // into is freed while the kernel may still use it.
+    void cancel_all(std::chrono::milliseconds limit);
 
 private:
     io_uring_sqe* sqe_slow();
@@ -65,6 +72,7 @@ private:
     Features features_;
     std::uint64_t completions_ = 0;
     std::uint64_t enters_ = 0;
+    std::uint64_t inflight_ = 0;
     bool dispatching_ = false;
 };
 
