@@ -23,6 +23,13 @@ namespace aioring::detail {
 namespace {
 
 constexpr std::size_t record_size = 16 * 1024;  // the most plaintext one TLS record carries
+// Bytes a record adds to its plaintext: 5 header + 8 explicit nonce + 16 tag (TLS 1.2 AES-GCM);
+// TLS 1.3 adds 22.
+constexpr std::size_t record_overhead = 29;
+
+std::size_t with_overhead(std::size_t n) {
+    return n + (n + record_size - 1) / record_size * record_overhead;
+}
 
 // ---- the BIO between OpenSSL and the lower transport ----------------------------------------
 
@@ -179,6 +186,12 @@ SslTransport::~SslTransport() { SSL_free(ssl_); }
 void SslTransport::attach(Transport& lower, bool lower_paused, std::string initial) {
     lower_ = &lower;
     lower_paused_ = user_paused_ = lower_paused;
+    if (app_made_) {  // start_tls: the limits the protocol had set carry over
+        auto [l, h] = lower.get_write_buffer_limits();
+        low_ = l;
+        high_ = h;
+    }
+    apply_limits();
     peername_ = lower.extra<SocketAddress>("peername").value_or(SocketAddress{});
     sockname_ = lower.extra<SocketAddress>("sockname").value_or(SocketAddress{});
     backlog_ = std::move(initial);
@@ -532,20 +545,40 @@ void SslTransport::write_eof() {
         "which sends close_notify");
 }
 
+// Flow control is on application bytes, as asyncio's: the limits the protocol sets are raised
+// on the lower transport by the records' overhead, so that writing exactly `high` bytes of
+// plaintext does not pause. (A stream of tiny writes pauses a little early: each record adds up
+// to 29 bytes.)
 std::size_t SslTransport::get_write_buffer_size() const {
-    return (lower_ ? lower_->get_write_buffer_size() : 0) + pending_plain_.size();
+    std::size_t n = lower_ ? lower_->get_write_buffer_size() : 0;
+    const std::size_t records = (n + record_size + record_overhead - 1) / (record_size + record_overhead);
+    n -= std::min(n, records * record_overhead);
+    return n + pending_plain_.size();
 }
 
-std::pair<std::size_t, std::size_t> SslTransport::get_write_buffer_limits() const {
-    return lower_ ? lower_->get_write_buffer_limits()
-                  : std::pair<std::size_t, std::size_t>{default_low_water, default_high_water};
-}
+std::pair<std::size_t, std::size_t> SslTransport::get_write_buffer_limits() const { return {low_, high_}; }
 
 void SslTransport::set_write_buffer_limits(std::optional<std::size_t> high,
                                            std::optional<std::size_t> low) {
-    if (high && low && *low > *high)
-        throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", *high, *low));
-    if (lower_) lower_->set_write_buffer_limits(high, low);
+    std::size_t h, l;
+    if (!high && !low) {
+        h = default_high_water;
+        l = default_low_water;
+    } else if (!high) {
+        l = *low;
+        h = 4 * l;
+    } else {
+        h = *high;
+        l = low ? *low : h / 4;
+    }
+    if (l > h) throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", h, l));
+    high_ = h;
+    low_ = l;
+    apply_limits();
+}
+
+void SslTransport::apply_limits() {
+    if (lower_) lower_->set_write_buffer_limits(with_overhead(high_), with_overhead(low_));
 }
 
 void SslTransport::on_lower_flow(bool paused) {

@@ -98,6 +98,7 @@ private:
     void ssl_write(std::string_view data);
     void retry_pending_write();
     void sync_flow();
+    void apply_limits();
     void protocol_failed(const std::string& what);
     void callback_failed(const char* message);
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(app_.get()); }
@@ -131,6 +132,8 @@ private:
     bool eof_called_ = false;
     bool lower_paused_ = false;  // the lower transport's last pause/resume_writing
     bool user_paused_ = false;   // what the protocol was last told
+    std::size_t high_ = default_high_water;  // on application bytes
+    std::size_t low_ = default_low_water;
 };
 
 // The lower transport's protocol: forwards everything to the SslTransport it keeps alive.

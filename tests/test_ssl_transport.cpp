@@ -442,6 +442,34 @@ TEST_CASE("close() inside data_received leaves the received view intact") {
     CHECK(log.count == 0);
 }
 
+TEST_CASE("flow control counts application bytes: the high-water mark in plaintext") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    TlsServer srv(loop, server_ctx());
+    Events ev;
+    auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
+                                                 "127.0.0.1", srv.port, tls(client_ctx())));
+    auto& t = *conn.transport;
+    CHECK(t.get_write_buffer_limits() == std::pair<std::size_t, std::size_t>{default_low_water, default_high_water});
+    CHECK_THROWS_AS(t.set_write_buffer_limits(100, 200), std::invalid_argument);
+    t.set_write_buffer_limits(32 * 1024);
+    CHECK(t.get_write_buffer_limits() == std::pair<std::size_t, std::size_t>{8 * 1024, 32 * 1024});
+    REQUIRE(run_until(loop, [&] { return t.get_write_buffer_size() == 0; }));  // the handshake's tail
+    t.write(std::string(32 * 1024, 'x'));  // exactly the mark: not strictly over it
+    CHECK(ev.pauses == 0);
+    CHECK(t.get_write_buffer_size() >= 32 * 1024 - 64);
+    CHECK(t.get_write_buffer_size() <= 32 * 1024 + 64);
+    t.write(std::string(1024, 'y'));
+    CHECK(ev.pauses == 1);
+    REQUIRE(run_until(loop, [&] { return ev.resumes == 1; }));
+    REQUIRE(run_until(loop, [&] { return ev.data.size() == 33 * 1024; }));
+    t.close();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(ev.order_ok);
+    srv.close(loop);
+    CHECK(log.count == 0);
+}
+
 TEST_CASE("pause_reading holds decrypted data until resume_reading") {
     EventLoop loop;
     ExceptionLog log(loop);
