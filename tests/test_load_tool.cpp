@@ -352,6 +352,8 @@ TEST_CASE("--tls speaks TLS to the server; --cafile verifies it") {
     CHECK(r.out.find("\"messages\": 0,") == std::string::npos);
     Run verified = run_binary("--tls --cafile " + cert + " --mode stream --size 4096 --port " + port +
                               " --connections 2 --duration 0.3 --warmup 0 --json");
+    INFO(verified.out);
+    INFO(verified.err);
     CHECK(verified.status == 0);
     CHECK(verified.out.find("\"errors\": 0") != std::string::npos);
     // Trusting another certificate: no connection, exit 1 with the reason.

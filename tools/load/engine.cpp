@@ -135,6 +135,8 @@ public:
         if (t_ && !lost_) t_->close();
     }
     bool lost() const { return lost_; }
+    // Every message sent has come back (or the connection is gone): close() can flush at once.
+    bool drained() const { return lost_ || (recv_msgs_ == sent_msgs_ && recv_bytes_ == 0); }
 
 private:
     void send(std::uint64_t count, std::uint64_t stamp);
@@ -613,16 +615,32 @@ void Worker::run() {
         loop.run_forever();
     }
     phase = Phase::stopping;
+    // Nothing is sent any more; take back what is in flight before closing, so that close()
+    // is not stuck flushing towards a server that is itself blocked writing to us.
+    run_until(loop, [&] {
+        return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->drained(); });
+    }, 2.0);
     for (Conn* c : conns_) c->finish();
     for (UdpConn* c : udp_) c->finish();
     run_until(loop, [&] { return all_lost(); }, 2.0);
     for (auto& t : transports_) t->abort();
     for (auto& t : dgram_transports_) t->abort();
-    run_until(loop, [&] { return all_lost(); }, 1.0);
+    run_until(loop, [&] { return all_lost(); }, 5.0);
     conns_.clear();
     udp_.clear();
+    // connection_lost is not the end of a transport: it lives until its last operation has
+    // completed (a TLS transport's inner socket a little longer), so the loop keeps running
+    // until our handles were the last ones, and a moment more.
+    std::vector<std::weak_ptr<BaseTransport>> gone;
+    for (auto& t : transports_) gone.push_back(t);
+    for (auto& t : dgram_transports_) gone.push_back(t);
     transports_.clear();
     dgram_transports_.clear();
+    run_until(loop, [&] {
+        return std::all_of(gone.begin(), gone.end(), [](auto& w) { return w.expired(); });
+    }, 2.0);
+    const double grace = loop.time() + 0.02;
+    run_until(loop, [&] { return loop.time() >= grace; }, 1.0);
     publish();
     std::lock_guard lk(loop_m_);
     loop_ = nullptr;
