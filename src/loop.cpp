@@ -136,18 +136,64 @@ LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
 
 LoopCore::~LoopCore() {
     close();
+    drop_queues();  // what was scheduled after close()
     live_loops.erase(std::find(live_loops.begin(), live_loops.end(), this));
+}
+
+LoopResource::LoopResource(LoopCore& core) : core_(&core) {
+    next_ = core.resources_;
+    if (next_) next_->prev_ = this;
+    core.resources_ = this;
+}
+
+LoopResource::~LoopResource() {
+    if (!core_) return;
+    if (prev_) prev_->next_ = next_;
+    else core_->resources_ = next_;
+    if (next_) next_->prev_ = prev_;
+}
+
+void LoopCore::drop_queues() {
+    // Destroying a callback may destroy an object that schedules another: go round until
+    // nothing is left (bounded, in case something keeps scheduling).
+    for (int round = 0; round < 64; ++round) {
+        auto ready = std::exchange(ready_, {});
+        auto timers = std::exchange(timers_, {});
+        for (auto& t : timers) t.handle->timer_heap = nullptr;  // handles may outlive the loop
+        cancelled_timers_ = 0;
+        std::vector<Callback> ts;
+        {
+            std::lock_guard lock(ts_mutex_);
+            ts.swap(ts_items_);
+        }
+        if (ready.empty() && timers.empty() && ts.empty()) break;
+    }
 }
 
 void LoopCore::close() {
     if (closed_) return;
     if (running_) throw LoopError("Cannot close a running event loop");
-    closed_ = true;
+    {
+        std::lock_guard lock(ts_mutex_);  // call_soon_threadsafe reads it under the lock
+        closed_ = true;
+    }
+    resolver.reset();  // joins the workers; they see the loop closed and drop their results
+    // Every operation delivers its final completion before anything it points into is freed.
+    ring.cancel_all(std::chrono::seconds(1));
+    flush_.clear();
+    rearm_.clear();
+    // What is still open lets go of its fds and of itself; no callback runs any more.
+    while (LoopResource* r = resources_) {
+        resources_ = r->next_;
+        if (resources_) resources_->prev_ = nullptr;
+        r->core_ = nullptr;
+        r->next_ = nullptr;
+        r->loop_closed();  // may destroy r
+    }
     // Pending root tasks are destroyed (asyncio: "Task was destroyed but it is pending").
     for (auto h : std::exchange(roots, {})) h.destroy();
-    ready_.clear();
-    timers_.clear();
-    resolver.reset();
+    drop_queues();
+    signals.reset();
 }
 
 double LoopCore::time() const {
@@ -175,9 +221,24 @@ TimerHandle LoopCore::call_at(double when, Callback cb) {
     h->cb = std::move(cb);
     h->when = when;
     h->seq = ++timer_seq_;
+    h->timer_heap = this;
     timers_.push_back(TimerEntry{when, h->seq, h});
     std::push_heap(timers_.begin(), timers_.end(), std::greater<>{});
     return TimerHandle(std::move(h));
+}
+
+void LoopCore::timer_cancelled() {
+    ++cancelled_timers_;
+    // As asyncio: once more than half of a sizeable heap is cancelled, rebuild it without them,
+    // so that timeouts set and cancelled per request do not pile up until they are due.
+    if (cancelled_timers_ < 100 || cancelled_timers_ * 2 <= timers_.size()) return;
+    std::erase_if(timers_, [](const TimerEntry& t) {
+        if (!t.handle->cancelled) return false;
+        t.handle->timer_heap = nullptr;
+        return true;
+    });
+    std::make_heap(timers_.begin(), timers_.end(), std::greater<>{});
+    cancelled_timers_ = 0;
 }
 
 void LoopCore::call_soon_threadsafe(Callback cb) {
@@ -263,6 +324,15 @@ void LoopCore::run_once() {
     if (!ready_.empty() || stopping_ || !flush_.empty()) {
         timeout = std::chrono::nanoseconds(0);
     } else if (!timers_.empty()) {
+        // A cancelled timer at the front must not wake the loop up for nothing.
+        while (!timers_.empty() && timers_.front().handle->cancelled) {
+            std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
+            timers_.back().handle->timer_heap = nullptr;
+            timers_.pop_back();
+            --cancelled_timers_;
+        }
+    }
+    if (!timeout && !timers_.empty()) {
         double dt = timers_.front().when - time();
         timeout = std::chrono::nanoseconds(dt <= 0 ? 0 : static_cast<std::int64_t>(dt * 1e9) + 1);
     }
@@ -280,7 +350,9 @@ void LoopCore::fire_timers() {
         std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
         auto h = std::move(timers_.back().handle);
         timers_.pop_back();
+        h->timer_heap = nullptr;
         if (!h->cancelled) ready_.push_back(Item{Callback{}, std::move(h)});
+        else --cancelled_timers_;
     }
 }
 
@@ -325,9 +397,10 @@ const char* to_string(RingMode m) {
 }
 
 void Handle::cancel() {
-    if (s_) {
+    if (s_ && !s_->cancelled) {
         s_->cancelled = true;
         s_->cb.reset();
+        if (s_->timer_heap) s_->timer_heap->timer_cancelled();
     }
 }
 bool Handle::cancelled() const { return s_ && s_->cancelled; }

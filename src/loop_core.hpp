@@ -20,6 +20,7 @@ struct HandleState {
     double when = 0;
     std::uint64_t seq = 0;
     bool cancelled = false;
+    LoopCore* timer_heap = nullptr;  // set while a timer sits in that loop's heap
 };
 
 // Something with writes to turn into SQEs before the loop enters the kernel.
@@ -45,6 +46,28 @@ protected:
 class Resolver;
 class SignalWatcher;
 class Wakeup;
+class LoopCore;
+
+// Something the loop owns while it is open (a transport, a server). When the loop closes with
+// it still open, loop_closed() runs once every io_uring operation has completed or been
+// cancelled: it must close its fds and drop the references that keep it alive, and never
+// touch the loop again (a user's handle to it stays safe: calls are ignored).
+class LoopResource {
+public:
+    virtual void loop_closed() = 0;
+    LoopResource(const LoopResource&) = delete;
+    LoopResource& operator=(const LoopResource&) = delete;
+
+protected:
+    explicit LoopResource(LoopCore& core);
+    ~LoopResource();
+
+private:
+    friend class LoopCore;
+    LoopCore* core_;  // null once unlinked
+    LoopResource* prev_ = nullptr;
+    LoopResource* next_ = nullptr;
+};
 
 class LoopCore {
 public:
@@ -63,6 +86,8 @@ public:
     Handle call_soon(Callback cb);
     TimerHandle call_at(double when, Callback cb);
     void call_soon_threadsafe(Callback cb);
+    // A timer in the heap was cancelled; the heap is compacted once most of it is cancelled.
+    void timer_cancelled();
 
     void want_flush(Flushable* f) {
         if (!f->flush_scheduled) {
@@ -98,6 +123,9 @@ public:
     std::unique_ptr<SignalWatcher> signals;
 
 private:
+    friend class LoopResource;
+    void drop_queues();
+    LoopResource* resources_ = nullptr;  // intrusive list, no allocation per connection
     struct Item {
         Callback cb;
         std::shared_ptr<HandleState> handle;  // null for post()
@@ -119,6 +147,7 @@ private:
     std::vector<Item> running_items_;
     std::vector<TimerEntry> timers_;  // a min-heap on (when, seq)
     std::uint64_t timer_seq_ = 0;
+    std::size_t cancelled_timers_ = 0;  // cancelled entries still in timers_
     std::vector<Flushable*> flush_;
     std::vector<Flushable*> flushing_;
     std::vector<Rearmable*> rearm_;

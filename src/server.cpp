@@ -25,16 +25,32 @@ namespace {
 // asyncio pauses accepting for a moment when the process is out of fds or memory.
 constexpr double accept_retry_delay = 0.25;
 
-class ServerImpl final : public Server, public std::enable_shared_from_this<ServerImpl> {
+class ServerImpl final : public Server,
+                         public LoopResource,
+                         public std::enable_shared_from_this<ServerImpl> {
 public:
-    ServerImpl(LoopCore& core, ProtocolFactory factory) : core_(core), factory_(std::move(factory)) {}
+    ServerImpl(LoopCore& core, ProtocolFactory factory)
+        : LoopResource(core), core_(core), factory_(std::move(factory)) {}
+
+    // The loop closed first: its accepts were cancelled, so the fds can go, and so can the
+    // loop's reference. Waiters are left pending (the loop cannot run them any more).
+    void loop_closed() override {
+        closed_ = true;
+        serving_ = false;
+        detached_ = true;
+        for (auto& l : listeners_) {
+            l->armed = false;
+            l->maybe_close();
+        }
+        auto self = std::move(self_);  // may free this server on return
+    }
 
     void add_listener(int fd) {
         listeners_.push_back(std::make_unique<Listener>(*this, fd));
     }
 
     void close() override {
-        if (closed_) return;
+        if (closed_ || detached_) return;
         closed_ = true;
         serving_ = false;
         for (auto& l : listeners_) {
@@ -44,22 +60,25 @@ public:
         }
         maybe_finish();
     }
+    // As asyncio 3.12: done once the server is closed and every connection it accepted has
+    // been lost.
     Future<void> wait_closed() override {
+        if (detached_) throw LoopError("wait_closed() on a server whose loop is closed");
         Future<void> f(core_.loop);
-        if (closed_ && open_listeners() == 0) f.set_result();
+        if (closed_ && open_listeners() == 0 && active_ == 0) f.set_result();
         else waiters_.push_back(f);
         return f;
     }
     bool is_serving() const override { return serving_; }
     void start_serving() override {
-        if (serving_ || closed_) return;
+        if (serving_ || closed_ || detached_) return;
         serving_ = true;
         self_ = shared_from_this();
         for (auto& l : listeners_)
             if (!l->armed) l->arm();
     }
     Future<void> serve_forever() override {
-        if (closed_) throw std::logic_error("server is closed");
+        if (closed_ || detached_) throw std::logic_error("server is closed");
         start_serving();
         Future<void> f(core_.loop);
         // Cancelling serve_forever closes the server, as in asyncio.
@@ -151,7 +170,11 @@ private:
         std::unique_ptr<BaseProtocol> protocol;
         try {
             protocol = factory_();
-            make_socket_transport(core_, fd, std::move(protocol));
+            auto t = make_socket_transport(core_, fd, std::move(protocol));
+            ++active_;
+            t->set_lost_hook([w = weak_from_this()] {
+                if (auto s = w.lock()) s->connection_finished();
+            });
         } catch (...) {
             ::close(fd);
             report(core_, std::current_exception(), "protocol factory failed for an accepted socket");
@@ -162,11 +185,16 @@ private:
         for (auto& l : listeners_) n += !l->fd_closed;
         return n;
     }
+    void connection_finished() {
+        --active_;
+        maybe_finish();
+    }
     void maybe_finish() {
         if (!closed_ || open_listeners() != 0) return;
-        for (auto& f : std::exchange(waiters_, {}))
-            if (!f.done()) f.set_result();
         for (auto& f : std::exchange(forever_, {}))
+            if (!f.done()) f.set_result();
+        if (active_ != 0) return;  // self_ stays, so that wait_closed's waiters complete
+        for (auto& f : std::exchange(waiters_, {}))
             if (!f.done()) f.set_result();
         if (self_) core_.post([self = std::move(self_)] {});
     }
@@ -177,6 +205,8 @@ private:
     std::vector<Future<void>> waiters_;
     std::vector<Future<void>> forever_;
     std::shared_ptr<ServerImpl> self_;  // while listening ops may complete
+    std::size_t active_ = 0;            // accepted connections not yet lost
+    bool detached_ = false;             // the loop closed first
     bool serving_ = false;
     bool closed_ = false;
 };

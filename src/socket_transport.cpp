@@ -34,7 +34,7 @@ std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
 
 SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
                                  Mode mode)
-    : core_(core), fd_(fd), protocol_(std::move(protocol)), mode_(mode) {
+    : LoopResource(core), core_(core), fd_(fd), protocol_(std::move(protocol)), mode_(mode) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::stream &&
         protocol_->kind() != BaseProtocol::Kind::buffered)
@@ -77,24 +77,30 @@ void SocketTransport::start(Callback on_made) {
 
 void SocketTransport::arm_recv() {
     assert(!recv_armed_);
+    std::span<std::byte> buf;
+    const bool buffered =
+        mode_ != Mode::write_pipe && protocol_->kind() == BaseProtocol::Kind::buffered;
+    if (buffered) {
+        try {
+            buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
+            if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
+        } catch (...) {
+            fatal_error(std::current_exception(), "protocol get_buffer() failed");
+            return;
+        }
+        // get_buffer may have paused reading or closed the transport: then nothing is armed
+        // (resume_reading asks for a buffer again).
+        if (!wants_read() || recv_armed_) return;
+    }
     io_uring_sqe* s = core_.ring.sqe();
     if (mode_ == Mode::write_pipe) [[unlikely]] {
         // The kernel always reports POLLERR/POLLHUP; a pipe's write end gets POLLERR once the
         // reader has closed.
         io_uring_prep_poll_add(s, fd_, POLLERR);
         recv_multishot_ = false;
-    } else if (protocol_->kind() == BaseProtocol::Kind::buffered) {
-        std::span<std::byte> buf;
-        try {
-            buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
-            if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
-        } catch (...) {
-            io_uring_prep_nop(s);
-            uring::Ring::ignore_result(s);
-            fatal_error(std::current_exception(), "protocol get_buffer() failed");
-            return;
-        }
+    } else if (buffered) {
         target_ = buf;
+        target_owner_ = protocol_.get();
         if (mode_ == Mode::read_pipe) io_uring_prep_read(s, fd_, buf.data(), buf.size(), -1);
         else io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
         recv_multishot_ = false;
@@ -157,6 +163,7 @@ void SocketTransport::on_recv(int res, unsigned flags) {
     }
     if (!recv_armed_) {
         target_ = {};
+        target_owner_ = nullptr;
         retired_.reset();  // a replaced protocol's buffer is no longer in use
         if (wants_read() && !rearm_scheduled && held_.empty() && held_buffered_ == 0) arm_recv();
         maybe_release();
@@ -195,7 +202,7 @@ void SocketTransport::deliver(std::string_view data) {
 
 void SocketTransport::deliver_buffered(std::size_t n) {
     if (closing_ || eof_) return;
-    if (retired_ || protocol_->kind() != BaseProtocol::Kind::buffered) {
+    if (target_owner_ != protocol_.get()) {
         // Received into the buffer of a protocol that has since been replaced.
         deliver(std::string_view(reinterpret_cast<const char*>(target_.data()), n));
         return;
@@ -496,6 +503,7 @@ void SocketTransport::call_connection_lost(std::error_code ec) {
         }
     }
     lost_done_ = true;
+    if (lost_hook_) std::exchange(lost_hook_, {})();
     maybe_release();
 }
 
@@ -515,6 +523,23 @@ void SocketTransport::maybe_release() {
     if (self_) core_.post([self = std::move(self_)] {});  // freed after this call returns
 }
 
+void SocketTransport::loop_closed() {
+    // The loop closed with this transport open: every operation has completed or been
+    // cancelled, and no callback runs any more (asyncio does not call connection_lost either).
+    recv_armed_ = false;
+    send_inflight_ = false;
+    flush_scheduled = false;
+    rearm_scheduled = false;
+    closing_ = lost_scheduled_ = lost_done_ = detached_ = true;
+    buffered_ = 0;
+    lost_hook_.reset();
+    if (!fd_closed_) {
+        fd_closed_ = true;
+        ::close(fd_);
+    }
+    auto self = std::move(self_);  // may free this transport on return
+}
+
 // ---- the rest --------------------------------------------------------------------------------
 
 std::any SocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
@@ -532,14 +557,20 @@ void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     auto kind = protocol->kind();
     if (kind != BaseProtocol::Kind::stream && kind != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    if (detached_) {  // the loop is gone: nothing runs that could still use the old one
+        protocol_ = std::move(protocol);
+        return;
+    }
     const bool kind_changed = kind != protocol_->kind();
-    // The old protocol may be the caller (set_protocol from inside a callback), and an armed
-    // receive may point into its buffer: it lives until that receive has completed.
-    if (retired_) core_.post([old = std::shared_ptr<BaseProtocol>(std::move(retired_))] {});
-    retired_ = std::move(protocol_);
+    // The old protocol may be the caller (set_protocol from inside a callback): it is freed once
+    // that callback has returned. The one whose buffer an armed receive points into lives until
+    // that receive has completed.
+    std::unique_ptr<BaseProtocol> old = std::move(protocol_);
     protocol_ = std::move(protocol);
-    if (!recv_armed_) core_.post([old = std::shared_ptr<BaseProtocol>(std::move(retired_))] {});
-    else if (kind_changed || kind == BaseProtocol::Kind::buffered) cancel_recv();
+    if (recv_armed_ && target_owner_ == old.get()) std::swap(old, retired_);
+    if (old) core_.post([p = std::shared_ptr<BaseProtocol>(std::move(old))] {});
+    // A receive into the old kind's memory ends, so that the new protocol's next one is used.
+    if (recv_armed_ && (kind_changed || kind == BaseProtocol::Kind::buffered)) cancel_recv();
 }
 
 std::unique_ptr<BaseProtocol> SocketTransport::exchange_protocol(std::unique_ptr<BaseProtocol> protocol) {

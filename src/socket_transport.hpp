@@ -19,6 +19,7 @@ namespace aioring::detail {
 class SocketTransport final : public Transport,
                               public Flushable,
                               public Rearmable,
+                              public LoopResource,
                               public std::enable_shared_from_this<SocketTransport> {
 public:
     // Pipe modes (connect_read_pipe, connect_write_pipe, subprocess pipes): read(2)/writev(2)
@@ -32,6 +33,8 @@ public:
 
     // Schedules connection_made (and then reading); `on_made` runs right after it.
     void start(Callback on_made = {});
+    // Runs once connection_lost has returned (a server counts its open connections this way).
+    void set_lost_hook(Callback hook) { lost_hook_ = std::move(hook); }
 
     // BaseTransport
     void close() override;
@@ -63,9 +66,10 @@ public:
     void set_write_buffer_limits(std::optional<std::size_t> high,
                                  std::optional<std::size_t> low) override;
 
-    // Flushable / Rearmable
+    // Flushable / Rearmable / LoopResource
     void flush() override;
     void rearm() override;
+    void loop_closed() override;
 
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
@@ -126,6 +130,7 @@ private:
     std::string held_;            // data completed while paused, delivered on resume
     std::size_t held_buffered_ = 0;  // BufferedProtocol bytes completed while paused
     std::span<std::byte> target_;    // BufferedProtocol's buffer for the armed receive
+    BaseProtocol* target_owner_ = nullptr;  // the protocol that handed out target_
     std::unique_ptr<char[]> own_buffer_;  // single-shot receive without a buffer ring
 
     // Writing.
@@ -151,6 +156,8 @@ private:
     bool lost_done_ = false;
     bool fd_closed_ = false;
     bool warned_write_after_close_ = false;
+    Callback lost_hook_;
+    bool detached_ = false;  // the loop closed first
 };
 
 // Creates a transport for a connected socket and schedules connection_made.

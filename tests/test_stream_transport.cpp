@@ -324,3 +324,57 @@ TEST_CASE("set_protocol from inside data_received keeps the order of the bytes")
     CHECK(log.count == 0);
 }
 }
+
+TEST_SUITE("loop teardown") {
+TEST_CASE("a loop destroyed with open transports, a server and pending tasks frees them all") {
+    Events ev, accepted_ev;
+    std::shared_ptr<Transport> kept;
+    {
+        EventLoop loop;
+        auto server = run(loop, loop.create_server(
+                                    [&] { return std::make_unique<RecordingProtocol>(accepted_ev); },
+                                    "127.0.0.1", 0));
+        auto conn = run(loop, loop.create_connection(
+                                  [&] { return std::make_unique<RecordingProtocol>(ev); }, "127.0.0.1",
+                                  server->addresses()[0].port()));
+        REQUIRE(run_until(loop, [&] { return accepted_ev.made == 1; }));
+        accepted_ev.transport->pause_reading();
+        conn.transport->write(std::string(32 << 20, 'p'));  // more than the socket buffers hold
+        auto never = loop.create_future<int>();
+        auto waiter = [](Future<int> f) -> Task<int> { co_return co_await f; };
+        auto pending = loop.create_task(waiter(never));
+        bool tick = false;
+        loop.call_later(0.01, [&] { tick = true; });
+        REQUIRE(run_until(loop, [&] { return tick; }));
+        kept = conn.transport;
+        CHECK(conn.transport->get_write_buffer_size() > 0);
+    }
+    // The loop is gone: the accepted transport was freed, ours lives in `kept`, and calls on it
+    // are ignored.
+    CHECK(accepted_ev.destroyed == 1);
+    CHECK(ev.destroyed == 0);
+    CHECK(kept->is_closing());
+    kept->write("ignored");
+    kept->pause_reading();
+    kept->resume_reading();
+    kept->set_write_buffer_limits(10);
+    kept->close();
+    kept->abort();
+    CHECK(!kept->extra<int>("socket"));
+    kept.reset();
+    CHECK(ev.destroyed == 1);
+    CHECK(ev.lost == 0);  // as asyncio: closing the loop does not call connection_lost
+}
+
+TEST_CASE("close() on a loop with open transports releases them; the loop can then be destroyed") {
+    Events ev;
+    EventLoop loop;
+    SocketPair sp;
+    auto conn = run(loop, loop.connect_accepted_socket(
+                              [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
+    conn.transport.reset();  // only the loop holds it now
+    loop.close();
+    CHECK(ev.destroyed == 1);
+    CHECK(read_n(sp.b, 1).empty());  // the fd was closed: the peer sees EOF
+}
+}
