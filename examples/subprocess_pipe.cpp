@@ -96,11 +96,10 @@ public:
     void resume_writing() override {
         if (auto* r = s_.child_output(fd_)) r->resume_reading();
     }
-    void connection_lost(std::error_code ec) override {
-        // Our reader went away: close the child's pipe too, so that the child sees the broken
-        // pipe as it would without us in between.
-        if (ec)
-            if (auto* r = s_.child_output(fd_)) r->close();
+    void connection_lost(std::error_code) override {
+        // Our reader went away (or we are done): close the child's pipe too, so that the child
+        // sees the broken pipe as it would without us in between.
+        if (auto* r = s_.child_output(fd_)) r->close();
         s_.out_done[fd_].set_result();
     }
 
@@ -177,6 +176,10 @@ int main(int argc, char** argv) {
     std::vector<std::string> cmd = args.positional();
     if (cmd.empty()) args.fail("missing CMD");
     if (args.flag("shell")) cmd.insert(cmd.begin(), {"/bin/sh", "-c"});
+    // A closed 0, 1 or 2 becomes /dev/null (EOF in, output dropped) before the loop opens its
+    // ring and eventfd, which would otherwise take those numbers.
+    for (int fd = 0; fd < 3; ++fd)
+        if (::fcntl(fd, F_GETFD) == -1 && ::open("/dev/null", O_RDWR) != fd) return 1;
     EventLoop loop;
     try {
         return loop.run_until_complete(main_task(loop, std::move(cmd)));

@@ -559,6 +559,10 @@ TEST_CASE("copies stdin to the child and its stdout/stderr back, byte for byte; 
     r = run_example(loop, {bin, "/nonexistent/aioring-no-such-command"}, "");
     CHECK(r.code == 127);
     CHECK(r.err.find("No such file or directory") != std::string::npos);
+    // Its stdin closed: the child reads EOF (the loop's own fds must not take number 0).
+    r = run_example(loop, {"/bin/sh", "-c", "exec 0<&-; exec \"$0\" cat", bin}, "");
+    CHECK(r.code == 0);
+    CHECK(r.out.empty());
     r = run_example(loop, {bin}, "");
     CHECK(r.code == 2);
     CHECK(!r.err.empty());
@@ -632,6 +636,24 @@ TEST_CASE("32 MiB through the wrapper and cat with a slow reader: its memory sta
     CHECK(max_rss < 16 * 1024);
 #endif
     MESSAGE("wrapper max RSS while copying 32 MiB: " << max_rss << " KiB");
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("when the wrapper's reader goes away the child sees a broken pipe, as without it") {
+    const std::string bin = example_path("subprocess_pipe");
+    if (bin.empty()) {
+        MESSAGE("examples/subprocess_pipe not built: skipped");
+        return;
+    }
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    auto c = spawn(loop, ev, {bin, "yes"});
+    REQUIRE(run_until(loop, [&] { return ev.out.size() >= 5; }));
+    c.transport->get_pipe_transport(1)->close();  // as `| head -c 5` does
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(c.transport->get_returncode() == 128 + SIGPIPE);  // yes died of SIGPIPE
+    CHECK(ev.order_ok);
     CHECK(log.count == 0);
 }
 
