@@ -442,6 +442,29 @@ TEST_CASE("echoing datagrams allocates nothing per datagram once warmed up") {
     CHECK(log.count == 0);
 }
 
+TEST_CASE("a provided-buffer ring that runs dry (ENOBUFS) only pauses receiving") {
+    LoopOptions options;
+    options.buffer_count = 4;  // far fewer buffers than queued datagrams
+    EventLoop loop(options);
+    ExceptionLog log(loop);
+    DEvents ev;
+    auto c = run(loop, loop.create_datagram_endpoint(recorder(ev), local()));
+    const int fd = *c.transport->extra<int>("socket");
+    int big = 1 << 20;
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0)
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    const auto me = *c.transport->extra<SocketAddress>("sockname");
+    Peer peer;
+    constexpr int n = 200;
+    for (int i = 0; i < n; ++i) peer.send_to(me, std::to_string(i));
+    REQUIRE(run_until(loop, [&] { return ev.got.size() == n; }));
+    for (int i = 0; i < n; ++i) CHECK(ev.got[i].first == std::to_string(i));
+    CHECK(ev.errors.empty());
+    CHECK_FALSE(c.transport->is_closing());
+    finish(loop, c, ev);
+    CHECK(log.count == 0);
+}
+
 TEST_CASE("a datagram larger than the receive buffer is reported as truncated, never cut") {
     EventLoop loop;
     ExceptionLog log(loop);
