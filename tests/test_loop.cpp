@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <future>
 #include <thread>
 
 using namespace testing;
@@ -158,6 +159,23 @@ TEST_CASE("a signal handler runs on the loop") {
     CHECK(loop.remove_signal_handler(SIGUSR1));
     CHECK(!loop.remove_signal_handler(SIGUSR1));
     CHECK_THROWS_AS(loop.add_signal_handler(SIGKILL, [] {}), std::invalid_argument);
+}
+
+TEST_CASE("a signal delivered to another thread reaches the loop's handler") {
+    EventLoop loop;
+    int calls = 0;
+    std::promise<void> go;
+    // Created before the handler is added, so this thread does not block the signal.
+    std::thread other([f = go.get_future()]() mutable {
+        f.get();
+        ::raise(SIGUSR2);  // delivered to this thread, which passes it on to the loop's
+    });
+    loop.add_signal_handler(SIGUSR2, [&] { ++calls; });
+    go.set_value();
+    const bool ran = run_until(loop, [&] { return calls == 1; });
+    other.join();
+    CHECK(ran);
+    CHECK(loop.remove_signal_handler(SIGUSR2));
 }
 
 TEST_CASE("run_until_complete returns a future's result") {
