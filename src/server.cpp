@@ -45,8 +45,14 @@ public:
         auto self = std::move(self_);  // may free this server on return
     }
 
-    void add_listener(int fd) {
+    void add_listener(int fd, const std::string& unix_path = {}) {
         listeners_.push_back(std::make_unique<Listener>(*this, fd));
+        struct stat st {};
+        if (!unix_path.empty() && ::stat(unix_path.c_str(), &st) == 0) {
+            listeners_.back()->unix_path = unix_path;
+            listeners_.back()->unix_dev = st.st_dev;
+            listeners_.back()->unix_ino = st.st_ino;
+        }
     }
 
     void close() override {
@@ -107,6 +113,7 @@ private:
         bool armed = false;
         bool multishot = false;
         bool fd_closed = false;
+        bool backing_off = false;  // a retry after an accept error is pending
         TimerHandle retry;
         Listener(ServerImpl& s, int f) : server(s), fd(f), address(sockname_of(f)) {}
         ~Listener() {
@@ -130,35 +137,53 @@ private:
             if (armed || fd_closed) return;
             fd_closed = true;
             ::close(fd);
+            // A Unix socket file goes with its server unless something else has replaced it
+            // (asyncio 3.13's cleanup_socket).
+            struct stat st {};
+            if (!unix_path.empty() && ::stat(unix_path.c_str(), &st) == 0 &&
+                st.st_dev == unix_dev && st.st_ino == unix_ino)
+                ::unlink(unix_path.c_str());
         }
+        std::string unix_path;  // a Unix socket file this listener created
+        dev_t unix_dev = 0;
+        ino_t unix_ino = 0;
         void complete(int res, unsigned flags) override {
             if (!(flags & IORING_CQE_F_MORE)) armed = false;
             if (res >= 0) {
                 server.accepted(res);
-            } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
-                // Out of fds or memory: keep the server, stop accepting for a moment.
-                if (!server.closed_) {
-                    server.core_.call_exception_handler(ExceptionContext{
-                        fmt::format("accept() out of system resource ({}); retrying in {} s",
-                                    std::strerror(-res), accept_retry_delay),
-                        nullptr, nullptr});
-                    if (armed) cancel();
-                    retry.cancel();
-                    retry = server.core_.call_at(server.core_.time() + accept_retry_delay,
-                                                 [this] {
-                                                     if (server.serving_ && !armed) arm();
-                                                 });
-                }
+            } else if (!server.closed_ && !transient(res)) {
+                // Out of fds or memory (asyncio's case), or anything unexpected: keep the
+                // server, report, and stop accepting for a moment rather than spin on it.
+                const bool resources = res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
+                                       res == -ENOMEM;
+                server.core_.call_exception_handler(ExceptionContext{
+                    fmt::format("accept() {} ({}); retrying in {} s",
+                                resources ? "out of system resource" : "failed",
+                                std::strerror(-res), accept_retry_delay),
+                    nullptr, nullptr});
+                if (armed) cancel();
+                backing_off = true;
+                retry.cancel();
+                retry = server.core_.call_at(server.core_.time() + accept_retry_delay, [this] {
+                    backing_off = false;
+                    if (server.serving_ && !armed) arm();
+                });
             }
             if (!armed) {
                 if (server.closed_) {
                     maybe_close();
                     server.maybe_finish();
-                } else if (server.serving_ && res != -EMFILE && res != -ENFILE &&
-                           res != -ENOBUFS && res != -ENOMEM) {
+                } else if (server.serving_ && !backing_off) {
                     arm();
                 }
             }
+        }
+        // Errors of one connection that came and went, or of our own cancel: accept again.
+        static bool transient(int res) {
+            return res == -ECONNABORTED || res == -EINTR || res == -EAGAIN || res == -EPROTO ||
+                   res == -EPERM || res == -ECANCELED || res == -ENETDOWN || res == -ENETUNREACH ||
+                   res == -EHOSTUNREACH || res == -EHOSTDOWN || res == -ENONET || res == -EOPNOTSUPP ||
+                   res == -ETIMEDOUT;
         }
     };
 
@@ -262,7 +287,8 @@ std::shared_ptr<Server> make_unix_server(LoopCore& core, ProtocolFactory factory
         ::unlink(path.c_str());
     if (options.ssl) factory = ssl_server_factory(core, std::move(factory), options);
     auto server = std::make_shared<ServerImpl>(core, std::move(factory));
-    server->add_listener(listen_socket(addr, options));
+    const bool on_disk = path[0] != '\0' && path[0] != '@';
+    server->add_listener(listen_socket(addr, options), on_disk ? path : std::string());
     if (options.start_serving) server->start_serving();
     return server;
 }
