@@ -700,9 +700,10 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
                 for (auto& w : workers) w->request_stop(now);
                 break;
             }
-            // Wake at least every 50 ms to notice an interrupt; print once a second.
-            const std::uint64_t next = std::min({shared.end_ns, last_t + 1'000'000'000, now + 50'000'000});
-            std::this_thread::sleep_for(std::chrono::nanoseconds(next > now ? next - now : 0));
+            // Wake every 50 ms at most to notice an interrupt; print once a second.
+            std::uint64_t next = std::min(shared.end_ns, now + 50'000'000);
+            if (progress) next = std::min(next, last_t + 1'000'000'000);
+            std::this_thread::sleep_for(std::chrono::nanoseconds(next > now ? next - now : 1'000'000));
             const std::uint64_t t = now_ns();
             if (!progress || t < last_t + 1'000'000'000) continue;
             if (t + 100'000'000 >= shared.end_ns) continue;  // the summary follows at once
