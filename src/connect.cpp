@@ -56,6 +56,7 @@ Future<Connection<>> wrap(LoopCore& core, int fd, ProtocolFactory& factory) {
     try {
         *holder = make_socket_transport(core, fd, std::move(protocol), [fut, holder, p] {
             if (!fut.done()) fut.set_result(Connection<>{std::move(*holder), p});
+            else if (*holder) (*holder)->abort();  // cancelled meanwhile: nobody will use it
         });
     } catch (...) {
         ::close(fd);
