@@ -135,7 +135,42 @@ std::string pattern(std::size_t n) {
 
 }  // namespace
 
+// A stream server handler: echoes one line, then closes (close_notify).
+Task<void> echo_line(StreamReader reader, StreamWriter writer) {
+    std::string line = co_await reader.readline();
+    writer.write(line);
+    co_await writer.drain();
+    writer.close();
+    co_await writer.wait_closed();
+}
+
+Task<std::string> stream_client(std::uint16_t port, ConnectOptions options) {
+    auto [reader, writer] = co_await open_connection("127.0.0.1", port, default_stream_limit, options);
+    writer.write("hello over TLS streams\n");
+    co_await writer.drain();
+    const std::string version = writer.extra<CipherInfo>("cipher").value_or(CipherInfo{}).version;
+    std::string line = co_await reader.readline();
+    std::string rest = co_await reader.read();  // "" at the server's close_notify
+    writer.close();
+    co_await writer.wait_closed();
+    co_return line + "|" + rest + "|" + version;
+}
+
 TEST_SUITE("ssl transport") {
+TEST_CASE("streams pass TLS through: start_server and open_connection with ssl") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    ServerOptions so;
+    so.ssl = server_ctx();
+    auto server = run(loop, start_server(echo_line, "127.0.0.1", 0, default_stream_limit, so));
+    auto co = tls(client_ctx());
+    auto got = run(loop, stream_client(server->addresses()[0].port(), co));
+    CHECK(got == "hello over TLS streams\n||TLSv1.3");
+    server->close();
+    run(loop, server->wait_closed());
+    CHECK(log.count == 0);
+}
+
 TEST_CASE("handshake, echo, and a client close: close_notify both ways, clean connection_lost") {
     EventLoop loop;
     ExceptionLog log(loop);
