@@ -781,6 +781,56 @@ TEST_CASE("TLS over a Unix socket: create_unix_server and create_unix_connection
     CHECK(log.count == 0);
 }
 
+TEST_CASE("client certificates: the server sees peercert; no certificate, no connection") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    auto sctx = server_ctx();
+    sctx->set_verify_mode(VerifyMode::required);
+    sctx->load_verify_locations(certs().ca);
+    std::string client_subject;
+    int made = 0;
+    struct Peer : Protocol {
+        std::string* subject;
+        int* made;
+        void connection_made(Transport& t) override {
+            ++*made;
+            if (auto c = t.extra<PeerCertificate>("peercert")) *subject = c->subject;
+        }
+    };
+    ServerOptions so;
+    so.ssl = sctx;
+    auto server = run(loop, loop.create_server(
+                                [&] {
+                                    auto p = std::make_unique<Peer>();
+                                    p->subject = &client_subject;
+                                    p->made = &made;
+                                    return p;
+                                },
+                                "127.0.0.1", 0, so));
+    const auto port = server->addresses()[0].port();
+    auto cctx = client_ctx();
+    cctx->load_cert_chain(certs().cert, certs().key);
+    Events ev;
+    auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
+                                                 "127.0.0.1", port, tls(cctx)));
+    REQUIRE(run_until(loop, [&] { return made == 1; }));
+    CHECK(client_subject.find("CN=localhost") != std::string::npos);
+    conn.transport->close();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    // Without a certificate: TLS 1.3 lets the client finish first; the server's alert then ends
+    // the connection with an error.
+    Events ev2;
+    auto f = loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev2); }, "127.0.0.1", port,
+                                    tls(client_ctx()));
+    REQUIRE(run_until(loop, [&] { return f.done() && (f.exception() || ev2.lost == 1); }));
+    if (!f.exception()) CHECK(ev2.lost_error);
+    CHECK(made == 1);
+    REQUIRE(run_until(loop, [&] { return log.count == 1; }));
+    CHECK(log.messages[0].find("SSL handshake failed") == 0);
+    server->close();
+    run(loop, server->wait_closed());
+}
+
 TEST_CASE("misuse throws: a server context for a client, check_hostname without a name") {
     EventLoop loop;
     auto ctx = SslContext::client();
