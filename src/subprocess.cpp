@@ -177,7 +177,7 @@ private:
 // ---- the subprocess transport ----------------------------------------------------------------
 
 Subprocess::Subprocess(LoopCore& core, std::unique_ptr<BaseProtocol> protocol)
-    : core_(core), protocol_(std::move(protocol)) {
+    : LoopResource(core), core_(core), protocol_(std::move(protocol)) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::subprocess)
         throw std::invalid_argument("a subprocess transport needs a SubprocessProtocol");
@@ -226,6 +226,20 @@ void Subprocess::arm_exit_watch() {
     io_uring_prep_poll_add(s, pidfd_, POLLIN);
     io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
     watch_armed_ = true;
+}
+
+void Subprocess::loop_closed() {
+    watch_armed_ = false;
+    finished_ = closed_ = true;
+    if (pidfd_ >= 0) {
+        siginfo_t si{};
+        ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+        if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &si, WEXITED) == 0)
+            returncode_ = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+        ::close(pidfd_);
+        pidfd_ = -1;
+    }
+    auto self = std::move(self_);  // may free this on return
 }
 
 void Subprocess::complete(int res, unsigned) {

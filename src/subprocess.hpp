@@ -24,6 +24,7 @@ void ignore_sigpipe();
 
 class Subprocess final : public SubprocessTransport,
                          public uring::Op,
+                         public LoopResource,
                          public std::enable_shared_from_this<Subprocess> {
 public:
     Subprocess(LoopCore& core, std::unique_ptr<BaseProtocol> protocol);
@@ -51,6 +52,9 @@ public:
 
     // The pidfd became readable: the child exited.
     void complete(int res, unsigned flags) override;
+    // The loop closed while this was open: the child is killed and reaped (as asyncio's
+    // transport does when it is collected unclosed), and no callback runs any more.
+    void loop_closed() override;
 
 private:
     // Forwards a pipe transport's callbacks to the SubprocessProtocol, tagged with the fd.

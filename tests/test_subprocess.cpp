@@ -308,6 +308,27 @@ TEST_CASE("cancelling subprocess_exec while it starts kills the child and leaves
     CHECK(log.count == 0);
 }
 
+TEST_CASE("a loop closed with a child running kills and reaps it, and frees everything") {
+    const int fds = open_fds();
+    SubEvents ev;
+    std::shared_ptr<SubprocessTransport> kept;
+    {
+        EventLoop loop;
+        ExceptionLog log(loop);
+        kept = spawn(loop, ev, {"sh", "-c", "echo ready; exec sleep 100"}).transport;
+        REQUIRE(run_until(loop, [&] { return ev.out == "ready\n"; }));
+        CHECK(log.count == 0);
+    }
+    CHECK(ev.lost == 0);  // no callback once the loop is closed, as asyncio
+    CHECK(kept->get_returncode() == -SIGKILL);
+    kept->kill();  // a handle stays safe
+    kept->close();
+    kept.reset();
+    CHECK(*ev.destroyed == 1);
+    CHECK(open_fds() == fds);
+    CHECK(no_zombies());
+}
+
 TEST_CASE("close() kills a running child, closes its pipes, and connection_lost follows") {
     EventLoop loop;
     ExceptionLog log(loop);
