@@ -433,6 +433,25 @@ TEST_CASE("Unix streams: start_unix_server and open_unix_connection; get_extra_i
     CHECK(log.count == 0);
 }
 
+TEST_CASE("closing the loop with a task suspended in a read frees everything") {
+    SocketPair sp;
+    StreamReader kept_reader;
+    {
+        EventLoop loop;
+        auto s = streams_on_pair(loop, sp);
+        kept_reader = s.reader;
+        auto t = loop.create_task([](StreamReader r) -> Task<std::string> { co_return co_await r.read(10); }(s.reader));
+        auto d = loop.create_task([](StreamWriter w) -> Task<void> {
+            w.write(std::string(1 << 20, 'x'));
+            co_await w.drain();
+        }(s.writer));
+        settle(loop);
+        CHECK(!t.done());
+        loop.close();  // the pending tasks' frames go; their waiters unlink themselves
+    }
+    CHECK(!kept_reader.at_eof());
+}
+
 TEST_CASE("the last StreamWriter handle going away closes the connection") {
     EventLoop loop;
     SocketPair sp;
