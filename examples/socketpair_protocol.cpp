@@ -35,8 +35,11 @@ Task<> main_task(EventLoop& loop) {
     const int rsock = fds[0], wsock = fds[1];
     ConnectOptions options;
     options.sock = rsock;
-    auto [transport, protocol] = co_await loop.create_connection(
+    // A named future, not a temporary inside the co_await expression: g++ 12 destroys such
+    // temporaries twice when the awaited operation throws.
+    auto connecting = loop.create_connection(
         [&] { return std::make_unique<MyProtocol>(on_con_lost); }, "", 0, options);
+    auto [transport, protocol] = co_await connecting;
     // Simulate the reception of data from the network.
     loop.call_soon([wsock] { [[maybe_unused]] auto n = ::send(wsock, "abc", 3, MSG_NOSIGNAL); });
     co_await on_con_lost;
