@@ -110,7 +110,6 @@ private:
     bool check_hostname_ = false;
     std::vector<std::string> alpn_;
     std::string alpn_wire_;  // length-prefixed, for the server's selection callback
-    friend struct SslContextAccess;
 };
 
 }  // namespace aioring
