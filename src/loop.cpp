@@ -494,6 +494,8 @@ bool EventLoop::remove_signal_handler(int sig) {
 
 Future<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port, int family,
                                                      int type, int protocol, int flags) {
+    core_->check_thread();
+    if (core_->is_closed()) throw LoopError("Event loop is closed");
     if (!core_->resolver) core_->resolver = std::make_unique<detail::Resolver>(*core_);
     return core_->resolver->resolve(std::move(host), std::move(port), family, type, protocol, flags);
 }

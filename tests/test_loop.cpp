@@ -209,6 +209,22 @@ TEST_CASE("run_until_complete throws LoopError when the loop stops before the fu
     CHECK(!f.done());
 }
 
+TEST_CASE("a future that finishes after run_until_complete gave up does not stop a later run") {
+    EventLoop loop;
+    auto f = loop.create_future<int>();
+    loop.call_soon([&] { loop.stop(); });
+    CHECK_THROWS_AS(loop.run_until_complete(f), LoopError);
+    f.set_result(1);
+    int ticks = 0;
+    std::function<void()> tick = [&] {
+        if (++ticks < 5) loop.call_soon([&] { tick(); });
+        else loop.stop();
+    };
+    loop.call_soon([&] { tick(); });
+    loop.run_forever();
+    CHECK(ticks == 5);
+}
+
 TEST_CASE("the exception handler receives a callback's exception and the loop goes on") {
     EventLoop loop;
     std::vector<std::string> seen;
@@ -307,6 +323,7 @@ TEST_CASE("running or scheduling on a closed loop throws LoopError") {
     CHECK_THROWS_AS(loop.call_soon([] {}), LoopError);
     CHECK_THROWS_AS(loop.call_later(1, [] {}), LoopError);
     CHECK_THROWS_AS(loop.call_soon_threadsafe([] {}), LoopError);
+    CHECK_THROWS_AS(loop.getaddrinfo("localhost", "80"), LoopError);
 }
 
 TEST_CASE("closing a running loop throws LoopError") {

@@ -249,7 +249,15 @@ private:
 template <class T>
 T EventLoop::run_until_complete(Future<T> f) {
     if (!f.done()) {
-        f.add_done_callback([this] { stop(); });
+        // If the loop stops first, the future finishing later must not stop a later run.
+        auto armed = std::make_shared<bool>(true);
+        f.add_done_callback([this, armed] {
+            if (*armed) stop();
+        });
+        struct Disarm {
+            std::shared_ptr<bool> a;
+            ~Disarm() { *a = false; }
+        } disarm{armed};
         run_forever();
         if (!f.done()) throw LoopError("Event loop stopped before Future completed.");
     }

@@ -17,11 +17,13 @@ public:
     virtual ~Server() = default;
     // Stops listening and closes the listening sockets; open connections stay open.
     virtual void close() = 0;
-    // Done once the server is closed and its listening operations have completed.
+    // Done once the server is closed, its listening operations have completed and every
+    // connection it accepted has been lost (asyncio 3.12). A Unix server's socket file is
+    // removed when it closes, unless something replaced it meanwhile.
     virtual Future<void> wait_closed() = 0;
     virtual bool is_serving() const = 0;
     virtual void start_serving() = 0;
-    // Starts serving and completes only when cancelled (or the server is closed).
+    // Starts serving; completes when the server is closed. Cancelling it closes the server.
     virtual Future<void> serve_forever() = 0;
     // The listening sockets' fds and their bound addresses.
     virtual std::vector<int> sockets() const = 0;
