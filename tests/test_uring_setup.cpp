@@ -141,3 +141,37 @@ TEST_CASE("a small buffer ring that runs dry is not EOF: the receive re-arms") {
     CHECK(log.count == 0);
 }
 }
+
+TEST_CASE("a completion queue far smaller than the load overflows without losing a completion") {
+    constexpr int n = 64;
+    std::vector<Events> evs(n);  // outlives the loop, which frees the protocols last
+    LoopOptions o;
+    o.sq_entries = 4;
+    o.cq_entries = 8;
+    EventLoop loop(o);
+    ExceptionLog log(loop);
+    std::vector<std::unique_ptr<SocketPair>> pairs;
+    std::vector<Connection<>> conns;
+    for (int i = 0; i < n; ++i) {
+        pairs.push_back(std::make_unique<SocketPair>());
+        conns.push_back(run(loop, loop.connect_accepted_socket(
+                                      [&evs, i] { return std::make_unique<RecordingProtocol>(evs[i]); },
+                                      pairs.back()->take_a())));
+    }
+    // Every peer writes before the loop runs again: 64 receives complete in one enter.
+    for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < n; ++i) REQUIRE(::write(pairs[i]->b, "x", 1) == 1);
+        REQUIRE(run_until(loop, [&] {
+            for (auto& e : evs)
+                if (e.data.size() != static_cast<std::size_t>(round + 1)) return false;
+            return true;
+        }));
+    }
+    for (auto& c : conns) c.transport->close();
+    REQUIRE(run_until(loop, [&] {
+        for (auto& e : evs)
+            if (e.lost != 1) return false;
+        return true;
+    }));
+    CHECK(log.count == 0);
+}
