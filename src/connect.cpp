@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <fmt/core.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include <system_error>
@@ -107,7 +108,13 @@ Task<Connection<>> connect_task(EventLoop& loop, ProtocolFactory factory, std::s
         });
         if (res == 0) {
             if (options.ssl) co_return co_await ssl_connect(core, fd.release(), factory, options, host);
-            auto conn = co_await wrap(core, fd.release(), factory);
+            const int sock = fd.release();
+            auto conn = co_await wrap(core, sock, factory);
+            if (!options.nodelay && !conn.transport->is_closing()) {
+                // The transport turned TCP_NODELAY on, as asyncio does; the option turns it off.
+                int zero = 0;
+                ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero);
+            }
             co_return conn;
         }
         last = std::error_code(-res, std::system_category());

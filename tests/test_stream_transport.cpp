@@ -2,6 +2,7 @@
 // big writes, write coalescing, and switching the protocol mid-connection.
 #include "support.hpp"
 
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 
 #include <thread>
@@ -218,6 +219,26 @@ TEST_CASE("create_connection binds local_addr") {
     conn.transport->close();
     REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
     ::close(peer);
+}
+
+TEST_CASE("TCP_NODELAY is on by default; ConnectOptions::nodelay = false turns it off") {
+    EventLoop loop;
+    TcpListener listener;
+    for (bool nodelay : {true, false}) {
+        Events ev;
+        ConnectOptions o;
+        o.nodelay = nodelay;
+        auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
+                                                     "127.0.0.1", listener.port, o));
+        int peer = listener.accept();
+        int value = -1;
+        socklen_t len = sizeof value;
+        REQUIRE(::getsockopt(*conn.transport->extra<int>("socket"), IPPROTO_TCP, TCP_NODELAY, &value, &len) == 0);
+        CHECK((value != 0) == nodelay);
+        conn.transport->close();
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        ::close(peer);
+    }
 }
 
 TEST_CASE("100 MiB in one write() arrive intact") {
