@@ -222,10 +222,11 @@ TEST_CASE("create_connection binds local_addr") {
 }
 
 TEST_CASE("TCP_NODELAY is on by default; ConnectOptions::nodelay = false turns it off") {
+    Events evs[2];  // outlive the loop, which frees the protocols
     EventLoop loop;
     TcpListener listener;
     for (bool nodelay : {true, false}) {
-        Events ev;
+        Events& ev = evs[nodelay ? 0 : 1];
         ConnectOptions o;
         o.nodelay = nodelay;
         auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
