@@ -19,9 +19,12 @@ namespace aioring::detail {
 
 namespace {
 constexpr std::size_t receive_size = 64 * 1024;  // single-shot receive / BufferedProtocol hint
-constexpr std::size_t coalesce_limit = 64 * 1024;  // a chunk grows by appends up to this
+// Write-buffer chunks have a fixed capacity and never grow: below malloc's mmap threshold, so
+// a recycled chunk is reused as it is and steady streaming neither reallocates nor faults in
+// fresh pages.
+constexpr std::size_t chunk_size = 64 * 1024;
 constexpr std::size_t max_iov = 256;
-constexpr std::size_t spare_keep = 8;
+constexpr std::size_t spare_keep = 4;
 }  // namespace
 
 std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
@@ -209,6 +212,7 @@ void SocketTransport::deliver_buffered(std::size_t n) {
     }
     if (!reading_) {
         held_buffered_ = n;
+        held_buffered_data_ = target_.data();
         return;
     }
     try {
@@ -247,9 +251,10 @@ void SocketTransport::deliver_held() {
         }
     }
     if (!held_.empty()) {
-        std::string data = std::move(held_);
-        held_.clear();
-        deliver(data);
+        // Both strings keep their capacity: pausing again and again allocates nothing.
+        delivering_.swap(held_);
+        deliver(delivering_);
+        delivering_.clear();
         if (!reading_) return;  // paused again inside data_received
     }
     if (held_eof_) {
@@ -257,6 +262,15 @@ void SocketTransport::deliver_held() {
         on_eof();
     }
     if (wants_read() && !recv_armed_) arm_recv();
+}
+
+void SocketTransport::take_held_buffered() {
+    // Bytes received into a BufferedProtocol's memory while paused: the protocol is about to be
+    // replaced, so they are copied out and go to the new one, first, on resume.
+    if (held_buffered_ == 0) return;
+    held_.insert(0, reinterpret_cast<const char*>(held_buffered_data_), held_buffered_);
+    held_buffered_ = 0;
+    held_buffered_data_ = nullptr;
 }
 
 void SocketTransport::pause_reading() {
@@ -285,17 +299,24 @@ void SocketTransport::rearm() {
 // ---- writing -------------------------------------------------------------------------------
 
 void SocketTransport::append(std::string_view data) {
-    if (!chunks_.empty() && chunks_.size() > inflight_chunks_ &&
-        chunks_.back().size() + data.size() <= std::max(coalesce_limit, chunks_.back().capacity())) {
-        chunks_.back().append(data);
-    } else {
-        std::string c;
-        if (!spare_.empty()) {
-            c = std::move(spare_.back());
-            spare_.pop_back();
+    while (!data.empty()) {
+        // The back chunk takes what fits in its capacity, unless the in-flight sendmsg points
+        // into it; the rest goes into fresh chunks (reused ones when there are).
+        if (chunks_.empty() || chunks_.size() <= inflight_chunks_ ||
+            chunks_.back().size() == chunks_.back().capacity()) {
+            std::string c;
+            if (!spare_.empty()) {
+                c = std::move(spare_.back());
+                spare_.pop_back();
+            } else {
+                c.reserve(chunk_size);
+            }
+            chunks_.push_back(std::move(c));
         }
-        c.assign(data);
-        chunks_.push_back(std::move(c));
+        std::string& back = chunks_.back();
+        const std::size_t n = std::min(data.size(), back.capacity() - back.size());
+        back.append(data.data(), n);
+        data.remove_prefix(n);
     }
 }
 
@@ -318,7 +339,7 @@ void SocketTransport::write(std::string_view data) {
 }
 
 void SocketTransport::write(std::string&& data) {
-    if (data.size() < coalesce_limit / 4) return write(std::string_view(data));
+    if (data.size() < chunk_size / 4) return write(std::string_view(data));
     if (eof_requested_) throw std::logic_error("Cannot call write() after write_eof()");
     if (closing_) return write(std::string_view(data));
     buffered_ += data.size();
@@ -384,7 +405,8 @@ void SocketTransport::on_send(int res, unsigned) {
         }
         sent -= left;
         front_offset_ = 0;
-        if (spare_.size() < spare_keep && front.capacity() <= 4 * coalesce_limit) {
+        if (spare_.size() < spare_keep && front.capacity() >= chunk_size &&
+            front.capacity() < 2 * chunk_size) {
             front.clear();
             spare_.push_back(std::move(front));
         }
@@ -561,6 +583,7 @@ void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
         protocol_ = std::move(protocol);
         return;
     }
+    take_held_buffered();
     const bool kind_changed = kind != protocol_->kind();
     // The old protocol may be the caller (set_protocol from inside a callback): it is freed once
     // that callback has returned. The one whose buffer an armed receive points into lives until
@@ -574,6 +597,7 @@ void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
 }
 
 std::unique_ptr<BaseProtocol> SocketTransport::exchange_protocol(std::unique_ptr<BaseProtocol> protocol) {
+    take_held_buffered();
     auto old = std::move(protocol_);
     protocol_ = std::move(protocol);
     // What the armed receive completes goes to the new protocol (start_tls: bytes that arrived

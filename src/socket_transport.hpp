@@ -93,6 +93,7 @@ private:
     void deliver_buffered(std::size_t n);
     void on_eof();
     void deliver_held();
+    void take_held_buffered();
     void submit_send();
     void on_send(int res, unsigned flags);
     void append(std::string_view data);
@@ -129,6 +130,8 @@ private:
     bool held_eof_ = false;       // EOF came while paused
     std::string held_;            // data completed while paused, delivered on resume
     std::size_t held_buffered_ = 0;  // BufferedProtocol bytes completed while paused
+    const std::byte* held_buffered_data_ = nullptr;  // where they are (the protocol's memory)
+    std::string delivering_;      // held_'s bytes while they are being delivered
     std::span<std::byte> target_;    // BufferedProtocol's buffer for the armed receive
     BaseProtocol* target_owner_ = nullptr;  // the protocol that handed out target_
     std::unique_ptr<char[]> own_buffer_;  // single-shot receive without a buffer ring
