@@ -2,13 +2,16 @@
 """tools/dev bench: aioring's echo servers against their peers under aioring-load.
 
 Runs every server (aioring's echo_server per API, Python asyncio and uvloop with Protocol and
-streams, a raw liburing echo) under the same workloads, server and load pinned to different
+streams, a raw liburing echo; for UDP udp_echo_server against asyncio and uvloop datagram
+servers; for TLS echo_server --cert/--key against asyncio and uvloop TLS servers) under the
+same workloads, server and load pinned to different
 cores, servers interleaved, each workload repeated (median of the repetitions). Prints one
 markdown table: msgs/s, MB/s, p99 latency, and the server's CPU time per message (from
 /proc/PID/stat, utime + stime over the measured window), with each server's ratio to aioring's
 Protocol echo. Then aioring-load against a minimal epoll client, driving the same server.
 """
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -16,6 +19,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,12 +27,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = [
-    # name, aioring-load arguments
-    ("64 B ping-pong, 50 conns", ["--mode", "echo", "--size", "64", "--connections", "50"]),
-    ("1 KiB ping-pong, 50 conns", ["--mode", "echo", "--size", "1024", "--connections", "50"]),
-    ("64 KiB stream, 10 conns", ["--mode", "stream", "--size", "65536", "--connections", "10"]),
+    # name, aioring-load arguments, the family of servers it runs against
+    ("64 B ping-pong, 50 conns", ["--mode", "echo", "--size", "64", "--connections", "50"], "tcp"),
+    ("1 KiB ping-pong, 50 conns", ["--mode", "echo", "--size", "1024", "--connections", "50"], "tcp"),
+    ("64 KiB stream, 10 conns", ["--mode", "stream", "--size", "65536", "--connections", "10"], "tcp"),
+    ("UDP 64 B, 50 sockets", ["--mode", "udp", "--size", "64", "--connections", "50"], "udp"),
+    ("TLS 1 KiB ping-pong, 50 conns", ["--tls", "--mode", "echo", "--size", "1024", "--connections", "50"], "tls"),
+    ("TLS 64 KiB stream, 10 conns", ["--tls", "--mode", "stream", "--size", "65536", "--connections", "10"], "tls"),
 ]
-BASELINE = "aioring protocol"
+# Each family's ratios are against aioring's own server of that family.
+BASELINES = {"tcp": "aioring protocol", "udp": "aioring udp", "tls": "aioring tls protocol"}
+BASELINE = BASELINES["tcp"]
 
 
 def python_with_uvloop():
@@ -41,21 +50,39 @@ def python_with_uvloop():
     return sys.executable, False
 
 
-def servers(build):
+def make_certificate(directory):
+    """A self-signed EC certificate for the TLS workloads (aioring-load --tls does not verify)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def servers(build, cert, key):
+    """(name, command, family) for every server the bench knows."""
     echo = os.path.join(build, "examples", "echo_server")
     exe, has_uvloop = python_with_uvloop()
     py = [exe, os.path.join(HERE, "py_echo_server.py")]
+    tls = ["--cert", cert, "--key", key]
     out = [
-        ("aioring protocol", [echo, "--api", "protocol"]),
-        ("aioring buffered", [echo, "--api", "buffered"]),
-        ("aioring streams", [echo, "--api", "streams"]),
-        ("raw liburing", [os.path.join(build, "tools", "raw_uring_echo")]),
-        ("asyncio protocol", py + ["--loop", "asyncio", "--api", "protocol"]),
-        ("asyncio streams", py + ["--loop", "asyncio", "--api", "streams"]),
+        ("aioring protocol", [echo, "--api", "protocol"], "tcp"),
+        ("aioring buffered", [echo, "--api", "buffered"], "tcp"),
+        ("aioring streams", [echo, "--api", "streams"], "tcp"),
+        ("raw liburing", [os.path.join(build, "tools", "raw_uring_echo")], "tcp"),
+        ("asyncio protocol", py + ["--loop", "asyncio", "--api", "protocol"], "tcp"),
+        ("asyncio streams", py + ["--loop", "asyncio", "--api", "streams"], "tcp"),
+        ("aioring udp", [os.path.join(build, "examples", "udp_echo_server"), "--quiet"], "udp"),
+        ("asyncio udp", [exe, os.path.join(HERE, "peers", "udp_echo_asyncio.py")], "udp"),
+        ("aioring tls protocol", [echo, "--api", "protocol"] + tls, "tls"),
+        ("aioring tls streams", [echo, "--api", "streams"] + tls, "tls"),
+        ("asyncio tls protocol", py + ["--loop", "asyncio", "--api", "protocol"] + tls, "tls"),
     ]
     if has_uvloop:
-        out += [("uvloop protocol", py + ["--loop", "uvloop", "--api", "protocol"]),
-                ("uvloop streams", py + ["--loop", "uvloop", "--api", "streams"])]
+        out += [("uvloop protocol", py + ["--loop", "uvloop", "--api", "protocol"], "tcp"),
+                ("uvloop streams", py + ["--loop", "uvloop", "--api", "streams"], "tcp"),
+                ("uvloop udp", [exe, os.path.join(HERE, "peers", "udp_echo_uvloop.py")], "udp"),
+                ("uvloop tls protocol", py + ["--loop", "uvloop", "--api", "protocol"] + tls, "tls")]
     else:
         print("note: python3-uvloop is not installed; uvloop servers skipped", file=sys.stderr)
     return out
@@ -141,6 +168,7 @@ def main():
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--warmup", type=float, default=None)
     ap.add_argument("--only", default="", help="comma-separated substrings of server names")
+    ap.add_argument("--workloads", default="", help="comma-separated substrings of workload names")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 3)
     duration = args.duration or (2.0 if args.quick else 5.0)
@@ -152,13 +180,21 @@ def main():
     ncpu = os.cpu_count() or 1
     server_cpu, load_cpu = (0, 1) if ncpu >= 2 else (None, None)
 
-    candidates = servers(args.build)
+    certdir = tempfile.mkdtemp(prefix="aioring-bench-")
+    atexit.register(shutil.rmtree, certdir, True)
+    cert, key = make_certificate(certdir)
+    candidates = servers(args.build, cert, key)
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
         candidates = [s for s in candidates if any(k in s[0] for k in keys)]
+    families = {c[2] for c in candidates}
+    workloads = [w for w in WORKLOADS if w[2] in families]
+    if args.workloads:
+        keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
+        workloads = [w for w in workloads if any(k in w[0] for k in keys)]
     # Drop the servers that cannot start here (a missing binary, an --api not built yet).
     available = []
-    for name, cmd in candidates:
+    for name, cmd, family in candidates:
         if not os.access(cmd[0], os.X_OK):
             print(f"skip {name}: {cmd[0]} not built", file=sys.stderr)
             continue
@@ -167,12 +203,12 @@ def main():
         if s.port is None:
             print(f"skip {name}: {s.error}", file=sys.stderr)
             continue
-        available.append((name, cmd))
+        available.append((name, cmd, family))
     if not available:
         sys.exit("bench: no server could start")
 
-    total = reps * len(WORKLOADS) * len(available)
-    print(f"bench: {len(available)} servers x {len(WORKLOADS)} workloads x {reps} repetitions, "
+    total = reps * sum(1 for w in workloads for a in available if a[2] == w[2])
+    print(f"bench: {len(available)} servers, {len(workloads)} workloads, {reps} repetitions, "
           f"{warmup:g} s warm-up + {duration:g} s each (about {total * (warmup + duration + 1.5) / 60:.0f} min); "
           f"server on cpu {server_cpu}, load on cpu {load_cpu}", file=sys.stderr)
 
@@ -181,10 +217,13 @@ def main():
     epoll_bin = os.path.join(args.build, "tools", "epoll_client")
     done = 0
     for rep in range(reps):
-        for wname, wargs in WORKLOADS:
+        for wname, wargs, wfamily in workloads:
             # Interleave: each repetition visits the servers in a rotated order.
-            order = available[rep % len(available):] + available[:rep % len(available)]
-            for name, cmd in order:
+            mine = [a for a in available if a[2] == wfamily]
+            if not mine:
+                continue
+            order = mine[rep % len(mine):] + mine[:rep % len(mine)]
+            for name, cmd, _ in order:
                 done += 1
                 s = Server(cmd, server_cpu)
                 try:
@@ -207,7 +246,7 @@ def main():
         # The load tool against a minimal epoll client, one thread each, same server, same core;
         # alternated and repeated at least 3 times even with --quick, since the pair is a ratio.
         if os.access(epoll_bin, os.X_OK):
-            target = next((c for n, c in available if n == BASELINE), available[0][1])
+            target = next((c for n, c, _ in available if n == BASELINE), available[0][1])
             pairs = 1 if reps >= 3 else (3 if rep == reps - 1 else 0)
             for i in range(pairs):
                 tools = ("aioring-load", "epoll_client") if (rep + i) % 2 == 0 else ("epoll_client", "aioring-load")
@@ -245,11 +284,13 @@ def main():
     print()
     print("| workload | server | msgs/s | MB/s | p99 us | server CPU us/msg | msgs/s vs aioring | CPU/msg vs aioring |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for wname, _ in WORKLOADS:
-        base = results.get((wname, BASELINE))
+    for wname, _, wfamily in workloads:
+        base = results.get((wname, BASELINES[wfamily]))
         base_rate = median([r[0] for r in base]) if base else None
         base_cpu = median([r[3] for r in base]) if base else None
-        for name, _ in available:
+        for name, _, family in available:
+            if family != wfamily:
+                continue
             rows = results.get((wname, name))
             if not rows:
                 print(f"| {wname} | {name} | failed | | | | | |")
@@ -266,7 +307,8 @@ def main():
         print("How to read it: on a 2-core machine the load core saturates before a fast server "
               "does, so msgs/s is capped by the load generator for every fast server; the "
               "server's CPU time per message is the figure that ranks fast servers (lower is "
-              "better; a ratio above 1.00x costs more CPU than aioring's Protocol echo).")
+              "better; a ratio above 1.00x costs more CPU than aioring's own server of that kind: "
+              "the Protocol echo for TCP and TLS, udp_echo_server for UDP).")
     else:
         print("How to read it: msgs/s and p99 compare servers while the load core keeps up; "
               "the server's CPU time per message compares their cost (lower is better).")
