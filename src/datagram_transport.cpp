@@ -3,6 +3,7 @@
 // datagrams sent as batches of sendmsg (linked for Unix sockets, so that they leave in order),
 // and asyncio's close/abort ordering and flow control.
 #include "src/datagram_transport.hpp"
+#include "src/flow_control.hpp"
 
 #include <fmt/core.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <tuple>
 #include <system_error>
 
 #include "src/op_awaiter.hpp"
@@ -361,21 +363,7 @@ void DatagramSocketTransport::set_buffered(std::size_t n) {
 
 void DatagramSocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
                                                       std::optional<std::size_t> low) {
-    std::size_t h, l;
-    if (!high && !low) {
-        h = default_high_water;
-        l = default_low_water;
-    } else if (!high) {
-        l = *low;
-        h = 4 * l;
-    } else {
-        h = *high;
-        l = low ? *low : h / 4;
-    }
-    if (l > h)
-        throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", h, l));
-    high_ = h;
-    low_ = l;
+    std::tie(high_, low_) = resolve_write_limits(high, low);
     set_buffered(buffered_);  // the new limits apply at once (asyncio#329)
 }
 

@@ -2,6 +2,7 @@
 // ring (or single-shot into a BufferedProtocol's memory), one coalesced sendmsg in flight, and
 // asyncio's close/abort/write_eof ordering and flow control.
 #include "src/socket_transport.hpp"
+#include "src/flow_control.hpp"
 
 #include <fmt/core.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <climits>
 #include <cstring>
 #include <stdexcept>
+#include <tuple>
 
 namespace aioring::detail {
 
@@ -447,21 +449,7 @@ void SocketTransport::maybe_resume() {
 
 void SocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
                                               std::optional<std::size_t> low) {
-    std::size_t h, l;
-    if (!high && !low) {
-        h = default_high_water;
-        l = default_low_water;
-    } else if (!high) {
-        l = *low;
-        h = 4 * l;
-    } else {
-        h = *high;
-        l = low ? *low : h / 4;
-    }
-    if (l > h)
-        throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", h, l));
-    high_ = h;
-    low_ = l;
+    std::tie(high_, low_) = resolve_write_limits(high, low);
     // The new limits apply at once (asyncio#329): pause or resume as they say.
     maybe_pause();
     maybe_resume();

@@ -2,6 +2,7 @@
 // close_notify exchange with its timeout, and start_tls. OpenSSL talks to the lower transport
 // through a custom BIO, so there is no memory BIO to copy through.
 #include "src/ssl_transport.hpp"
+#include "src/flow_control.hpp"
 
 #include <arpa/inet.h>
 #include <fmt/core.h>
@@ -14,6 +15,7 @@
 
 #include <cstring>
 #include <stdexcept>
+#include <tuple>
 
 #include "src/op_awaiter.hpp"
 #include "src/socket_transport.hpp"
@@ -560,20 +562,7 @@ std::pair<std::size_t, std::size_t> SslTransport::get_write_buffer_limits() cons
 
 void SslTransport::set_write_buffer_limits(std::optional<std::size_t> high,
                                            std::optional<std::size_t> low) {
-    std::size_t h, l;
-    if (!high && !low) {
-        h = default_high_water;
-        l = default_low_water;
-    } else if (!high) {
-        l = *low;
-        h = 4 * l;
-    } else {
-        h = *high;
-        l = low ? *low : h / 4;
-    }
-    if (l > h) throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", h, l));
-    high_ = h;
-    low_ = l;
+    std::tie(high_, low_) = resolve_write_limits(high, low);
     apply_limits();
 }
 
