@@ -146,6 +146,8 @@ public:
     void connection_lost(std::error_code ec) override { t_->on_lower_lost(ec); }
     void pause_writing() override { t_->on_lower_flow(true); }
     void resume_writing() override { t_->on_lower_flow(false); }
+    // The TLS transport above (StreamWriter::start_tls points its stream at it at once).
+    const std::shared_ptr<SslTransport>& tls() const { return t_; }
 
 private:
     std::shared_ptr<SslTransport> t_;

@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "src/transport_handle.hpp"
+
 namespace aioring {
 namespace detail {
 
@@ -102,6 +104,7 @@ public:
     WaitList drainers_;
     WaitList closers_;
     int writer_handles_ = 0;
+    bool server_side_ = false;  // made by start_server: start_tls takes the server side
 };
 
 // ---- read awaiters
@@ -348,6 +351,44 @@ std::any StreamWriter::get_extra_info(std::string_view name, std::any default_va
 }
 Transport* StreamWriter::transport() const { return s_->transport_; }
 
+namespace {
+Task<void> start_tls_task(std::shared_ptr<detail::StreamState> s,
+                          std::shared_ptr<SslContext> sslcontext, StartTlsOptions options) {
+    if (!s->transport_) throw std::logic_error("start_tls: the connection is closed");
+    if (s->buffered() != 0)
+        throw std::logic_error("start_tls: the StreamReader holds " + std::to_string(s->buffered()) +
+                               " unread bytes that came before TLS; read them first");
+    options.server_side = options.server_side || s->server_side_;
+    // No suspension from these checks to the swap, so no plaintext can slip into the reader in
+    // between (which is also why there is no drain() first, as asyncio has: the paused-writing
+    // state carries over to the TLS transport, and drain() then waits on that).
+    Transport& lower = *s->transport_;
+    auto done = s->loop_->start_tls(detail::shared_transport(lower), std::move(sslcontext),
+                                    options);
+    // The StreamReaderProtocol now sits under the TLS transport (no second connection_made);
+    // everything the stream does goes through it from here on, the handshake's failure too.
+    if (!s->lost_) s->transport_ = detail::upgraded_transport(lower).get();
+    assert(s->lost_ || s->transport_ != nullptr);
+    try {
+        co_await done;
+    } catch (const CancelledError&) {
+        // A half-upgraded connection is of no use to anyone: asyncio closes it too.
+        if (s->transport_) s->transport_->abort();
+        throw;
+    }
+}
+}  // namespace
+
+Task<void> StreamWriter::start_tls(std::shared_ptr<SslContext> sslcontext) const {
+    const StartTlsOptions options;
+    return start_tls_task(s_, std::move(sslcontext), options);
+}
+
+Task<void> StreamWriter::start_tls(std::shared_ptr<SslContext> sslcontext,
+                                   const StartTlsOptions& options) const {
+    return start_tls_task(s_, std::move(sslcontext), options);
+}
+
 // ---- StreamReaderProtocol
 
 StreamReaderProtocol::StreamReaderProtocol(std::shared_ptr<detail::StreamState> s,
@@ -393,8 +434,9 @@ ProtocolFactory server_factory(ClientConnected cb, std::size_t limit) {
     if (limit == 0) throw std::invalid_argument("limit must be positive");
     auto shared = std::make_shared<const ClientConnected>(std::move(cb));
     return [shared, limit] {
-        return std::make_unique<StreamReaderProtocol>(std::make_shared<detail::StreamState>(limit),
-                                                      shared);
+        auto s = std::make_shared<detail::StreamState>(limit);
+        s->server_side_ = true;
+        return std::make_unique<StreamReaderProtocol>(std::move(s), shared);
     };
 }
 }  // namespace

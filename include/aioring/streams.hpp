@@ -201,6 +201,17 @@ public:
     }
     // The transport; null once the connection is lost (the pointer is valid until then).
     Transport* transport() const;
+    // asyncio 3.11's start_tls: upgrades the connection to TLS in place, completing after the
+    // handshake; this writer and its reader then carry plaintext over TLS (the transport is the
+    // TLS one from the call on: writes made during the handshake go out after it). A connection
+    // from start_server takes the server side, as asyncio infers it; others the client side
+    // unless options.server_side. The reader must hold no unread bytes, or std::logic_error:
+    // they came in plaintext and must not pass for part of the TLS session (the STARTTLS
+    // injection bug). A failed handshake closes the connection and throws SslError; cancelling
+    // aborts the connection.
+    Task<void> start_tls(std::shared_ptr<SslContext> sslcontext) const;
+    Task<void> start_tls(std::shared_ptr<SslContext> sslcontext,
+                         const StartTlsOptions& options) const;
 
     const std::shared_ptr<detail::StreamState>& state() const { return s_; }
 
