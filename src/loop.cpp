@@ -277,11 +277,11 @@ void LoopCore::timer_cancelled() {
 }
 
 void LoopCore::call_soon_threadsafe(Callback cb) {
-    {
-        std::lock_guard lock(ts_mutex_);
-        if (closed_) throw LoopError("Event loop is closed");
-        ts_items_.push_back(std::move(cb));
-    }
+    // The wake-up is written under the lock: close() takes it too, so a loop that runs this
+    // callback at once and is then closed and destroyed cannot free the eventfd under us.
+    std::lock_guard lock(ts_mutex_);
+    if (closed_) throw LoopError("Event loop is closed");
+    ts_items_.push_back(std::move(cb));
     if (!ts_pending_.exchange(true, std::memory_order_acq_rel)) wakeup_->notify();
 }
 
