@@ -55,7 +55,7 @@ bool same_address(const SocketAddress& a, const SocketAddress& b) {
 
 DatagramSocketTransport::DatagramSocketTransport(LoopCore& core, int fd,
                                                  std::unique_ptr<BaseProtocol> protocol)
-    : core_(core), fd_(fd), protocol_(std::move(protocol)) {
+    : LoopResource(core), core_(core), fd_(fd), protocol_(std::move(protocol)) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::datagram)
         throw std::invalid_argument("a datagram transport needs a DatagramProtocol");
@@ -438,6 +438,22 @@ void DatagramSocketTransport::maybe_release() {
     if (self_) core_.post([self = std::move(self_)] {});  // freed after this call returns
 }
 
+void DatagramSocketTransport::loop_closed() {
+    // The loop closed with this endpoint open: every operation has completed or been cancelled
+    // and no callback runs any more (as for stream transports).
+    recv_armed_ = false;
+    chain_pending_ = chain_ = count_ = head_ = 0;
+    flush_scheduled = false;
+    rearm_scheduled = false;
+    closing_ = lost_scheduled_ = lost_done_ = detached_ = true;
+    buffered_ = 0;
+    if (!fd_closed_) {
+        fd_closed_ = true;
+        ::close(fd_);
+    }
+    auto self = std::move(self_);  // may free this endpoint on return
+}
+
 // ---- the rest -------------------------------------------------------------------------------
 
 std::any DatagramSocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
@@ -451,6 +467,10 @@ void DatagramSocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protoco
     if (!protocol) throw std::invalid_argument("set_protocol(nullptr)");
     if (protocol->kind() != BaseProtocol::Kind::datagram)
         throw std::invalid_argument("a datagram transport needs a DatagramProtocol");
+    if (detached_) {  // the loop is gone: nothing runs that could still use the old one
+        protocol_ = std::move(protocol);
+        return;
+    }
     // The old protocol may be the caller (set_protocol from inside a callback): it is freed
     // once that callback has returned.
     core_.post([old = std::shared_ptr<BaseProtocol>(std::exchange(protocol_, std::move(protocol)))] {});

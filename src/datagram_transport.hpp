@@ -18,6 +18,7 @@ namespace aioring::detail {
 class DatagramSocketTransport final : public DatagramTransport,
                                       public Flushable,
                                       public Rearmable,
+                                      public LoopResource,
                                       public std::enable_shared_from_this<DatagramSocketTransport> {
 public:
     // Takes ownership of `fd`. A connected socket's peer becomes the remote address.
@@ -49,6 +50,7 @@ public:
     // Flushable / Rearmable
     void flush() override;
     void rearm() override;
+    void loop_closed() override;
 
 private:
     struct RecvOp final : uring::Op {
@@ -126,6 +128,7 @@ private:
     bool lost_scheduled_ = false;
     bool lost_done_ = false;
     bool fd_closed_ = false;
+    bool detached_ = false;  // the loop closed under this endpoint: calls are ignored
 };
 
 }  // namespace aioring::detail

@@ -793,3 +793,32 @@ TEST_CASE("udp_echo_server --quiet echoes silently, stops on SIGINT with exit 0;
     CHECK(bad.wait() == 2);
 }
 }
+
+TEST_CASE("a loop destroyed with open endpoints frees them; a kept handle stays safe to call") {
+    DEvents kept, dropped;
+    std::shared_ptr<DatagramTransport> handle;
+    {
+        EventLoop loop;
+        auto a = run(loop, loop.create_datagram_endpoint(recorder(kept), local()));
+        auto b = run(loop, loop.create_datagram_endpoint(recorder(dropped), local()));
+        handle = a.transport;
+        // Something queued and a receive armed when the loop goes.
+        auto to = b.transport->extra<SocketAddress>("sockname");
+        REQUIRE(to);
+        a.transport->sendto("pending", *to);
+    }
+    // The endpoint nobody holds is gone with its protocol; asyncio does not call
+    // connection_lost when a loop closes under a transport, and neither do we.
+    CHECK(dropped.destroyed == 1);
+    CHECK(dropped.lost == 0);
+    CHECK(kept.destroyed == 0);
+    REQUIRE(handle);
+    CHECK(handle->is_closing());
+    handle->sendto("ignored", SocketAddress::from_ip("127.0.0.1", 9));
+    handle->close();
+    handle->abort();
+    handle->set_write_buffer_limits(10, 5);
+    CHECK(handle->get_write_buffer_size() == 0);
+    handle.reset();
+    CHECK(kept.destroyed == 1);
+}
