@@ -1,6 +1,7 @@
 // TLS interop with independent peers on loopback: `openssl s_server` and `openssl s_client`, and
 // Python asyncio's TLS server and client (Debian's python3), over TLS 1.2 and 1.3.
 #include "support.hpp"
+#include "tls_certs.hpp"
 
 #include <poll.h>
 #include <signal.h>
@@ -12,32 +13,6 @@
 using namespace testing;
 
 namespace {
-
-struct Certs {
-    std::string dir, ca, cert, key;
-    Certs() {
-        char tmpl[] = "/tmp/aioring-tls-interop-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
-        ca = dir + "/ca.pem";
-        cert = dir + "/server.pem";
-        key = dir + "/server.key";
-        const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-        const std::string script =
-            "cd " + dir + " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
-            "openssl req -x509 " + ec + " -keyout ca.key -out ca.pem -days 2 -subj /CN=aioring-test-ca && "
-            "openssl req " + ec + " -keyout server.key -out server.csr -subj /CN=localhost && "
-            "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem "
-            "-days 2 -extfile ext.cnf";
-        REQUIRE(std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0);
-    }
-    ~Certs() { std::filesystem::remove_all(dir); }
-};
-
-const Certs& certs() {
-    static Certs c;
-    return c;
-}
 
 // A child process with its stdin and stdout on pipes (stdout non-blocking); killed if still
 // running at the end.
@@ -137,12 +112,6 @@ std::string pattern(std::size_t n) {
     std::string s(n, '\0');
     for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
     return s;
-}
-
-std::shared_ptr<SslContext> client_ctx() {
-    auto c = SslContext::client();
-    c->load_verify_locations(certs().ca);
-    return c;
 }
 
 // Connects, retrying while the freshly started peer is not listening yet.

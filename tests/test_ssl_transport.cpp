@@ -3,6 +3,7 @@
 // with bulk data, BufferedProtocol, TLS 1.2/1.3, ALPN, SNI and start_tls. Certificates are made
 // by the openssl command-line tool into a temporary directory.
 #include "support.hpp"
+#include "tls_certs.hpp"
 
 #include <openssl/ssl.h>
 #include <sys/stat.h>
@@ -13,49 +14,6 @@
 using namespace testing;
 
 namespace {
-
-// A CA, a server certificate it signed (localhost, 127.0.0.1) and an unrelated self-signed one.
-struct Certs {
-    std::string dir, ca, cert, key, other_cert, other_key;
-    Certs() {
-        char tmpl[] = "/tmp/aioring-tls-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
-        ca = dir + "/ca.pem";
-        cert = dir + "/server.pem";
-        key = dir + "/server.key";
-        other_cert = dir + "/other.pem";
-        other_key = dir + "/other.key";
-        const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-        const std::string script =
-            "cd " + dir + " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
-            "openssl req -x509 " + ec + " -keyout ca.key -out ca.pem -days 2 -subj /CN=aioring-test-ca && "
-            "openssl req " + ec + " -keyout server.key -out server.csr -subj /CN=localhost/O=aioring && "
-            "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem "
-            "-days 2 -extfile ext.cnf && "
-            "openssl req -x509 " + ec + " -keyout other.key -out other.pem -days 2 -subj /CN=localhost "
-            "-addext subjectAltName=DNS:localhost";
-        REQUIRE(std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0);
-    }
-    ~Certs() { std::filesystem::remove_all(dir); }
-};
-
-const Certs& certs() {
-    static Certs c;
-    return c;
-}
-
-std::shared_ptr<SslContext> server_ctx() {
-    auto c = SslContext::server();
-    c->load_cert_chain(certs().cert, certs().key);
-    return c;
-}
-
-std::shared_ptr<SslContext> client_ctx() {
-    auto c = SslContext::client();
-    c->load_verify_locations(certs().ca);
-    return c;
-}
 
 // Echoes every byte; keeps reading bounded while its writing is paused.
 struct Echo : Protocol {

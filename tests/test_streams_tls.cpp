@@ -2,6 +2,7 @@
 // to TLS in place, after which the same reader and writer carry plaintext over TLS; a failed
 // verification; unread plaintext in the reader. Certificates are made by the openssl tool.
 #include "support.hpp"
+#include "tls_certs.hpp"
 
 #include <cstdlib>
 #include <filesystem>
@@ -9,45 +10,6 @@
 using namespace testing;
 
 namespace {
-
-// A CA and a server certificate it signed for localhost and 127.0.0.1 (EC keys: fast).
-struct Certs {
-    std::string dir, ca, cert, key;
-    Certs() {
-        char tmpl[] = "/tmp/aioring-stls-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
-        ca = dir + "/ca.pem";
-        cert = dir + "/server.pem";
-        key = dir + "/server.key";
-        const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-        const std::string script =
-            "cd " + dir + " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
-            "openssl req -x509 " + ec + " -keyout ca.key -out ca.pem -days 2 -subj /CN=aioring-test-ca && "
-            "openssl req " + ec + " -keyout server.key -out server.csr -subj /CN=localhost/O=aioring && "
-            "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem "
-            "-days 2 -extfile ext.cnf";
-        REQUIRE(std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0);
-    }
-    ~Certs() { std::filesystem::remove_all(dir); }
-};
-
-const Certs& certs() {
-    static Certs c;
-    return c;
-}
-
-std::shared_ptr<SslContext> server_ctx() {
-    auto c = SslContext::server();
-    c->load_cert_chain(certs().cert, certs().key);
-    return c;
-}
-
-std::shared_ptr<SslContext> client_ctx() {
-    auto c = SslContext::client();
-    c->load_verify_locations(certs().ca);
-    return c;
-}
 
 // What the server side of a connection saw.
 struct ServerSide {
