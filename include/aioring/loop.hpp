@@ -105,6 +105,16 @@ struct ConnectOptions {
     std::string server_hostname;
     double ssl_handshake_timeout = 60.0;
     double ssl_shutdown_timeout = 30.0;
+    // Happy eyeballs (RFC 8305), as asyncio 3.8+: with a delay (seconds; RFC 8305 suggests
+    // 0.25) the next address is tried once the latest attempt has been pending that long, or
+    // at once when it fails; the first connection wins and the other attempts are cancelled
+    // and their sockets closed. Unset: one address after the other. Negative or NaN throws
+    // std::invalid_argument.
+    std::optional<double> happy_eyeballs_delay;
+    // How many addresses of the first family go first before the order alternates between the
+    // families (RFC 8305's "First Address Family Count"); 0: getaddrinfo's order. Unset: 1
+    // when happy_eyeballs_delay is set, else 0. Negative throws std::invalid_argument.
+    std::optional<int> interleave;
 };
 
 struct ServerOptions {
