@@ -1,6 +1,7 @@
 // TaskGroup (asyncio 3.11 semantics): children awaited at the end, the first failure cancels the
 // rest and the body, every error reported in an ExceptionGroup, the parent's cancellation
 // cancelling the children; and Task.cancel(msg), cancelling() and uncancel().
+#include <aioring/sync.hpp>
 #include <aioring/task_group.hpp>
 
 #include <stdexcept>
@@ -36,6 +37,11 @@ Task<int> value_after(double delay, int v, Log& log, std::string name) {
 
 Task<void> fail_after(double delay, std::string message) {
     co_await sleep(delay);
+    throw std::runtime_error(message);
+}
+
+Task<void> fail_on(Event& ev, std::string message) {
+    co_await ev.wait();
     throw std::runtime_error(message);
 }
 
@@ -127,10 +133,13 @@ TEST_CASE("errors of children failing together are all reported") {
     ExceptionLog elog(loop);
     auto main = [](EventLoop&) -> Task<std::vector<std::string>> {
         TaskGroup tg;
-        auto body = [](TaskGroup& g) -> Task<void> {
-            (void)g.create_task(fail_after(0.01, "one"));
-            (void)g.create_task(fail_after(0.01, "two"));
-            co_return;
+        Event go;
+        auto body = [&go](TaskGroup& g) -> Task<void> {
+            // Both wake in the same loop turn and fail before the group hears of either.
+            (void)g.create_task(fail_on(go, "one"));
+            (void)g.create_task(fail_on(go, "two"));
+            co_await sleep(0);
+            go.set();
         };
         try {
             co_await tg.run(body(tg));
@@ -150,11 +159,11 @@ TEST_CASE("a child failing while another is being cancelled: both errors are rep
     auto main = [](Log& l) -> Task<std::vector<std::string>> {
         TaskGroup tg;
         auto body = [&l](TaskGroup& g) -> Task<void> {
-            // `slow` takes 20 ms to unwind its cancellation and fails doing so; `late` fails
-            // while that is going on.
+            // `slow` takes 20 ms to unwind its cancellation and fails doing so, after the
+            // group had already recorded `first` and was aborting.
             (void)g.create_task(slow_to_cancel(0.02, "cleanup failed", l));
             (void)g.create_task(fail_after(0.001, "first"));
-            (void)g.create_task(value_after(0.01, 0, l, "late"));
+            (void)g.create_task(value_after(3600, 0, l, "idle"));
             co_return;
         };
         try {
@@ -167,7 +176,7 @@ TEST_CASE("a child failing while another is being cancelled: both errors are rep
     CHECK(run(loop, main(log)) == std::vector<std::string>{"first", "cleanup failed"});
     CHECK(log.has("slow cancelled"));
     CHECK(log.has("slow cleaned up"));
-    CHECK(log.has("late cancelled"));
+    CHECK(log.has("idle cancelled"));
     CHECK(elog.count == 0);
 }
 
