@@ -287,3 +287,30 @@ TEST_CASE("a deadline passing as the awaited event is set: TimeoutError, the tas
     CHECK(elog.count == 0);
 }
 }
+
+TEST_SUITE("timeouts on sockets") {
+TEST_CASE("a read under a timeout scope: TimeoutError, then the late line is still read whole") {
+    EventLoop loop;
+    ExceptionLog elog(loop);
+    SocketPair sp;
+    ConnectOptions o;
+    o.sock = sp.take_a();
+    auto [reader, writer] = run(loop, open_connection("", 0, default_stream_limit, o));
+    // Half a line before the deadline, the rest after it.
+    REQUIRE(::write(sp.b, "hel", 3) == 3);
+    auto first = [](StreamReader r) -> Task<std::string> {
+        try {
+            co_return co_await timeout(0.02, r.readline());
+        } catch (const TimeoutError&) {
+            co_return "timeout";
+        }
+    };
+    CHECK(run(loop, first(reader)) == "timeout");
+    REQUIRE(::write(sp.b, "lo\n", 3) == 3);
+    auto second = [](StreamReader r) -> Task<std::string> {
+        co_return co_await timeout(10.0, r.readline());
+    };
+    CHECK(run(loop, second(reader)) == "hello\n");
+    CHECK(elog.count == 0);
+}
+}
