@@ -3,6 +3,7 @@
 #include <aioring/coro.hpp>
 
 #include <cassert>
+#include <deque>
 #include <stdexcept>
 #include <string>
 
@@ -135,6 +136,143 @@ GatherOutcome GatherAwaiter::await_resume() {
         out.cancelled = ctx_->take_cancel();
     }
     return out;
+}
+
+// ---- wait()
+
+struct WaitManyState {
+    std::size_t remaining = 0;  // not done yet
+    ReturnWhen when = ReturnWhen::all_completed;
+    std::coroutine_handle<> h;
+    TaskContext* ctx = nullptr;
+    TimerHandle timer;
+    bool waiting = false;
+    bool cancelled = false;
+    bool met = false;  // the return_when condition holds
+};
+
+static void wait_many_resume(WaitManyState& s) {
+    s.waiting = false;
+    s.timer.cancel();
+    s.h.resume();
+}
+
+WaitManyAwaiter::WaitManyAwaiter(std::vector<std::shared_ptr<FutureStateBase>> fs,
+                                 ReturnWhen when, std::optional<double> timeout)
+    : s_(std::make_shared<WaitManyState>()) {
+    s_->when = when;
+    for (auto& f : fs) {
+        if (!f->done()) {
+            ++s_->remaining;
+        } else if (when == ReturnWhen::first_completed ||
+                   (when == ReturnWhen::first_exception && f->has_exception())) {
+            s_->met = true;
+        }
+    }
+    if (s_->remaining == 0) s_->met = true;
+    if (s_->met) return;
+    if (timeout && *timeout <= 0) {
+        s_->met = true;  // asyncio: a timeout of 0 returns at once
+        return;
+    }
+    for (auto& f : fs) {
+        if (f->done()) continue;
+        FutureStateBase* c = f.get();
+        c->add_done_callback([s = s_, c] {
+            if (!s->waiting) return;
+            --s->remaining;
+            if (s->remaining == 0 || s->when == ReturnWhen::first_completed ||
+                (s->when == ReturnWhen::first_exception && !c->cancelled() &&
+                 c->has_exception()))
+                wait_many_resume(*s);
+        });
+    }
+    timeout_ = timeout;  // the timer is armed at suspension, on the task's loop
+}
+
+bool WaitManyAwaiter::await_ready() const { return s_->met; }
+
+void WaitManyAwaiter::suspend(std::coroutine_handle<> h, TaskContext& ctx) {
+    s_->h = h;
+    s_->ctx = &ctx;
+    s_->waiting = true;
+    if (timeout_)
+        s_->timer = ctx.loop->call_later(*timeout_, [s = s_] {
+            if (s->waiting) wait_many_resume(*s);
+        });
+    auto cancel = [s = s_] {
+        if (!s->waiting) return;
+        s->waiting = false;
+        s->cancelled = true;
+        s->timer.cancel();
+        post_resume(*s->ctx->loop, s->h);
+    };
+    if (ctx.cancel_requested) cancel();
+    else ctx.cancel_current = cancel;
+}
+
+bool WaitManyAwaiter::await_resume() {
+    s_->waiting = false;
+    if (!s_->ctx) return false;  // did not suspend
+    s_->ctx->cancel_current.reset();
+    return s_->ctx->take_cancel();
+}
+
+// ---- as_completed()
+
+struct CompletionQueue {
+    std::deque<std::size_t> ready;
+    WaitList list;
+    TimerHandle timer;
+    std::optional<double> timeout;
+    bool timer_armed = false;
+    bool timed_out = false;
+    ~CompletionQueue() { timer.cancel(); }
+};
+
+std::shared_ptr<CompletionQueue> completion_queue(
+    const std::vector<std::shared_ptr<FutureStateBase>>& fs, std::optional<double> timeout) {
+    auto q = std::make_shared<CompletionQueue>();
+    q->timeout = timeout;
+    for (std::size_t i = 0; i < fs.size(); ++i) {
+        if (fs[i]->done()) {
+            q->ready.push_back(i);
+            continue;
+        }
+        std::weak_ptr<CompletionQueue> w = q;
+        fs[i]->add_done_callback([w, i] {
+            if (auto qq = w.lock()) {
+                qq->ready.push_back(i);
+                qq->list.wake_one();
+            }
+        });
+    }
+    if (timeout && !fs.empty()) {
+        // The deadline counts from the call, as asyncio's.
+        EventLoop& loop = fs.front()->loop();
+        std::weak_ptr<CompletionQueue> w = q;
+        q->timer = loop.call_later(*timeout, [w] {
+            if (auto qq = w.lock()) {
+                qq->timed_out = true;
+                qq->list.wake_all();
+            }
+        });
+    }
+    return q;
+}
+
+Task<std::size_t> next_completed(std::shared_ptr<CompletionQueue> q) {
+    while (q->ready.empty() && !q->timed_out) {
+        auto r = co_await WaitAwaiter(q->list);
+        if (r.cancelled) {
+            if (r.woken && !q->ready.empty()) q->list.wake_one();
+            throw CancelledError();
+        }
+    }
+    if (q->ready.empty()) throw TimeoutError();
+    const std::size_t i = q->ready.front();
+    q->ready.pop_front();
+    co_return i;
 }
 
 }  // namespace aioring::detail

@@ -25,25 +25,44 @@ void FutureStateBase::check_pending(const char* what) const {
 
 void FutureStateBase::finish(Status s) {
     status_ = s;
-    on_cancel.reset();
+    task_context = nullptr;
     for (auto& cb : callbacks_) loop_->core().post(std::move(cb));
     callbacks_.clear();
 }
 
-bool FutureStateBase::cancel() {
+bool FutureStateBase::cancel(const std::string& msg) {
     if (status_ != Status::pending) return false;
-    if (on_cancel) {  // a task: it finishes (cancelled) once CancelledError has unwound it
-        on_cancel();
+    cancel_message_ = msg;
+    if (task_context) {  // a task: it finishes (cancelled) once CancelledError has unwound it
+        ++cancel_requests_;
+        task_context->request_cancel();
         return true;
     }
     finish(Status::cancelled);
     return true;
 }
 
+unsigned FutureStateBase::uncancel() {
+    if (cancel_requests_ > 0 && --cancel_requests_ == 0 && task_context)
+        task_context->cancel_requested = false;
+    return cancel_requests_;
+}
+
+void FutureStateBase::set_cancelled(const std::string& msg) {
+    check_pending("set_cancelled");
+    cancel_message_ = msg;
+    finish(Status::cancelled);
+}
+
 void FutureStateBase::set_exception(std::exception_ptr e) {
     check_pending("set_exception");
     error_ = std::move(e);
     finish(Status::done);
+}
+
+void FutureStateBase::drop_callbacks() {
+    auto dropped = std::move(callbacks_);
+    callbacks_.clear();
 }
 
 void FutureStateBase::add_done_callback(Callback cb) {
@@ -53,7 +72,7 @@ void FutureStateBase::add_done_callback(Callback cb) {
 
 void FutureStateBase::rethrow_if_failed() {
     if (status_ == Status::pending) throw std::logic_error("invalid state: result is not set");
-    if (status_ == Status::cancelled) throw CancelledError();
+    if (status_ == Status::cancelled) throw CancelledError(cancel_message_);
     if (error_) {
         retrieved_ = true;
         std::rethrow_exception(error_);
@@ -62,9 +81,20 @@ void FutureStateBase::rethrow_if_failed() {
 
 std::exception_ptr FutureStateBase::exception() {
     if (status_ == Status::pending) throw std::logic_error("invalid state: exception is not set");
-    if (status_ == Status::cancelled) throw CancelledError();
+    if (status_ == Status::cancelled) throw CancelledError(cancel_message_);
     retrieved_ = true;
     return error_;
 }
 
 }  // namespace aioring::detail
+
+namespace aioring {
+
+static std::string group_message(const std::string& m, std::size_t n) {
+    return m + " (" + std::to_string(n) + (n == 1 ? " sub-exception)" : " sub-exceptions)");
+}
+
+ExceptionGroup::ExceptionGroup(const std::string& message, std::vector<std::exception_ptr> e)
+    : std::runtime_error(group_message(message, e.size())), exceptions_(std::move(e)) {}
+
+}  // namespace aioring

@@ -18,6 +18,7 @@
 #include <map>
 #include <system_error>
 
+#include "src/executor.hpp"
 #include "src/loop_core.hpp"
 #include "src/resolver.hpp"
 
@@ -213,6 +214,7 @@ void LoopCore::close() {
         closed_ = true;
     }
     resolver.reset();  // joins the workers; they see the loop closed and drop their results
+    executor.reset();  // waits for running jobs; their results find the loop closed
     // Every operation delivers its final completion before anything it points into is freed.
     ring.cancel_all(std::chrono::seconds(1));
     flush_.clear();

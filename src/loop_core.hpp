@@ -43,6 +43,7 @@ protected:
     ~Rearmable() = default;
 };
 
+class Executor;
 class Resolver;
 class SignalWatcher;
 class Wakeup;
@@ -120,6 +121,7 @@ public:
     std::vector<std::coroutine_handle<>> roots;  // pending root tasks, freed at close
 
     std::unique_ptr<Resolver> resolver;
+    std::unique_ptr<Executor> executor;  // run_in_executor's pool, made on first use
     std::unique_ptr<SignalWatcher> signals;
 
 private:

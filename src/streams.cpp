@@ -6,11 +6,18 @@
 #include <cassert>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 #include "src/transport_handle.hpp"
 
 namespace aioring {
 namespace detail {
+
+// start_server's handler tasks, cancelled by Server::close().
+struct HandlerSet {
+    std::vector<std::shared_ptr<FutureStateBase>> tasks;
+    bool closed = false;
+};
 
 class StreamState {
 public:
@@ -105,6 +112,7 @@ public:
     WaitList closers_;
     int writer_handles_ = 0;
     bool server_side_ = false;  // made by start_server: start_tls takes the server side
+    std::weak_ptr<HandlerSet> handlers_;  // start_server's, which close() cancels
 };
 
 // ---- read awaiters
@@ -164,17 +172,33 @@ struct NewData {
     }
 };
 
-Task<std::string> readuntil_task(std::shared_ptr<StreamState> s, std::string sep) {
-    if (sep.empty()) throw std::invalid_argument("Separator should be at least one-byte string");
+// asyncio 3.13: with several separators, the shortest chunk that ends with any of them; for
+// the limit checks the shortest separator counts.
+Task<std::string> readuntil_task(std::shared_ptr<StreamState> s, std::vector<std::string> seps) {
+    if (seps.empty()) throw std::invalid_argument("readuntil needs a separator");
+    std::size_t min_len = std::string::npos, max_len = 0;
+    for (const auto& sep : seps) {
+        if (sep.empty())
+            throw std::invalid_argument("Separator should be at least one-byte string");
+        min_len = std::min(min_len, sep.size());
+        max_len = std::max(max_len, sep.size());
+    }
     std::size_t offset = 0;
-    std::size_t isep = std::string_view::npos;
+    std::size_t end = std::string_view::npos;  // one past the match
+    std::size_t isep = 0;                      // where the matched separator starts
     for (;;) {
         s->throw_if_error();
         const std::string_view data = s->view();
-        if (data.size() >= sep.size()) {
-            isep = data.find(sep, offset);
-            if (isep != std::string_view::npos) break;
-            offset = data.size() + 1 - sep.size();
+        if (data.size() >= min_len) {
+            for (const auto& sep : seps) {
+                const std::size_t i = data.find(sep, offset);
+                if (i != std::string_view::npos && (end == std::string_view::npos || i + sep.size() < end)) {
+                    end = i + sep.size();
+                    isep = i;
+                }
+            }
+            if (end != std::string_view::npos) break;
+            offset = data.size() + 1 - std::min(data.size() + 1, max_len);
             if (offset > s->limit_)
                 throw LimitOverrunError("Separator is not found, and chunk exceed the limit",
                                         offset);
@@ -188,9 +212,15 @@ Task<std::string> readuntil_task(std::shared_ptr<StreamState> s, std::string sep
     }
     if (isep > s->limit_)
         throw LimitOverrunError("Separator is found, but chunk is longer than limit", isep);
-    std::string out(s->view().substr(0, isep + sep.size()));
+    std::string out(s->view().substr(0, end));
     s->consume(out.size());
     co_return out;
+}
+
+Task<std::string> readuntil_task(std::shared_ptr<StreamState> s, std::string sep) {
+    std::vector<std::string> seps;
+    seps.push_back(std::move(sep));
+    co_return co_await readuntil_task(std::move(s), std::move(seps));
 }
 
 Task<std::string> readline_task(std::shared_ptr<StreamState> s) {
@@ -299,6 +329,9 @@ Task<std::string> StreamReader::readline() const { return detail::readline_task(
 Task<std::string> StreamReader::readexactly(std::size_t n) const {
     return detail::readexactly_task(s_, n);
 }
+Task<std::string> StreamReader::readuntil(std::vector<std::string> separators) const {
+    return detail::readuntil_task(s_, std::move(separators));
+}
 Task<std::string> StreamReader::readuntil(std::string separator) const {
     return detail::readuntil_task(s_, std::move(separator));
 }
@@ -403,7 +436,25 @@ void StreamReaderProtocol::connection_made(Transport& transport) {
     s_->attach(transport);
     if (client_connected_) {
         // The task keeps itself alive; run_client handles every exception.
-        (void)transport.get_loop().create_task(detail::run_client(client_connected_, s_));
+        auto task = transport.get_loop().create_task(detail::run_client(client_connected_, s_));
+        if (auto h = s_->handlers_.lock()) {
+            if (h->closed) {
+                task.cancel();  // accepted as the server closed: never runs
+                return;
+            }
+            detail::FutureStateBase* t = task.state().get();
+            h->tasks.push_back(task.state());
+            std::weak_ptr<detail::HandlerSet> w = h;
+            task.add_done_callback([w, t] {
+                auto hs = w.lock();
+                if (!hs) return;
+                auto it = std::find_if(hs->tasks.rbegin(), hs->tasks.rend(),
+                                       [t](const auto& p) { return p.get() == t; });
+                if (it == hs->tasks.rend()) return;
+                *it = std::move(hs->tasks.back());
+                hs->tasks.pop_back();
+            });
+        }
     }
 }
 
@@ -429,16 +480,44 @@ namespace {
 ProtocolFactory stream_factory(std::shared_ptr<detail::StreamState> s) {
     return [s] { return std::make_unique<StreamReaderProtocol>(s); };
 }
-ProtocolFactory server_factory(ClientConnected cb, std::size_t limit) {
+ProtocolFactory server_factory(ClientConnected cb, std::size_t limit,
+                               std::shared_ptr<detail::HandlerSet> handlers) {
     if (!cb) throw std::invalid_argument("start_server needs a client_connected callback");
     if (limit == 0) throw std::invalid_argument("limit must be positive");
     auto shared = std::make_shared<const ClientConnected>(std::move(cb));
-    return [shared, limit] {
+    return [shared, limit, handlers] {
         auto s = std::make_shared<detail::StreamState>(limit);
         s->server_side_ = true;
+        s->handlers_ = handlers;
         return std::make_unique<StreamReaderProtocol>(std::move(s), shared);
     };
 }
+
+// start_server's Server: the listening one, plus the handler tasks it owns. close() stops
+// listening and cancels every handler (each closes its connection as it unwinds), so that
+// wait_closed(), done once every connection is lost, also means every handler has ended.
+class StreamServer final : public Server {
+public:
+    StreamServer(std::shared_ptr<Server> inner, std::shared_ptr<detail::HandlerSet> h)
+        : inner_(std::move(inner)), handlers_(std::move(h)) {}
+    void close() override {
+        inner_->close();
+        handlers_->closed = true;
+        for (auto& t : handlers_->tasks)
+            if (!t->done()) t->cancel();
+    }
+    Future<void> wait_closed() override { return inner_->wait_closed(); }
+    bool is_serving() const override { return inner_->is_serving(); }
+    void start_serving() override { inner_->start_serving(); }
+    Future<void> serve_forever() override { return inner_->serve_forever(); }
+    std::vector<int> sockets() const override { return inner_->sockets(); }
+    std::vector<SocketAddress> addresses() const override { return inner_->addresses(); }
+    EventLoop& get_loop() const override { return inner_->get_loop(); }
+
+private:
+    std::shared_ptr<Server> inner_;
+    std::shared_ptr<detail::HandlerSet> handlers_;
+};
 }  // namespace
 
 namespace {
@@ -458,18 +537,22 @@ Task<std::shared_ptr<Server>> start_server_task(ClientConnected client_connected
                                                 std::string host, std::uint16_t port,
                                                 std::size_t limit, ServerOptions options) {
     EventLoop& loop = co_await get_running_loop();
-    auto started = loop.create_server(server_factory(std::move(client_connected), limit),
+    auto handlers = std::make_shared<detail::HandlerSet>();
+    auto started = loop.create_server(server_factory(std::move(client_connected), limit, handlers),
                                       std::move(host), port, options);
-    co_return co_await started;
+    std::shared_ptr<Server> inner = co_await started;
+    co_return std::make_shared<StreamServer>(std::move(inner), std::move(handlers));
 }
 
 Task<std::shared_ptr<Server>> start_unix_server_task(ClientConnected client_connected,
                                                      std::string path, std::size_t limit,
                                                      ServerOptions options) {
     EventLoop& loop = co_await get_running_loop();
-    auto started = loop.create_unix_server(server_factory(std::move(client_connected), limit),
-                                           std::move(path), options);
-    co_return co_await started;
+    auto handlers = std::make_shared<detail::HandlerSet>();
+    auto started = loop.create_unix_server(
+        server_factory(std::move(client_connected), limit, handlers), std::move(path), options);
+    std::shared_ptr<Server> inner = co_await started;
+    co_return std::make_shared<StreamServer>(std::move(inner), std::move(handlers));
 }
 }  // namespace
 

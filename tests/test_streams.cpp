@@ -463,3 +463,106 @@ TEST_CASE("the last StreamWriter handle going away closes the connection") {
     CHECK(read_n(sp.b, 10) == "x");  // then EOF: read_n returns at EOF
 }
 }
+
+TEST_SUITE("streams: server handlers and separators") {
+TEST_CASE("Server::close cancels every start_server handler; wait_closed returns after them") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    int started = 0, cancelled = 0;
+    auto cb = [&started, &cancelled](StreamReader r, StreamWriter w) -> Task<void> {
+        ++started;
+        w.write("hello\n");
+        try {
+            (void)co_await r.read(100);  // the clients never send anything
+        } catch (const CancelledError&) {
+            ++cancelled;
+            throw;
+        }
+    };
+    auto server = run(loop, start_server(cb, "127.0.0.1", 0));
+    const auto port = port_of(server);
+    int c1 = tcp_connect(port), c2 = tcp_connect(port);
+    REQUIRE(c1 >= 0);
+    REQUIRE(c2 >= 0);
+    CHECK(peer_read(loop, c1, 6) == "hello\n");
+    CHECK(peer_read(loop, c2, 6) == "hello\n");
+    server->close();
+    run(loop, server->wait_closed());
+    CHECK(started == 2);
+    CHECK(cancelled == 2);
+    // Each handler closed its connection as it unwound: the clients read EOF.
+    CHECK(peer_read_to_eof(loop, c1) == "");
+    CHECK(peer_read_to_eof(loop, c2) == "");
+    ::close(c1);
+    ::close(c2);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("readuntil with several separators returns the shortest chunk ending with one") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    StreamReader r;
+    r.feed_data("abc\r\ndef\nxyz");
+    auto main = [](StreamReader rd) -> Task<std::vector<std::string>> {
+        std::vector<std::string> out;
+        std::vector<std::string> seps{"\n", "\r\n"};
+        out.push_back(co_await rd.readuntil(seps));
+        out.push_back(co_await rd.readuntil(seps));
+        std::vector<std::string> other{"z", "xy"};
+        out.push_back(co_await rd.readuntil(other));  // "xy" ends first
+        rd.feed_eof();
+        try {
+            (void)co_await rd.readuntil(seps);
+        } catch (const IncompleteReadError& e) {
+            out.push_back("incomplete:" + e.partial);
+        }
+        co_return out;
+    };
+    CHECK(run(loop, main(r)) ==
+          std::vector<std::string>{"abc\r\n", "def\n", "xy", "incomplete:z"});
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("readuntil with several separators: a separator split across feeds, the limit") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    StreamReader r(8);
+    auto main = [](StreamReader rd) -> Task<std::string> {
+        std::vector<std::string> seps{"--END--", "!"};
+        std::string first = co_await rd.readuntil(seps);
+        std::string over;
+        try {
+            (void)co_await rd.readuntil(seps);
+        } catch (const LimitOverrunError& e) {
+            over = "overrun";
+        }
+        co_return first + "|" + over;
+    };
+    auto f = loop.create_task(main(r));
+    settle(loop);
+    r.feed_data("ab--E");
+    settle(loop);
+    r.feed_data("ND--");
+    settle(loop);
+    r.feed_data("0123456789abcdef");  // no separator within the limit of 8
+    CHECK(run(loop, f) == "ab--END--|overrun");
+    // The data stays buffered after LimitOverrunError (asyncio's readuntil).
+    auto rest = [](StreamReader rd) -> Task<std::string> { co_return co_await rd.read(100); };
+    CHECK(run(loop, rest(r)) == "0123456789abcdef");
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("StreamWriter::wait_closed completes after close once the connection is lost") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SocketPair sp;
+    auto [reader, writer] = streams_on_pair(loop, sp);
+    writer.write("bye");
+    writer.close();
+    CHECK(writer.is_closing());
+    run(loop, [](StreamWriter w) -> Task<void> { co_await w.wait_closed(); }(writer));
+    CHECK(writer.transport() == nullptr);
+    CHECK(read_n(sp.b, 3) == "bye");
+    CHECK(log.count == 0);
+}
+}

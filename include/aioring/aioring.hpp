@@ -16,4 +16,6 @@
 #include <aioring/subprocess.hpp>
 #include <aioring/sync.hpp>
 #include <aioring/task.hpp>
+#include <aioring/task_group.hpp>
+#include <aioring/threads.hpp>
 #include <aioring/transport.hpp>

@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -212,7 +214,7 @@ public:
     }
     void await_resume() {
         ctx_->cancel_current.reset();
-        if (ctx_->take_cancel()) throw CancelledError();
+        if (ctx_->take_cancel()) throw ctx_->error();
     }
 
 private:
@@ -323,6 +325,128 @@ Task<std::tuple<detail::gather_value_t<T>...>> gather(Task<T>... tasks) {
             return std::tuple<detail::gather_value_t<T>...>{detail::take_result(f)...};
         },
         futs);
+}
+
+// wait(futures, return_when, timeout): asyncio.wait. Returns once the condition holds or
+// `timeout` seconds passed, with the futures split into done and pending (in their order);
+// nothing is cancelled, not even on timeout. FIRST_EXCEPTION returns at the first future done
+// with an exception (a cancelled one does not count), else when all are done. An empty list
+// is std::invalid_argument. Cancelling the waiting task leaves the futures alone.
+enum class ReturnWhen { first_completed, first_exception, all_completed };
+inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::first_completed;
+inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::first_exception;
+inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
+
+template <class T>
+struct DoneAndPending {
+    std::vector<Future<T>> done;
+    std::vector<Future<T>> pending;
+};
+
+namespace detail {
+struct WaitManyState;
+class WaitManyAwaiter {
+public:
+    WaitManyAwaiter(std::vector<std::shared_ptr<FutureStateBase>> fs, ReturnWhen when,
+                    std::optional<double> timeout);
+    bool await_ready() const;
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        suspend(h, require_context(h, "wait()"));
+    }
+    bool await_resume();  // true: the waiting task was cancelled
+
+private:
+    void suspend(std::coroutine_handle<> h, TaskContext& ctx);
+    std::shared_ptr<WaitManyState> s_;
+    std::optional<double> timeout_;
+};
+
+// as_completed's queue: indices of the futures in the order they finished.
+struct CompletionQueue;
+std::shared_ptr<CompletionQueue> completion_queue(
+    const std::vector<std::shared_ptr<FutureStateBase>>& fs, std::optional<double> timeout);
+Task<std::size_t> next_completed(std::shared_ptr<CompletionQueue> q);
+}  // namespace detail
+
+template <class T>
+Task<DoneAndPending<T>> wait(std::vector<Future<T>> fs, ReturnWhen when = ALL_COMPLETED,
+                             std::optional<double> timeout = std::nullopt) {
+    if (fs.empty()) throw std::invalid_argument("wait() needs at least one future");
+    std::vector<std::shared_ptr<detail::FutureStateBase>> states;
+    states.reserve(fs.size());
+    for (auto& f : fs) states.push_back(f.state());
+    if (co_await detail::WaitManyAwaiter(std::move(states), when, timeout)) throw CancelledError();
+    DoneAndPending<T> r;
+    for (auto& f : fs) (f.done() ? r.done : r.pending).push_back(std::move(f));
+    co_return r;
+}
+
+// as_completed(futures, timeout): asyncio.as_completed. `co_await ac.next()` gives the result
+// of the next future to finish (or throws its exception), in the order they finish; once
+// `timeout` seconds have passed, next() throws TimeoutError. has_next(): not all yielded yet.
+// Keep it named while iterating (next() refers to it).
+template <class T>
+class AsCompleted {
+public:
+    explicit AsCompleted(std::vector<Future<T>> fs, std::optional<double> timeout = std::nullopt)
+        : fs_(std::move(fs)) {
+        std::vector<std::shared_ptr<detail::FutureStateBase>> states;
+        states.reserve(fs_.size());
+        for (auto& f : fs_) states.push_back(f.state());
+        q_ = detail::completion_queue(states, timeout);
+    }
+    bool has_next() const { return yielded_ < fs_.size(); }
+    Task<T> next() {
+        if (!has_next()) throw std::logic_error("as_completed: no future left");
+        const std::size_t i = co_await detail::next_completed(q_);
+        ++yielded_;
+        if constexpr (std::is_void_v<T>) fs_[i].result();
+        else co_return std::move(fs_[i].result());
+    }
+
+private:
+    std::vector<Future<T>> fs_;
+    std::shared_ptr<detail::CompletionQueue> q_;
+    std::size_t yielded_ = 0;
+};
+template <class T>
+AsCompleted<T> as_completed(std::vector<Future<T>> fs,
+                            std::optional<double> timeout = std::nullopt) {
+    return AsCompleted<T>(std::move(fs), timeout);
+}
+
+// shield(f): asyncio.shield. A future that follows `f`; cancelling it (or the task awaiting
+// it) leaves `f` running. `co_await shield(f)` in a cancelled task raises CancelledError while
+// `f` goes on.
+template <class T>
+Future<T> shield(Future<T> inner) {
+    if (inner.done()) return inner;
+    Future<T> outer(inner.get_loop());
+    // The callback holds `inner`: a task's future drops its callbacks if its loop closes
+    // under it, so this is no lasting cycle.
+    inner.add_done_callback([in = inner, outer] {
+        if (outer.done()) {
+            if (!in.cancelled()) (void)in.exception();  // asyncio: marked retrieved
+            return;
+        }
+        if (in.cancelled()) {
+            outer.cancel();
+        } else if (auto e = in.exception()) {
+            outer.set_exception(std::move(e));
+        } else if constexpr (std::is_void_v<T>) {
+            outer.set_result();
+        } else if constexpr (std::is_copy_constructible_v<T>) {
+            outer.set_result(in.result());
+        } else {
+            outer.set_result(std::move(in.result()));
+        }
+    });
+    return outer;
+}
+template <class T>
+Future<T> shield(EventLoop& loop, Task<T> t) {
+    return shield(loop.create_task(std::move(t)));
 }
 
 // aioring::run(main): asyncio.run. Makes a loop, runs `main` to completion, closes the loop and

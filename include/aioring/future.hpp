@@ -10,6 +10,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -20,14 +21,27 @@ class EventLoop;
 
 namespace detail {
 
+class FutureStateBase;
+
 // Shared by a root task and every Task it awaits: the cancel request and the way to cancel
 // what the innermost task is suspended on.
 struct TaskContext {
     bool cancel_requested = false;
     Callback cancel_current;
-    EventLoop* loop = nullptr;  // the loop the root task runs on
+    EventLoop* loop = nullptr;        // the loop the root task runs on
+    FutureStateBase* task = nullptr;  // the root task's future (cancel count and message)
     // Takes the pending cancel request, if any (asyncio: one CancelledError per cancel()).
     bool take_cancel() { return std::exchange(cancel_requested, false); }
+    // Marks the task cancelled and cancels what it is suspended on, if anything.
+    void request_cancel() {
+        cancel_requested = true;
+        if (cancel_current) {
+            Callback c = std::move(cancel_current);
+            c();
+        }
+    }
+    // The CancelledError to throw at the suspension point (with Future::cancel's message).
+    CancelledError error() const;
 };
 
 // Base of our promise types, so that awaiters can find the task's context.
@@ -55,15 +69,27 @@ public:
     bool has_exception() const { return error_ != nullptr; }
     EventLoop& loop() const { return *loop_; }
 
-    bool cancel();
+    // A task's future: counts the request (cancelling()), and the task finishes (cancelled)
+    // once CancelledError has unwound it. Any other future finishes cancelled at once.
+    bool cancel(const std::string& msg = std::string());
+    // asyncio's Task.cancelling()/uncancel(): the pending cancel requests. Dropping the count
+    // to 0 withdraws a request not yet delivered (Python 3.13).
+    unsigned cancelling() const { return cancel_requests_; }
+    unsigned uncancel();
+    const std::string& cancel_message() const { return cancel_message_; }
+    // A task's end by CancelledError.
+    void set_cancelled(const std::string& msg);
     void set_exception(std::exception_ptr e);
     void add_done_callback(Callback cb);
+    // Drops the done callbacks of a future that will never finish (its task was destroyed
+    // with its loop), breaking the cycles of callbacks that hold their own future.
+    void drop_callbacks();
     // Throws the stored exception or CancelledError; marks the exception retrieved.
     void rethrow_if_failed();
     std::exception_ptr exception();
 
-    // A task's future: cancel() asks the task instead of finishing the future.
-    Callback on_cancel;
+    // A task's future, while the task runs: cancel() asks the task instead of finishing.
+    TaskContext* task_context = nullptr;
     // Report an exception nobody retrieved to the loop's exception handler (tasks).
     bool report_unretrieved = false;
 
@@ -75,9 +101,15 @@ private:
     EventLoop* loop_;
     std::vector<Callback> callbacks_;
     std::exception_ptr error_;
+    std::string cancel_message_;
+    unsigned cancel_requests_ = 0;
     Status status_ = Status::pending;
     bool retrieved_ = false;
 };
+
+inline CancelledError TaskContext::error() const {
+    return task ? CancelledError(task->cancel_message()) : CancelledError();
+}
 
 template <class T>
 class FutureState : public FutureStateBase {
@@ -122,8 +154,12 @@ public:
     bool valid() const { return s_ != nullptr; }
     bool done() const { return s_->done(); }
     bool cancelled() const { return s_->cancelled(); }
-    // Cancels a pending future (or asks its task to cancel); false if already done.
-    bool cancel() const { return s_->cancel(); }
+    // Cancels a pending future (or asks its task to cancel); false if already done. The
+    // message comes with the CancelledError (asyncio's cancel(msg)).
+    bool cancel(const std::string& msg = std::string()) const { return s_->cancel(msg); }
+    // A task's cancel requests not yet withdrawn (asyncio's Task.cancelling()/uncancel()).
+    unsigned cancelling() const { return s_->cancelling(); }
+    unsigned uncancel() const { return s_->uncancel(); }
     template <class U = T, class = std::enable_if_t<!std::is_void_v<U>>>
     void set_result(U v) const { s_->set_result(std::move(v)); }
     template <class U = T, class = std::enable_if_t<std::is_void_v<U>>>
@@ -153,7 +189,7 @@ public:
         decltype(auto) await_resume() {
             if (ctx) {
                 ctx->cancel_current.reset();
-                if (ctx->take_cancel()) throw CancelledError();
+                if (ctx->take_cancel()) throw ctx->error();
             }
             if constexpr (std::is_void_v<T>) s->value();
             else return std::move(s->value());

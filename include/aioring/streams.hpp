@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace aioring {
 
@@ -146,6 +147,8 @@ public:
     // Up to and including `separator`. LimitOverrunError if the limit is reached without it
     // (the data stays buffered), IncompleteReadError (with all of it) at EOF.
     Task<std::string> readuntil(std::string separator = "\n") const;
+    // asyncio 3.13: several separators; the shortest chunk ending with any of them.
+    Task<std::string> readuntil(std::vector<std::string> separators) const;
     // EOF was fed and the buffer is empty.
     bool at_eof() const;
     std::exception_ptr exception() const;

@@ -123,6 +123,13 @@ struct RootPromise : PromiseBase {
     TaskContext context;
     EventLoop* loop = nullptr;
     RootPromise() { ctx = &context; }
+    // A root destroyed while pending (its loop closed) leaves no pointer to it in its future.
+    ~RootPromise() {
+        if (context.task && context.task->task_context == &context) {
+            context.task->task_context = nullptr;
+            context.task->drop_callbacks();
+        }
+    }
     RootCoroutine get_return_object() noexcept {
         return {std::coroutine_handle<RootPromise>::from_promise(*this)};
     }
@@ -137,6 +144,7 @@ struct RootPromise : PromiseBase {
 
 // Reads the awaiting coroutine's context without suspending.
 struct ContextAwaiter {
+    ContextAwaiter() = default;
     TaskContext* ctx = nullptr;
     bool await_ready() const noexcept { return false; }
     template <class P>
@@ -151,7 +159,7 @@ template <class T>
 RootCoroutine run_root(Task<T> task, std::shared_ptr<FutureState<T>> fs) {
     try {
         // A task cancelled before it started never runs its body (asyncio).
-        if ((co_await ContextAwaiter{})->take_cancel()) throw CancelledError();
+        if (TaskContext* c = co_await ContextAwaiter(); c->take_cancel()) throw c->error();
         if constexpr (std::is_void_v<T>) {
             co_await std::move(task);
             if (!fs->done()) fs->set_result();
@@ -159,8 +167,8 @@ RootCoroutine run_root(Task<T> task, std::shared_ptr<FutureState<T>> fs) {
             auto v = co_await std::move(task);
             if (!fs->done()) fs->set_result(std::move(v));
         }
-    } catch (const CancelledError&) {
-        if (!fs->done()) fs->on_cancel.reset(), fs->cancel();
+    } catch (const CancelledError& e) {
+        if (!fs->done()) fs->set_cancelled(e.message());
     } catch (...) {
         if (!fs->done()) fs->set_exception(std::current_exception());
     }
@@ -176,13 +184,8 @@ Future<T> spawn(EventLoop& loop, Task<T> task) {
     root.h.promise().loop = &loop;
     TaskContext* ctx = &root.h.promise().context;
     ctx->loop = &loop;
-    fs->on_cancel = [ctx] {
-        ctx->cancel_requested = true;
-        if (ctx->cancel_current) {
-            Callback c = std::move(ctx->cancel_current);
-            c();
-        }
-    };
+    ctx->task = fs.get();
+    fs->task_context = ctx;
     schedule_root(loop, root.h);
     return Future<T>(std::move(fs));
 }
