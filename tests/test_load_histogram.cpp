@@ -112,6 +112,21 @@ TEST_CASE("values are taken as --flag value and --flag=value") {
     CHECK(r.options.threads == 2);
 }
 
+TEST_CASE("durations take a unit suffix; a plain number is seconds") {
+    auto r = parse({"--port", "9", "--duration", "500ms", "--warmup", "2m", "--timeout", "1.5"});
+    REQUIRE(r.status == ParseResult::Status::ok);
+    CHECK(r.options.duration == doctest::Approx(0.5));
+    CHECK(r.options.warmup == 120);
+    CHECK(r.options.timeout == 1.5);
+    CHECK(parse({"--port", "9", "--duration", "1h"}).options.duration == 3600);
+    CHECK(parse({"--port", "9", "--duration", "10s"}).options.duration == 10);
+    CHECK(parse({"--port", "9"}).options.timeout == 2);
+    CHECK(parse({"--port", "9"}).options.max_failures == 0.5);
+    for (const char* bad : {"10x", "s", "10 s", "-1s", "0ms", "ms10"})
+        CHECK_MESSAGE(parse({"--port", "9", "--duration", bad}).status == ParseResult::Status::error, bad);
+    CHECK(parse({"--port", "9", "--max-failures", "1.5"}).status == ParseResult::Status::error);
+}
+
 TEST_CASE("bad input is an error with a one-line message") {
     for (auto args : std::vector<std::vector<std::string>>{
              {"--port", "9", "--size", "0"},
@@ -136,6 +151,38 @@ TEST_CASE("bad input is an error with a one-line message") {
 }
 
 TEST_SUITE("load result") {
+TEST_CASE("judge: nothing answered, or failures over --max-failures, is exit 1 with a reason") {
+    Result r;
+    r.duration_s = 1;
+    r.stats.timeouts = 5;
+    Verdict v = judge(r);
+    CHECK(v.exit_code == 1);
+    CHECK(v.reason.find("no request got a reply (5 timed out") == 0);
+    r.stats.messages = 10;  // 5 of 15 failed: under the default half
+    CHECK(judge(r).exit_code == 0);
+    r.options.max_failures = 0.3;
+    v = judge(r);
+    CHECK(v.exit_code == 1);
+    CHECK(v.reason.find("more than --max-failures 0.3") != std::string::npos);
+    CHECK(v.reason.find('\n') == std::string::npos);
+    r.stats.timeouts = 0;
+    r.stats.mismatches = 5;  // errors count as failures too
+    CHECK(judge(r).exit_code == 1);
+}
+
+TEST_CASE("judge: an open loop short of its rate warns") {
+    Result r;
+    r.duration_s = 2;
+    r.options.rate = 100;
+    r.stats.messages = 190;  // exactly 95%
+    CHECK(judge(r).warnings.empty());
+    r.stats.messages = 150;
+    Verdict v = judge(r);
+    REQUIRE(v.warnings.size() == 1);
+    CHECK(v.warnings[0].find("achieved 75 requests/s, 75% of the requested 100") != std::string::npos);
+    CHECK(v.exit_code == 0);
+}
+
 TEST_CASE("the JSON object carries the contract's keys") {
     Result r;
     r.options.port = 1;

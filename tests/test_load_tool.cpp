@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <future>
 #include <thread>
@@ -19,10 +20,15 @@ using namespace aioring::load;
 namespace {
 
 // Echoes; with `corrupt_every` > 0 flips a byte every that many bytes; with `close_after` > 0
-// closes the connection once that many bytes have been echoed.
+// closes the connection once that many bytes have been echoed. The misbehaving ones: `silent`
+// accepts and never answers; `half_of` = N echoes the first half of every N-byte message only;
+// `stall_after` > 0 echoes that many bytes of a connection, then nothing more.
 struct ServerBehaviour {
     std::size_t corrupt_every = 0;
     std::size_t close_after = 0;
+    bool silent = false;
+    std::size_t half_of = 0;
+    std::size_t stall_after = 0;
 };
 
 class EchoProtocol : public Protocol {
@@ -33,6 +39,20 @@ public:
         live_.push_back(&t);
     }
     void data_received(std::string_view d) override {
+        if (b_.silent) return;
+        if (b_.half_of) {
+            buf_.clear();
+            for (char c : d)
+                if (seen_++ % b_.half_of < b_.half_of / 2) buf_ += c;
+            t_->write(std::string_view(buf_));
+            return;
+        }
+        if (b_.stall_after) {
+            const std::size_t n = std::min(d.size(), b_.stall_after - std::min(b_.stall_after, echoed_));
+            t_->write(d.substr(0, n));
+            echoed_ += n;
+            return;
+        }
         if (b_.corrupt_every == 0) {
             t_->write(d);
         } else {
@@ -182,6 +202,16 @@ Run run_binary(const std::string& args) {
     return r;
 }
 
+// The number after `"key": ` in a JSON line; NaN when absent (null included).
+double json_number(const std::string& json, const std::string& key) {
+    const auto at = json.find("\"" + key + "\": ");
+    if (at == std::string::npos) return std::nan("");
+    const char* p = json.c_str() + at + key.size() + 4;
+    char* end = nullptr;
+    const double v = std::strtod(p, &end);
+    return end == p ? std::nan("") : v;
+}
+
 // A port nothing listens on: bound once, then released.
 std::uint16_t closed_port() {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -210,6 +240,7 @@ TEST_CASE("echo mode, closed loop with a pipeline: every message verified, no er
     CHECK(s.messages > 100);
     CHECK(s.bytes == s.messages * 100);
     CHECK(s.errors() == 0);
+    CHECK(s.timeouts == 0);
     CHECK(s.latency.count() == s.messages);
     CHECK(s.latency.value_at_quantile(0.5) > 0);
 }
@@ -314,6 +345,50 @@ TEST_CASE("the binary prints exactly one JSON object with --json") {
     for (const char* key : {"\"mode\"", "\"connections\"", "\"msgs_per_s\"", "\"mb_per_s\"",
                             "\"errors\": 0", "\"latency_us\"", "\"p999\""})
         CHECK_MESSAGE(r.out.find(key) != std::string::npos, key);
+}
+
+TEST_CASE("a server that accepts and never answers: every request times out, exit 1") {
+    EchoServer server(ServerBehaviour{0, 0, true});
+    Run r = run_binary("--port " + std::to_string(server.port()) +
+                       " --connections 4 --pipeline 2 --duration 0.3 --warmup 0 --timeout 200ms --json");
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("no request got a reply") != std::string::npos);
+    // The JSON is printed all the same: nothing answered, the 8 requests in flight timed out.
+    CHECK(json_number(r.out, "messages") == 0);
+    CHECK(json_number(r.out, "timeouts") == 8);
+    CHECK(json_number(r.out, "requests") == 8);
+}
+
+TEST_CASE("a server that echoes half of each message: the requests time out, exit 1") {
+    EchoServer server(ServerBehaviour{0, 0, false, 64});
+    Run r = run_binary("--port " + std::to_string(server.port()) +
+                       " --connections 3 --duration 0.3 --warmup 0 --timeout 0.2 --json");
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(json_number(r.out, "messages") == 0);
+    CHECK(json_number(r.out, "timeouts") == 3);
+    CHECK(json_number(r.out, "mismatches") == 0);
+}
+
+TEST_CASE("a stall near the end of an open-loop run: due requests count as timed out") {
+    // 8 connections at 2000/s in all for 1 s: 250 due per connection; the server answers 150
+    // of each and then stalls, so at least about 800 of the 2000 due go unanswered, whether
+    // they were sent (the server holds them) or never could be.
+    EchoServer server(ServerBehaviour{0, 0, false, 0, 150 * 64});
+    Run r = run_binary("--port " + std::to_string(server.port()) +
+                       " --connections 8 --rate 2000 --duration 1 --warmup 0 --timeout 0.3"
+                       " --max-failures 0.2 --json");
+    INFO(r.out << r.err);
+    const double messages = json_number(r.out, "messages"), timeouts = json_number(r.out, "timeouts");
+    CHECK(messages <= 8 * 150);
+    CHECK(timeouts >= 2000 * 0.95 - 8 * 150);
+    CHECK(json_number(r.out, "requested_rate") == 2000);
+    CHECK(json_number(r.out, "achieved_rate") <= 8 * 150);
+    CHECK(r.err.find("warning: achieved") != std::string::npos);
+    // More than a fifth failed: exit 1, one line saying so.
+    CHECK(r.status == 1);
+    CHECK(r.err.find("more than --max-failures 0.2") != std::string::npos);
 }
 
 TEST_CASE("no server reachable: exit 1 naming the cause") {

@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <algorithm>
@@ -45,6 +46,14 @@ struct PatternTable {
     }
 };
 const PatternTable pattern_table;
+
+// The process's CPU time so far, user and system, in seconds.
+double cpu_now() {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 std::size_t pow2_at_least(std::size_t n) {
     std::size_t p = 1;
@@ -137,9 +146,14 @@ public:
     bool lost() const { return lost_; }
     // Every message sent has come back (or the connection is gone): close() can flush at once.
     bool drained() const { return lost_ || (recv_msgs_ == sent_msgs_ && recv_bytes_ == 0); }
+    // Counts each request unanswered for --timeout as timed out (its late reply, if any, is
+    // then not a message); with `at_end`, every request still unanswered, and in open loop every
+    // one that fell due in the window but could not be sent.
+    void check_timeouts(std::uint64_t now, bool at_end = false);
 
 private:
     void send(std::uint64_t count, std::uint64_t stamp);
+    std::uint64_t sent_at(std::uint64_t seq) const;
     void fill_stream(std::uint64_t now);
     void complete(std::uint64_t now);
 
@@ -156,6 +170,7 @@ private:
     std::vector<std::uint64_t> stamps_;  // send time by message number & mask_
     std::uint64_t mask_ = 0;
     std::uint64_t t0_ = 0;  // open loop: when message 0 is due
+    std::uint64_t timed_out_upto_ = 0;  // messages below this number were counted as timed out
 };
 
 class Worker {
@@ -175,6 +190,7 @@ public:
     Phase phase = Phase::connecting;
     std::uint64_t start_ns = 0, warm_ns = 0, end_ns = 0;
     double interval_ns = 0;  // open loop: between two messages of one connection
+    std::uint64_t timeout_ns = 0;
     std::uint64_t inflight_cap = 0;
     std::uint64_t live_msgs = 0, live_bytes = 0;
 
@@ -182,7 +198,7 @@ public:
     void error(std::uint64_t Stats::*counter, const std::string& why) {
         ++(stats.*counter);
         if (first_error.empty() && !why.empty()) first_error = why;
-        live.errors.store(stats.errors(), std::memory_order_relaxed);
+        live.errors.store(stats.failures(), std::memory_order_relaxed);
     }
     void publish() {
         live.messages.store(live_msgs, std::memory_order_relaxed);
@@ -218,11 +234,13 @@ void Conn::connection_made(Transport& t) {
 }
 
 void Conn::begin() {
-    if (lost_) return;
     const Options& o = w_.o_;
+    // The schedule holds even for a connection already gone: what falls due is counted.
+    if (o.rate > 0)
+        t0_ = w_.start_ns + static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / o.rate);
+    if (lost_) return;
     const std::uint64_t now = now_ns();
     if (o.rate > 0) {
-        t0_ = w_.start_ns + static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / o.rate);
         send_due(now);
     } else if (o.mode == Mode::echo) {
         send(o.pipeline, now);
@@ -267,9 +285,35 @@ void Conn::send_due(std::uint64_t now) {
     if (n && !paused_) send(n, 0);
 }
 
+std::uint64_t Conn::sent_at(std::uint64_t seq) const {
+    return w_.o_.rate > 0
+               ? t0_ + static_cast<std::uint64_t>(static_cast<double>(seq) * w_.interval_ns)
+               : stamps_[seq & mask_];
+}
+
+void Conn::check_timeouts(std::uint64_t now, bool at_end) {
+    std::uint64_t seq = std::max(recv_msgs_, timed_out_upto_);
+    for (; seq < sent_msgs_; ++seq) {
+        const std::uint64_t at = sent_at(seq);
+        if (!at_end && now < at + w_.timeout_ns) break;
+        if (at >= w_.warm_ns && at < w_.end_ns) w_.error(&Stats::timeouts, "");
+    }
+    timed_out_upto_ = seq;
+    if (!at_end || w_.o_.rate <= 0 || t0_ == 0) return;
+    // Due in the window and never sent (the server held the connection's window full, or the
+    // connection was gone): unanswered as much as a request that was sent.
+    for (;; ++seq) {
+        const std::uint64_t at = sent_at(seq);
+        if (at >= w_.end_ns) break;
+        if (at >= w_.warm_ns) w_.error(&Stats::timeouts, "");
+    }
+}
+
 void Conn::complete(std::uint64_t now) {
     const std::size_t size = w_.o_.size;
-    if (w_.in_window(now)) {
+    if (recv_msgs_ < timed_out_upto_) [[unlikely]] {
+        // Counted as timed out already: a late reply is consumed, not counted again.
+    } else if (w_.in_window(now)) {
         if (bad_) {
             w_.error(&Stats::mismatches, "");
         } else {
@@ -418,9 +462,12 @@ void Worker::connect_all(EventLoop& loop) {
 void Worker::tick(EventLoop& loop) {
     if (phase != Phase::running) return;
     const std::uint64_t now = now_ns();
-    for (Conn* c : conns_) c->send_due(now);
+    if (o_.rate > 0)
+        for (Conn* c : conns_) c->send_due(now);
+    for (Conn* c : conns_) c->check_timeouts(now);
     for (UdpConn* c : udp_) c->poll(now);
-    // Often enough that a due message waits at most a fraction of a millisecond for its send.
+    // Often enough that a due message waits at most a fraction of a millisecond for its send;
+    // in closed loop only timeouts are looked for, a hundred times a second.
     loop.call_later(o_.rate > 0 ? 0.0002 : 0.01, [this, &loop] { tick(loop); });
 }
 
@@ -491,7 +538,7 @@ void UdpConn::send(std::uint64_t now) {
 void UdpConn::poll(std::uint64_t now) {
     if (lost_ || w_.phase != Phase::running) return;
     if (outstanding_) {
-        if (now - sent_at_ < 1'000'000'000 || now < sent_at_) return;
+        if (now < sent_at_ || now - sent_at_ < w_.timeout_ns) return;
         outstanding_ = false;  // not answered within a second: lost
         gave_up_ = true;
         ++seq_;
@@ -586,6 +633,9 @@ void Worker::run() {
         inflight_cap = std::max<std::uint64_t>(o_.pipeline, std::max<std::size_t>(16, (4u << 20) / o_.size));
     }
     interval_ns = o_.rate > 0 ? 1e9 * static_cast<double>(o_.connections) / o_.rate : 0;
+    // udp keeps the second the contract gave it unless --timeout says otherwise.
+    const double timeout = o_.mode == Mode::udp && !o_.timeout_given ? 1.0 : o_.timeout;
+    timeout_ns = static_cast<std::uint64_t>(timeout * 1e9);
 
     if (o_.mode == Mode::udp) connect_udp(loop);
     else connect_all(loop);
@@ -605,7 +655,7 @@ void Worker::run() {
         loop.call_later(to_start, [this, &loop] {
             for (Conn* c : conns_) c->begin();
             for (UdpConn* c : udp_) c->begin();
-            if (o_.rate > 0 || !udp_.empty()) tick(loop);
+            tick(loop);
         });
         const double to_end = end_ns > now ? static_cast<double>(end_ns - now) / 1e9 : 0;
         loop.call_later(to_end, [this, &loop] {
@@ -616,10 +666,15 @@ void Worker::run() {
     }
     phase = Phase::stopping;
     // Nothing is sent any more; take back what is in flight before closing, so that close()
-    // is not stuck flushing towards a server that is itself blocked writing to us.
+    // is not stuck flushing towards a server that is itself blocked writing to us. What is
+    // still unanswered once --timeout has passed since the end counts as timed out.
+    const std::uint64_t drain_until = std::max(end_ns, now_ns()) + timeout_ns;
     run_until(loop, [&] {
-        return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->drained(); });
-    }, 2.0);
+        return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->drained(); }) ||
+               now_ns() >= drain_until;
+    }, 3600.0);
+    const std::uint64_t ended = now_ns();
+    for (Conn* c : conns_) c->check_timeouts(ended, true);
     for (Conn* c : conns_) c->finish();
     for (UdpConn* c : udp_) c->finish();
     run_until(loop, [&] { return all_lost(); }, 2.0);
@@ -689,10 +744,12 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
     }
 
     std::uint64_t stop_ns = shared.end_ns;
+    double cpu_start = -1, cpu_end = -1;
     if (made != 0) {
         std::uint64_t last_msgs = 0, last_bytes = 0, last_t = shared.start_ns;
         for (;;) {
             std::uint64_t now = now_ns();
+            if (cpu_start < 0 && now >= shared.warm_ns) cpu_start = cpu_now();
             if (now >= shared.end_ns) break;
             if (interrupted()) {
                 stop_ns = now;
@@ -702,6 +759,7 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
             }
             // Wake every 50 ms at most to notice an interrupt; print once a second.
             std::uint64_t next = std::min(shared.end_ns, now + 50'000'000);
+            if (cpu_start < 0) next = std::min(next, shared.warm_ns);
             if (progress) next = std::min(next, last_t + 1'000'000'000);
             std::this_thread::sleep_for(std::chrono::nanoseconds(next > now ? next - now : 1'000'000));
             const std::uint64_t t = now_ns();
@@ -727,12 +785,14 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
             last_t = t;
         }
     }
+    if (cpu_start >= 0) cpu_end = cpu_now();
     for (auto& t : threads) t.join();
 
     Result& r = out.result;
     r.options = o;
     r.threads = nthreads;
     r.duration_s = o.duration;
+    r.cpu_s = cpu_start >= 0 ? cpu_end - cpu_start : 0;
     if (made != 0 && stop_ns < shared.end_ns)  // interrupted: the window ended early
         r.duration_s = stop_ns > shared.warm_ns ? static_cast<double>(stop_ns - shared.warm_ns) / 1e9 : 0;
     for (auto& w : workers) {

@@ -49,5 +49,8 @@ int main(int argc, char** argv) {
     if (o.json) std::printf("%s\n", to_json(out.result).c_str());
     else std::fputs(to_summary(out.result).c_str(), stdout);
     std::fflush(stdout);
-    return 0;
+    const Verdict v = judge(out.result);
+    for (const std::string& w : v.warnings) std::fprintf(stderr, "aioring-load: %s\n", w.c_str());
+    if (v.exit_code != 0) std::fprintf(stderr, "aioring-load: %s\n", v.reason.c_str());
+    return v.exit_code;
 }

@@ -22,7 +22,8 @@ const char* usage() {
     return "usage: aioring-load --port P [--host 127.0.0.1] [--mode echo|stream|udp]\n"
            "                    [--connections 50] [--size 64] [--pipeline 1] [--duration 10]\n"
            "                    [--warmup 1] [--rate 0] [--threads 1] [--json] [--progress]\n"
-           "                    [--no-progress] [--connect-timeout 5]\n"
+           "                    [--no-progress] [--connect-timeout 5] [--timeout 2]\n"
+           "                    [--max-failures 0.5]\n"
            "                    [--tls [--cafile FILE] [--server-hostname NAME]]\n"
            "\n"
            "  --mode echo      each connection sends --size bytes and waits for all of them to\n"
@@ -35,8 +36,13 @@ const char* usage() {
            "  --threads N      N event loops on N threads, connections spread across them\n"
            "  --json           print one JSON object instead of the summary\n"
            "  --progress       progress on stderr once a second (default: when it is a terminal)\n"
+           "  --timeout T      a request unanswered for T counts in \"timeouts\"; so does every\n"
+           "                   request still unanswered T after the end (udp: 1 s unless given)\n"
+           "  --max-failures F exit 1 when timeouts + errors exceed F of the requests\n"
+           "Durations take a unit: 500ms, 10s, 2m, 1h (a plain number is seconds).\n"
            "Every echoed byte is checked; mismatches, early closes and connection errors count as\n"
-           "errors. Exit 1 if no connection could be made, 2 on a usage error, else 0.\n";
+           "errors. Exit 1 if no connection could be made, no request got a reply, or failures\n"
+           "passed --max-failures; 2 on a usage error; else 0.\n";
 }
 
 namespace {
@@ -63,6 +69,22 @@ bool parse_double(const std::string& v, double lo, double hi, double& out) {
 }
 
 }  // namespace
+
+bool parse_duration(const std::string& v, double lo, double hi, double& out) {
+    if (v.empty() || v[0] == ' ') return false;
+    char* end = nullptr;
+    errno = 0;
+    double n = std::strtod(v.c_str(), &end);
+    if (end == v.c_str() || errno != 0 || !std::isfinite(n)) return false;
+    const std::string unit(end);
+    if (unit == "ms") n /= 1000;
+    else if (unit == "m") n *= 60;
+    else if (unit == "h") n *= 3600;
+    else if (!unit.empty() && unit != "s") return false;
+    if (n < lo || n > hi) return false;
+    out = n;
+    return true;
+}
 
 ParseResult parse_options(const std::vector<std::string>& args) {
     ParseResult r;
@@ -93,6 +115,15 @@ ParseResult parse_options(const std::vector<std::string>& args) {
     auto double_into = [&](double& field, double lo, double hi, const char* expected) {
         return Setter([&field, lo, hi, expected, &bad](const std::string& v, std::string& err) {
             if (!parse_double(v, lo, hi, field)) {
+                err = bad(v, expected);
+                return false;
+            }
+            return true;
+        });
+    };
+    auto duration_into = [&](double& field, double lo, double hi, const char* expected) {
+        return Setter([&field, lo, hi, expected, &bad](const std::string& v, std::string& err) {
+            if (!parse_duration(v, lo, hi, field)) {
                 err = bad(v, expected);
                 return false;
             }
@@ -132,10 +163,19 @@ ParseResult parse_options(const std::vector<std::string>& args) {
         {"size", uint_into(o.size, 1, 64u << 20)},
         {"pipeline", uint_into(o.pipeline, 1, 65536)},
         {"threads", uint_into(o.threads, 1, 256)},
-        {"duration", double_into(o.duration, 0.001, 1e6, "a number of seconds > 0")},
-        {"warmup", double_into(o.warmup, 0, 1e6, "a number of seconds >= 0")},
+        {"duration", duration_into(o.duration, 0.001, 1e6, "a duration > 0 such as 10, 10s, 500ms, 2m")},
+        {"warmup", duration_into(o.warmup, 0, 1e6, "a duration >= 0 such as 1, 1s, 500ms")},
+        {"timeout", [&](const std::string& v, std::string& err) {
+             if (!parse_duration(v, 0.001, 3600, o.timeout)) {
+                 err = bad(v, "a duration > 0 such as 2, 2s, 500ms");
+                 return false;
+             }
+             o.timeout_given = true;
+             return true;
+         }},
+        {"max-failures", double_into(o.max_failures, 0, 1, "a fraction from 0 to 1")},
         {"rate", double_into(o.rate, 0, 1e9, "messages a second >= 0")},
-        {"connect-timeout", double_into(o.connect_timeout, 0.001, 3600, "a number of seconds > 0")},
+        {"connect-timeout", duration_into(o.connect_timeout, 0.001, 3600, "a duration > 0 such as 5, 5s")},
         {"cafile", [&](const std::string& v, std::string&) { o.cafile = v; return true; }},
         {"server-hostname",
          [&](const std::string& v, std::string&) { o.server_hostname = v; return true; }},

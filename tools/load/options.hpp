@@ -29,7 +29,14 @@ struct Options {
     std::string cafile;
     std::string server_hostname;
     double connect_timeout = 5;
+    double timeout = 2;          // a request unanswered this long counts as timed out
+    bool timeout_given = false;  // udp keeps its one second unless --timeout is given
+    double max_failures = 0.5;   // (timeouts + errors) / requests above this: exit 1
 };
+
+// A duration: a number with an optional unit suffix (ms, s, m, h; none means seconds). False on
+// anything else, or a value outside [lo, hi] seconds.
+bool parse_duration(const std::string& v, double lo, double hi, double& out);
 
 struct ParseResult {
     enum class Status { ok, help, error } status = Status::ok;

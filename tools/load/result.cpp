@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace aioring::load {
 
 void Stats::merge(const Stats& o) {
@@ -49,13 +51,19 @@ std::string to_json(const Result& r) {
         "\"max\": {:.1f}}}",
         to_string(r.options.mode), r.options.connections, r.options.size, r.options.pipeline,
         r.options.rate, r.threads, r.duration_s, s.messages, s.bytes,
-        static_cast<double>(s.messages) / d, static_cast<double>(s.bytes) / d / 1e6, s.errors(),
+        static_cast<double>(s.messages) / d, static_cast<double>(s.bytes) / d / 1e6,
+        // udp's contract counts unanswered datagrams as errors; TCP counts them apart only.
+        r.options.mode == Mode::udp ? s.failures() : s.errors(),
         us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.9)), us(h.value_at_quantile(0.99)),
         us(h.value_at_quantile(0.999)), us(h.max()));
     out += fmt::format(
         ", \"mismatches\": {}, \"early_closes\": {}, \"connect_errors\": {}, \"timeouts\": {}, "
         "\"connections_made\": {}",
         s.mismatches, s.early_closes, s.connect_errors, s.timeouts, s.connections_made);
+    out += fmt::format(", \"requests\": {}, \"cpu_s\": {:.3f}", s.requests(), r.cpu_s);
+    if (r.options.rate > 0)
+        out += fmt::format(", \"requested_rate\": {:.1f}, \"achieved_rate\": {:.1f}", r.options.rate,
+                           static_cast<double>(s.messages) / d);
     if (!r.first_error.empty()) out += ", \"first_error\": " + json_string(r.first_error);
     out += "}";
     return out;
@@ -79,11 +87,45 @@ std::string to_summary(const Result& r) {
     out += fmt::format("  latency (us): p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n",
                        us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.9)),
                        us(h.value_at_quantile(0.99)), us(h.value_at_quantile(0.999)), us(h.max()));
+    if (r.options.rate > 0)
+        out += fmt::format("  rate: requested {:g}/s, achieved {:.0f}/s\n", r.options.rate,
+                           static_cast<double>(s.messages) / d);
+    out += fmt::format("  timeouts: {} (of {} requests, --timeout {:g} s)\n", s.timeouts,
+                       s.requests(), r.options.timeout);
     out += fmt::format(
-        "  errors: {} (mismatches {}, early closes {}, connection errors {}, timeouts {})\n",
-        s.errors(), s.mismatches, s.early_closes, s.connect_errors, s.timeouts);
+        "  errors: {} (mismatches {}, early closes {}, connection errors {})\n",
+        s.errors(), s.mismatches, s.early_closes, s.connect_errors);
     if (!r.first_error.empty()) out += "  first error: " + r.first_error + "\n";
     return out;
+}
+
+Verdict judge(const Result& r) {
+    Verdict v;
+    const Stats& s = r.stats;
+    const double d = r.duration_s > 0 ? r.duration_s : 1;
+    if (s.messages == 0) {
+        v.exit_code = 1;
+        v.reason = fmt::format("no request got a reply ({} timed out, {} errors{}{})", s.timeouts,
+                               s.errors(), r.first_error.empty() ? "" : ": ", r.first_error);
+    } else if (static_cast<double>(s.failures()) >
+               r.options.max_failures * static_cast<double>(std::max<std::uint64_t>(1, s.requests()))) {
+        v.exit_code = 1;
+        v.reason = fmt::format(
+            "{} failures ({} timeouts, {} errors) in {} requests, more than --max-failures {:g}",
+            s.failures(), s.timeouts, s.errors(), s.requests(), r.options.max_failures);
+    }
+    if (r.options.rate > 0) {
+        const double achieved = static_cast<double>(s.messages) / d;
+        if (achieved < 0.95 * r.options.rate) {
+            std::string w = fmt::format("warning: achieved {:.0f} requests/s, {:.0f}% of the requested {:g}",
+                                        achieved, 100 * achieved / r.options.rate, r.options.rate);
+            // wrk2's question: was it the server, or the load tool itself?
+            const double busy = r.cpu_s / (d * r.threads);
+            if (busy > 0.9) w += fmt::format(" (the load tool itself was busy {:.0f}% of its threads' time: add --threads)", 100 * busy);
+            v.warnings.push_back(std::move(w));
+        }
+    }
+    return v;
 }
 
 }  // namespace aioring::load

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "histogram.hpp"
 #include "options.hpp"
@@ -17,11 +18,14 @@ struct Stats {
     std::uint64_t mismatches = 0;     // messages whose echo differed from what was sent
     std::uint64_t early_closes = 0;   // connections the server closed before the end
     std::uint64_t connect_errors = 0; // connections that could not be made, or failed later
-    std::uint64_t timeouts = 0;       // udp: datagrams not answered within a second
+    std::uint64_t timeouts = 0;       // requests not answered within --timeout (udp: a second)
     std::uint64_t connections_made = 0;
     Histogram latency;  // nanoseconds
 
-    std::uint64_t errors() const { return mismatches + early_closes + connect_errors + timeouts; }
+    std::uint64_t errors() const { return mismatches + early_closes + connect_errors; }
+    std::uint64_t failures() const { return errors() + timeouts; }
+    // Requests that ended one way or another: answered, answered wrongly, or timed out.
+    std::uint64_t requests() const { return messages + mismatches + timeouts; }
     void merge(const Stats& o);
 };
 
@@ -31,7 +35,17 @@ struct Result {
     double duration_s = 0;
     Stats stats;
     std::string first_error;  // words for the first connection error, if any
+    double cpu_s = 0;         // the tool's own CPU time (user + system) over the window
 };
+
+// What the run's numbers mean for its exit status: exit 1 with a one-line reason when nothing
+// was answered or failures passed --max-failures; warnings (one line each) otherwise.
+struct Verdict {
+    int exit_code = 0;
+    std::string reason;
+    std::vector<std::string> warnings;
+};
+Verdict judge(const Result& r);
 
 // Exactly one JSON object, one line, with the contract's keys first.
 std::string to_json(const Result& r);
