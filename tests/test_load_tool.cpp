@@ -183,9 +183,9 @@ struct Run {
     int status = -1;
     std::string out, err;
 };
-Run run_binary(const std::string& args) {
+Run run_binary(const std::string& args, const std::string& program = AIORING_LOAD_BIN) {
     const std::string errfile = "/tmp/aioring-load-test-" + std::to_string(::getpid()) + ".err";
-    const std::string cmd = std::string(AIORING_LOAD_BIN) + " " + args + " 2>" + errfile;
+    const std::string cmd = program + " " + args + " 2>" + errfile;
     Run r;
     FILE* p = ::popen(cmd.c_str(), "r");
     REQUIRE(p != nullptr);
@@ -389,6 +389,21 @@ TEST_CASE("a stall near the end of an open-loop run: due requests count as timed
     // More than a fifth failed: exit 1, one line saying so.
     CHECK(r.status == 1);
     CHECK(r.err.find("more than --max-failures 0.2") != std::string::npos);
+}
+
+TEST_CASE("out of file descriptors: one line and exit 1 from any thread, never an abort") {
+    EchoServer server;
+    const std::string bin = std::string(AIORING_LOAD_BIN) + " --port " + std::to_string(server.port()) +
+                            " --threads 16 --connections 1500 --duration 0.3 --warmup 0";
+    // 64 descriptors: the loops start, the sockets run out; 6: a thread cannot make its loop.
+    for (int limit : {64, 6}) {
+        Run r = run_binary("-c 'ulimit -n " + std::to_string(limit) + " && exec " + bin + "'", "/bin/sh");
+        INFO("limit " << limit << ": " << r.err);
+        CHECK(r.status == 1);
+        CHECK(r.err.find("Too many open files") != std::string::npos);
+        CHECK(r.err.find("terminate") == std::string::npos);
+        CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    }
 }
 
 TEST_CASE("no server reachable: exit 1 naming the cause") {

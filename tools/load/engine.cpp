@@ -178,12 +178,15 @@ public:
     Worker(const Options& o, Shared& shared, unsigned id, std::size_t first, std::size_t count)
         : o_(o), shared_(shared), id_(id), first_(first), count_(count) {}
 
+    // The thread's body: nothing escapes it. An exception (no event loop for want of file
+    // descriptors, say) becomes `fatal`, and the other threads are let go.
     void run();
     // From another thread: ends the measured window at `stop_ns` (no-op once it has ended).
     void request_stop(std::uint64_t stop_ns);
     Stats stats;
     LiveCounters live;
     std::string first_error;
+    std::string fatal;  // why this thread could not do its part: the run is void, exit 1
 
     // For the connections.
     const Options& o_;
@@ -206,12 +209,19 @@ public:
     }
 
 private:
+    void run_loop();
+    // Tells run_load this thread is connected (or gave up) and waits for the start; once.
+    void arrive();
+    // A connection failed for want of a resource of the tool's own (file descriptors, memory):
+    // the run would not measure the server, so it is an error of the run, not a count.
+    bool exhausted(const std::system_error& e);
     void connect_all(EventLoop& loop);
     void connect_udp(EventLoop& loop);
     void tick(EventLoop& loop);
     bool all_lost() const;
 
     Shared& shared_;
+    bool arrived_ = false;
     std::mutex loop_m_;
     EventLoop* loop_ = nullptr;  // while run() has one, for request_stop
     unsigned id_;
@@ -426,9 +436,14 @@ void Worker::connect_all(EventLoop& loop) {
     pending.reserve(count_);
     for (std::size_t i = 0; i < count_; ++i) {
         const std::size_t index = first_ + i;
-        pending.push_back(loop.create_connection(
-            [this, index] { return std::make_unique<Conn>(*this, index); }, o_.host, o_.port,
-            copts));
+        try {
+            pending.push_back(loop.create_connection(
+                [this, index] { return std::make_unique<Conn>(*this, index); }, o_.host, o_.port,
+                copts));
+        } catch (const std::system_error& e) {
+            if (exhausted(e)) break;
+            error(&Stats::connect_errors, e.code().message());
+        }
     }
     run_until(loop, [&] {
         return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
@@ -445,6 +460,7 @@ void Worker::connect_all(EventLoop& loop) {
             transports_.push_back(std::move(c.transport));
             ++stats.connections_made;
         } catch (const std::system_error& e) {
+            if (exhausted(e)) continue;
             // OS errors in words ("Connection refused"); TLS errors say more in what().
             error(&Stats::connect_errors, e.code().category() == std::system_category()
                                               ? e.code().message()
@@ -486,6 +502,9 @@ void Worker::connect_udp(EventLoop& loop) {
         try {
             pending.push_back(loop.create_datagram_endpoint(
                 [this, index] { return std::make_unique<UdpConn>(*this, index); }, opts));
+        } catch (const std::system_error& e) {
+            if (exhausted(e)) break;
+            error(&Stats::connect_errors, e.code().message());
         } catch (const std::exception& e) {
             error(&Stats::connect_errors, e.what());
         }
@@ -506,6 +525,7 @@ void Worker::connect_udp(EventLoop& loop) {
             dgram_transports_.push_back(std::move(c.transport));
             ++stats.connections_made;
         } catch (const std::system_error& e) {
+            if (exhausted(e)) continue;
             error(&Stats::connect_errors, e.code().message());
         } catch (const std::exception& e) {
             error(&Stats::connect_errors, e.what());
@@ -606,7 +626,49 @@ void Worker::request_stop(std::uint64_t stop_ns) {
     });
 }
 
+bool Worker::exhausted(const std::system_error& e) {
+    const std::error_code& c = e.code();
+    if (c != std::errc::too_many_files_open && c != std::errc::too_many_files_open_in_system &&
+        c != std::errc::not_enough_memory && c != std::errc::no_buffer_space)
+        return false;
+    if (fatal.empty()) fatal = "cannot open " + std::to_string(o_.connections) + " connections: " + c.message();
+    return true;
+}
+
+void Worker::arrive() {
+    if (arrived_) return;
+    arrived_ = true;
+    std::unique_lock lk(shared_.m);
+    --shared_.connecting;
+    shared_.cv.notify_all();
+    shared_.cv.wait(lk, [&] { return shared_.go || shared_.abort; });
+    start_ns = shared_.start_ns;
+    warm_ns = shared_.warm_ns;
+    end_ns = shared_.end_ns;
+}
+
 void Worker::run() {
+    try {
+        run_loop();
+    } catch (const std::exception& e) {
+        fatal = e.what();
+    } catch (...) {
+        fatal = "unknown exception";
+    }
+    if (!fatal.empty()) {
+        std::lock_guard lk(loop_m_);
+        loop_ = nullptr;
+    }
+    if (!arrived_) {
+        // Failed before the start: still let the others go (run_load aborts the run).
+        arrived_ = true;
+        std::lock_guard lk(shared_.m);
+        --shared_.connecting;
+        shared_.cv.notify_all();
+    }
+}
+
+void Worker::run_loop() {
     LoopOptions lo;
     EventLoop loop(lo);
     {
@@ -639,15 +701,7 @@ void Worker::run() {
 
     if (o_.mode == Mode::udp) connect_udp(loop);
     else connect_all(loop);
-    {
-        std::unique_lock lk(shared_.m);
-        --shared_.connecting;
-        shared_.cv.notify_all();
-        shared_.cv.wait(lk, [&] { return shared_.go || shared_.abort; });
-        start_ns = shared_.start_ns;
-        warm_ns = shared_.warm_ns;
-        end_ns = shared_.end_ns;
-    }
+    arrive();
     phase = Phase::running;
     if (!shared_.abort && !shared_.stop_requested && (!conns_.empty() || !udp_.empty())) {
         const std::uint64_t now = now_ns();
@@ -722,7 +776,17 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     std::vector<std::thread> threads;
-    for (auto& w : workers) threads.emplace_back([w = w.get()] { w->run(); });
+    std::string fatal;
+    for (auto& w : workers) {
+        try {
+            threads.emplace_back([w = w.get()] { w->run(); });
+        } catch (const std::system_error& e) {
+            fatal = std::string("cannot start a thread: ") + e.code().message();
+            std::lock_guard lk(shared.m);
+            shared.connecting -= static_cast<unsigned>(workers.size() - threads.size());
+            break;
+        }
+    }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     auto interrupted = [&] { return interrupt && interrupt->load(); };
 
@@ -731,6 +795,9 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
         std::unique_lock lk(shared.m);
         shared.cv.wait(lk, [&] { return shared.connecting == 0; });
         for (auto& w : workers) made += w->stats.connections_made;
+        for (auto& w : workers)
+            if (fatal.empty() && !w->fatal.empty()) fatal = w->fatal;
+        if (!fatal.empty()) made = 0;
         if (made == 0) {
             shared.abort = true;
         } else {
@@ -787,6 +854,8 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
     }
     if (cpu_start >= 0) cpu_end = cpu_now();
     for (auto& t : threads) t.join();
+    for (auto& w : workers)
+        if (fatal.empty() && !w->fatal.empty()) fatal = w->fatal;
 
     Result& r = out.result;
     r.options = o;
@@ -798,6 +867,13 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
     for (auto& w : workers) {
         r.stats.merge(w->stats);
         if (r.first_error.empty()) r.first_error = w->first_error;
+    }
+    if (!fatal.empty()) {
+        out.fatal = true;
+        out.cause = fatal;
+        const bool fds = fatal.find("Too many open files") != std::string::npos;
+        if (fds) out.cause += " (raise the limit, e.g. ulimit -n, or use fewer connections or threads)";
+        return out;
     }
     if (made == 0) {
         out.no_connection = true;

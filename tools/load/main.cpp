@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
     Outcome out = run_load(o, progress ? stderr : nullptr, &interrupted);
+    if (out.fatal) {
+        std::fprintf(stderr, "aioring-load: %s\n", out.cause.c_str());
+        return 1;
+    }
     if (out.no_connection) {
         std::fprintf(stderr, "aioring-load: cannot connect to %s:%u: %s\n", o.host.c_str(),
                      static_cast<unsigned>(o.port), out.cause.c_str());
