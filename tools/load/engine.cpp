@@ -6,13 +6,14 @@
 
 #include <aioring/aioring.hpp>
 
-#include <fmt/core.h>
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <time.h>
 
 #include <algorithm>
+#include <iterator>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -127,9 +128,17 @@ private:
     std::uint64_t t0_ = 0;
 };
 
+// Where a connection's requests begin: a replacement continues its slot's numbering and, in
+// open loop, its schedule.
+struct ConnStart {
+    std::size_t slot = 0;        // in its worker
+    std::uint64_t first_seq = 0;
+    std::uint64_t t0 = 0;        // open loop: when request 0 of the slot is due (0: not begun)
+};
+
 class Conn final : public Protocol {
 public:
-    Conn(Worker& w, std::size_t index) : w_(w), index_(index) {}
+    Conn(Worker& w, std::size_t index, ConnStart start);
     void connection_made(Transport& t) override;
     void data_received(std::string_view data) override;
     bool eof_received() override;
@@ -150,27 +159,41 @@ public:
     // then not a message); with `at_end`, every request still unanswered, and in open loop every
     // one that fell due in the window but could not be sent.
     void check_timeouts(std::uint64_t now, bool at_end = false);
+    // Gives the slot up for a new connection: what is unanswered here counts as timed out, the
+    // connection closes, and nothing it does later counts. Returns where the next one starts.
+    ConnStart retire();
 
 private:
     void send(std::uint64_t count, std::uint64_t stamp);
     std::uint64_t sent_at(std::uint64_t seq) const;
     void fill_stream(std::uint64_t now);
-    void complete(std::uint64_t now);
+    void complete(std::uint64_t now, std::uint64_t bytes);
+    void receive_echo(std::string_view data, std::uint64_t now);
+    // framed and http: false once the connection was given up (framing lost, server closing).
+    bool receive_replies(std::string_view data, std::uint64_t now);
+    // How many more requests this connection may send (--requests-per-connection).
+    std::uint64_t allowance() const;
+    bool used_up() const;
 
     Worker& w_;
     std::size_t index_;  // across all threads
+    ConnStart start_;
     Transport* t_ = nullptr;
     std::uint64_t seed_ = 0;
     std::uint64_t sent_msgs_ = 0, recv_msgs_ = 0;
-    std::uint64_t recv_bytes_ = 0;  // into the current message
+    std::uint64_t recv_bytes_ = 0;  // into the current message (echo), or reply (framed, http)
     bool bad_ = false;              // the current message differed somewhere
     bool paused_ = false;
     bool eof_ = false;
     bool lost_ = false;
+    bool retired_ = false;
     std::vector<std::uint64_t> stamps_;  // send time by message number & mask_
     std::uint64_t mask_ = 0;
     std::uint64_t t0_ = 0;  // open loop: when message 0 is due
     std::uint64_t timed_out_upto_ = 0;  // messages below this number were counted as timed out
+    std::uint64_t rng_ = 0;             // {rand:N}
+    FramedParser framed_;
+    HttpParser http_;
 };
 
 class Worker {
@@ -207,6 +230,14 @@ public:
         live.messages.store(live_msgs, std::memory_order_relaxed);
         live.bytes.store(live_bytes, std::memory_order_relaxed);
     }
+    // framed and http: the request, whole when it has no substitutions, else rendered into
+    // `scratch` (whose capacity is kept, so a steady state allocates nothing).
+    bool constant_request = true;
+    std::string request_bytes;
+    std::string scratch;
+    void render(std::uint64_t seq, std::uint64_t conn, std::uint64_t& rng);
+    // Retires `c` and opens a new connection in its slot (while the run lasts).
+    void replace(Conn& c);
 
 private:
     void run_loop();
@@ -215,7 +246,10 @@ private:
     // A connection failed for want of a resource of the tool's own (file descriptors, memory):
     // the run would not measure the server, so it is an error of the run, not a count.
     bool exhausted(const std::system_error& e);
+    void prepare_requests();
     void connect_all(EventLoop& loop);
+    void reconnect(ConnStart start);
+    void reconnected(ConnStart start);
     void connect_udp(EventLoop& loop);
     void tick(EventLoop& loop);
     bool all_lost() const;
@@ -226,11 +260,25 @@ private:
     EventLoop* loop_ = nullptr;  // while run() has one, for request_stop
     unsigned id_;
     std::size_t first_, count_;
+    // By slot; null while a slot has no connection.
     std::vector<std::shared_ptr<Transport>> transports_;
     std::vector<Conn*> conns_;
+    std::vector<Future<Connection<>>> reconnecting_;
+    std::vector<std::shared_ptr<Transport>> retired_;  // replaced, until they are gone
+    ConnectOptions copts_;
+    RequestTemplate http_head_, http_body_;
+    bool http_has_body_ = false;
+    std::string scratch_body_;
     std::vector<std::shared_ptr<DatagramTransport>> dgram_transports_;
     std::vector<UdpConn*> udp_;
 };
+
+Conn::Conn(Worker& w, std::size_t index, ConnStart start)
+    : w_(w), index_(index), start_(start), framed_(w.o_.frame), http_(w.o_.method == "HEAD") {
+    sent_msgs_ = recv_msgs_ = timed_out_upto_ = start.first_seq;
+    t0_ = start.t0;
+    rng_ = 0x9e3779b97f4a7c15ull ^ (index * 0x100000001b3ull) ^ start.first_seq;
+}
 
 void Conn::connection_made(Transport& t) {
     t_ = &t;
@@ -243,28 +291,53 @@ void Conn::connection_made(Transport& t) {
     if (o.rate == 0) stamps_.assign(mask_ + 1, 0);
 }
 
+std::uint64_t Conn::allowance() const {
+    const std::uint64_t limit = w_.o_.requests_per_connection;
+    if (limit == 0) return ~std::uint64_t{0};
+    const std::uint64_t used = sent_msgs_ - start_.first_seq;
+    return used < limit ? limit - used : 0;
+}
+
+bool Conn::used_up() const {
+    const std::uint64_t limit = w_.o_.requests_per_connection;
+    return limit != 0 && recv_msgs_ - start_.first_seq >= limit;
+}
+
 void Conn::begin() {
     const Options& o = w_.o_;
     // The schedule holds even for a connection already gone: what falls due is counted.
-    if (o.rate > 0)
+    if (o.rate > 0 && t0_ == 0)
         t0_ = w_.start_ns + static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / o.rate);
     if (lost_) return;
     const std::uint64_t now = now_ns();
     if (o.rate > 0) {
         send_due(now);
     } else if (o.mode == Mode::echo) {
-        send(o.pipeline, now);
+        send(std::min<std::uint64_t>(o.pipeline, allowance()), now);
     } else {
         fill_stream(now);
     }
 }
 
-// Writes messages sent_msgs_ .. sent_msgs_ + count as one stretch of the pattern: the transport
-// coalesces it into the next sendmsg.
+// Writes requests sent_msgs_ .. sent_msgs_ + count: for echo one stretch of the pattern, for
+// the others one rendered request each; the transport coalesces them into the next sendmsg.
 void Conn::send(std::uint64_t count, std::uint64_t stamp) {
-    const std::size_t size = w_.o_.size;
+    if (count == 0) return;
     if (!stamps_.empty())
         for (std::uint64_t i = 0; i < count; ++i) stamps_[(sent_msgs_ + i) & mask_] = stamp;
+    if (w_.o_.protocol != Proto::echo) {
+        for (std::uint64_t i = 0; i < count; ++i) {
+            if (w_.constant_request) {
+                t_->write(w_.request_bytes);
+            } else {
+                w_.render(sent_msgs_ + i, index_, rng_);
+                t_->write(std::string_view(w_.scratch));
+            }
+        }
+        sent_msgs_ += count;
+        return;
+    }
+    const std::size_t size = w_.o_.size;
     std::uint64_t pos = seed_ + sent_msgs_ * size;
     std::uint64_t left = count * size;
     while (left) {
@@ -287,11 +360,11 @@ void Conn::fill_stream(std::uint64_t now) {
 }
 
 void Conn::send_due(std::uint64_t now) {
-    if (lost_ || w_.phase != Phase::running || now < t0_) return;
+    if (lost_ || retired_ || w_.phase != Phase::running || now < t0_) return;
     const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(now - t0_) / w_.interval_ns) + 1;
     if (due <= sent_msgs_) return;
     const std::uint64_t room = w_.inflight_cap - std::min(w_.inflight_cap, sent_msgs_ - recv_msgs_);
-    const std::uint64_t n = std::min(due - sent_msgs_, room);
+    const std::uint64_t n = std::min({due - sent_msgs_, room, allowance()});
     if (n && !paused_) send(n, 0);
 }
 
@@ -302,6 +375,7 @@ std::uint64_t Conn::sent_at(std::uint64_t seq) const {
 }
 
 void Conn::check_timeouts(std::uint64_t now, bool at_end) {
+    if (retired_) return;
     std::uint64_t seq = std::max(recv_msgs_, timed_out_upto_);
     for (; seq < sent_msgs_; ++seq) {
         const std::uint64_t at = sent_at(seq);
@@ -319,38 +393,45 @@ void Conn::check_timeouts(std::uint64_t now, bool at_end) {
     }
 }
 
-void Conn::complete(std::uint64_t now) {
-    const std::size_t size = w_.o_.size;
+ConnStart Conn::retire() {
+    // What was sent here and not answered will never be: timed out, now.
+    std::uint64_t seq = std::max(recv_msgs_, timed_out_upto_);
+    for (; seq < sent_msgs_; ++seq) {
+        const std::uint64_t at = sent_at(seq);
+        if (at >= w_.warm_ns && at < w_.end_ns) w_.error(&Stats::timeouts, "");
+    }
+    retired_ = true;
+    if (t_ && !lost_) t_->abort();
+    return ConnStart{start_.slot, sent_msgs_, t0_};
+}
+
+void Conn::complete(std::uint64_t now, std::uint64_t bytes) {
     if (recv_msgs_ < timed_out_upto_) [[unlikely]] {
         // Counted as timed out already: a late reply is consumed, not counted again.
     } else if (w_.in_window(now)) {
         if (bad_) {
             w_.error(&Stats::mismatches, "");
         } else {
-            const std::uint64_t sent_at =
-                w_.o_.rate > 0
-                    ? t0_ + static_cast<std::uint64_t>(static_cast<double>(recv_msgs_) * w_.interval_ns)
-                    : stamps_[recv_msgs_ & mask_];
+            const std::uint64_t sent_at = this->sent_at(recv_msgs_);
             ++w_.stats.messages;
-            w_.stats.bytes += size;
+            w_.stats.bytes += bytes;
             w_.stats.latency.record(now > sent_at ? now - sent_at : 0);
+            if (w_.o_.protocol == Proto::http) ++w_.stats.status[std::min(5, http_.status() / 100)];
         }
     } else if (bad_ && w_.phase != Phase::stopping) {
         w_.error(&Stats::mismatches, "");
     }
     if (!bad_) {
         ++w_.live_msgs;
-        w_.live_bytes += size;
+        w_.live_bytes += bytes;
     }
     bad_ = false;
     ++recv_msgs_;
     recv_bytes_ = 0;
 }
 
-void Conn::data_received(std::string_view data) {
-    const std::uint64_t now = now_ns();
+void Conn::receive_echo(std::string_view data, std::uint64_t now) {
     const std::size_t size = w_.o_.size;
-    const std::uint64_t before = recv_msgs_;
     while (!data.empty()) {
         if (recv_msgs_ == sent_msgs_) [[unlikely]] {
             // More came back than was sent: the server invented bytes.
@@ -363,13 +444,55 @@ void Conn::data_received(std::string_view data) {
         if (std::memcmp(data.data(), Pattern::at(pos), n) != 0) [[unlikely]] bad_ = true;
         data.remove_prefix(n);
         recv_bytes_ += n;
-        if (recv_bytes_ == size) complete(now);
+        if (recv_bytes_ == size) complete(now, size);
     }
+}
+
+bool Conn::receive_replies(std::string_view data, std::uint64_t now) {
+    const bool http = w_.o_.protocol == Proto::http;
+    while (!data.empty()) {
+        if (recv_msgs_ == sent_msgs_) [[unlikely]] {
+            if (w_.phase != Phase::stopping) w_.error(&Stats::mismatches, "the server sent a reply nobody asked for");
+            w_.replace(*this);
+            return false;
+        }
+        const Feed f = http ? http_.feed(data) : framed_.feed(data);
+        data.remove_prefix(f.used);
+        recv_bytes_ += f.used;
+        if (f.status == Feed::Status::bad) [[unlikely]] {
+            if (w_.phase != Phase::stopping)
+                w_.error(&Stats::mismatches, std::string(http ? "bad HTTP reply: " : "bad reply: ") +
+                                                 (http ? http_.error() : framed_.error()));
+            w_.replace(*this);
+            return false;
+        }
+        if (f.status != Feed::Status::reply) continue;
+        if (!http) bad_ = framed_.mismatched();
+        complete(now, recv_bytes_);
+        if (http && !http_.keep_alive()) {
+            // The server closes after this reply: carry on from a new connection.
+            w_.replace(*this);
+            return false;
+        }
+    }
+    return true;
+}
+
+void Conn::data_received(std::string_view data) {
+    if (retired_) return;
+    const std::uint64_t now = now_ns();
+    const std::uint64_t before = recv_msgs_;
+    if (w_.o_.protocol == Proto::echo) receive_echo(data, now);
+    else if (!receive_replies(data, now)) return;
     w_.publish();
     if (w_.phase != Phase::running || lost_) return;
+    if (used_up()) {
+        w_.replace(*this);
+        return;
+    }
     if (w_.o_.rate > 0) return;  // the ticker sends
     if (w_.o_.mode == Mode::echo) {
-        if (recv_msgs_ != before) send(recv_msgs_ - before, now);
+        if (recv_msgs_ != before) send(std::min(recv_msgs_ - before, allowance()), now);
     } else {
         fill_stream(now);
     }
@@ -377,20 +500,31 @@ void Conn::data_received(std::string_view data) {
 
 bool Conn::eof_received() {
     eof_ = true;
+    if (retired_) return false;
+    if (w_.o_.protocol == Proto::http && w_.phase == Phase::running) {
+        // A body that ran to the close ends here; an idle keep-alive connection the server
+        // closed is not an error either: both carry on from a new connection.
+        const std::uint64_t before = recv_msgs_;
+        if (http_.eof() && recv_msgs_ < sent_msgs_) complete(now_ns(), recv_bytes_);
+        if (recv_msgs_ == sent_msgs_ && (recv_msgs_ != before || http_.idle())) {
+            w_.replace(*this);
+            return false;
+        }
+    }
     if (w_.phase != Phase::stopping) w_.error(&Stats::early_closes, "the server closed the connection");
     return false;
 }
 
 void Conn::connection_lost(std::error_code ec) {
     lost_ = true;
-    if (w_.phase == Phase::stopping || eof_) return;  // an EOF was counted already
+    if (retired_ || w_.phase == Phase::stopping || eof_) return;  // an EOF was counted already
     if (ec) w_.error(&Stats::connect_errors, ec.message());
     else w_.error(&Stats::early_closes, "the connection closed early");
 }
 
 void Conn::resume_writing() {
     paused_ = false;
-    if (w_.phase != Phase::running) return;
+    if (w_.phase != Phase::running || retired_) return;
     if (w_.o_.mode == Mode::stream && w_.o_.rate == 0) fill_stream(now_ns());
 }
 
@@ -415,8 +549,60 @@ bool run_until(EventLoop& loop, Pred pred, double timeout) {
     return ok;
 }
 
+void Worker::prepare_requests() {
+    if (o_.protocol == Proto::framed) {
+        constant_request = o_.request.is_constant();
+        request_bytes = std::string(o_.request.constant());
+        return;
+    }
+    if (o_.protocol != Proto::http) return;
+    // The request line and headers as a template (so {seq} and friends work in the path, a
+    // header or the body); Content-Length follows the body each request has.
+    std::string head = o_.method + " " + o_.url_path + " HTTP/1.1\r\n";
+    bool host = false;
+    for (const std::string& h : o_.headers) {
+        const std::string name = h.substr(0, h.find(':'));
+        if (name.size() == 4 && (name[0] | 0x20) == 'h' && (name[1] | 0x20) == 'o' &&
+            (name[2] | 0x20) == 's' && (name[3] | 0x20) == 't')
+            host = true;
+    }
+    if (!host) {
+        const bool v6 = o_.host.find(':') != std::string::npos;
+        head += "Host: " + (v6 ? "[" + o_.host + "]" : o_.host) + ":" + std::to_string(o_.port) + "\r\n";
+    }
+    for (const std::string& h : o_.headers) head += h + "\r\n";
+    std::string err;
+    http_head_.parse(head, false, err);
+    http_body_.parse(o_.body, false, err);
+    http_has_body_ = o_.body_given || o_.method == "POST" || o_.method == "PUT" || o_.method == "PATCH";
+    constant_request = http_head_.is_constant() && http_body_.is_constant();
+    if (constant_request) {
+        std::uint64_t rng = 0;
+        render(0, 0, rng);
+        request_bytes = scratch;
+    }
+}
+
+void Worker::render(std::uint64_t seq, std::uint64_t conn, std::uint64_t& rng) {
+    scratch.clear();
+    if (o_.protocol == Proto::framed) {
+        o_.request.render(seq, conn, rng, scratch);
+        return;
+    }
+    http_head_.render(seq, conn, rng, scratch);
+    if (http_has_body_) {
+        scratch_body_.clear();
+        http_body_.render(seq, conn, rng, scratch_body_);
+        fmt::format_to(std::back_inserter(scratch), "Content-Length: {}\r\n\r\n", scratch_body_.size());
+        scratch += scratch_body_;
+    } else {
+        scratch += "\r\n";
+    }
+}
+
 void Worker::connect_all(EventLoop& loop) {
-    ConnectOptions copts;
+    prepare_requests();
+    ConnectOptions& copts = copts_;
     if (o_.tls) {
         // Without --cafile nothing is verified: a load test usually meets a self-signed server.
         try {
@@ -432,23 +618,28 @@ void Worker::connect_all(EventLoop& loop) {
         }
         copts.server_hostname = o_.server_hostname;
     }
-    std::vector<Future<Connection<>>> pending;
-    pending.reserve(count_);
+    conns_.assign(count_, nullptr);
+    transports_.assign(count_, nullptr);
+    reconnecting_.assign(count_, Future<Connection<>>());
+    std::vector<Future<Connection<>>> pending(count_);
     for (std::size_t i = 0; i < count_; ++i) {
         const std::size_t index = first_ + i;
         try {
-            pending.push_back(loop.create_connection(
-                [this, index] { return std::make_unique<Conn>(*this, index); }, o_.host, o_.port,
-                copts));
+            pending[i] = loop.create_connection(
+                [this, index, i] { return std::make_unique<Conn>(*this, index, ConnStart{i, 0, 0}); },
+                o_.host, o_.port, copts);
         } catch (const std::system_error& e) {
             if (exhausted(e)) break;
             error(&Stats::connect_errors, e.code().message());
         }
     }
-    run_until(loop, [&] {
-        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
-    }, o_.connect_timeout);
-    for (auto& f : pending) {
+    auto all_done = [&] {
+        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return !f.valid() || f.done(); });
+    };
+    run_until(loop, all_done, o_.connect_timeout);
+    for (std::size_t i = 0; i < count_; ++i) {
+        auto& f = pending[i];
+        if (!f.valid()) continue;
         if (!f.done()) {
             f.cancel();
             error(&Stats::connect_errors, "Connection timed out");
@@ -456,8 +647,8 @@ void Worker::connect_all(EventLoop& loop) {
         }
         try {
             Connection<> c = f.result();
-            conns_.push_back(&c.as<Conn>());
-            transports_.push_back(std::move(c.transport));
+            conns_[i] = &c.as<Conn>();
+            transports_[i] = std::move(c.transport);
             ++stats.connections_made;
         } catch (const std::system_error& e) {
             if (exhausted(e)) continue;
@@ -470,17 +661,66 @@ void Worker::connect_all(EventLoop& loop) {
         }
     }
     // Let cancelled connects unwind.
-    run_until(loop, [&] {
-        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
-    }, 1.0);
+    run_until(loop, all_done, 1.0);
+}
+
+void Worker::replace(Conn& c) {
+    const ConnStart next = c.retire();
+    if (conns_[next.slot] == &c) {
+        conns_[next.slot] = nullptr;
+        retired_.push_back(std::move(transports_[next.slot]));
+    }
+    if (phase == Phase::running) reconnect(next);
+}
+
+void Worker::reconnect(ConnStart start) {
+    const std::size_t index = first_ + start.slot;
+    try {
+        reconnecting_[start.slot] = loop_->create_connection(
+            [this, index, start] { return std::make_unique<Conn>(*this, index, start); }, o_.host,
+            o_.port, copts_);
+    } catch (const std::system_error& e) {
+        error(&Stats::connect_errors, e.code().message());
+        return;
+    }
+    reconnecting_[start.slot].add_done_callback([this, start] { reconnected(start); });
+}
+
+void Worker::reconnected(ConnStart start) {
+    Future<Connection<>> f = std::move(reconnecting_[start.slot]);
+    reconnecting_[start.slot] = Future<Connection<>>();
+    try {
+        Connection<> c = f.result();
+        ++stats.connections_made;
+        if (phase != Phase::running) {
+            c.transport->close();
+            retired_.push_back(std::move(c.transport));
+            return;
+        }
+        conns_[start.slot] = &c.as<Conn>();
+        transports_[start.slot] = std::move(c.transport);
+        conns_[start.slot]->begin();
+    } catch (const CancelledError&) {
+    } catch (const std::exception& e) {
+        if (phase != Phase::running) return;
+        const auto* se = dynamic_cast<const std::system_error*>(&e);
+        error(&Stats::connect_errors, se && se->code().category() == std::system_category()
+                                          ? se->code().message() : std::string(e.what()));
+        // Try again a little later rather than in a storm.
+        loop_->call_later(0.1, [this, start] {
+            if (phase == Phase::running) reconnect(start);
+        });
+    }
 }
 
 void Worker::tick(EventLoop& loop) {
     if (phase != Phase::running) return;
     const std::uint64_t now = now_ns();
     if (o_.rate > 0)
-        for (Conn* c : conns_) c->send_due(now);
-    for (Conn* c : conns_) c->check_timeouts(now);
+        for (Conn* c : conns_)
+            if (c) c->send_due(now);
+    for (Conn* c : conns_)
+        if (c) c->check_timeouts(now);
     for (UdpConn* c : udp_) c->poll(now);
     // Often enough that a due message waits at most a fraction of a millisecond for its send;
     // in closed loop only timeouts are looked for, a hundred times a second.
@@ -488,7 +728,7 @@ void Worker::tick(EventLoop& loop) {
 }
 
 bool Worker::all_lost() const {
-    return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->lost(); }) &&
+    return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return !c || c->lost(); }) &&
            std::all_of(udp_.begin(), udp_.end(), [](UdpConn* c) { return c->lost(); });
 }
 
@@ -703,11 +943,12 @@ void Worker::run_loop() {
     else connect_all(loop);
     arrive();
     phase = Phase::running;
-    if (!shared_.abort && !shared_.stop_requested && (!conns_.empty() || !udp_.empty())) {
+    if (!shared_.abort && !shared_.stop_requested && (stats.connections_made > 0)) {
         const std::uint64_t now = now_ns();
         const double to_start = start_ns > now ? static_cast<double>(start_ns - now) / 1e9 : 0;
         loop.call_later(to_start, [this, &loop] {
-            for (Conn* c : conns_) c->begin();
+            for (Conn* c : conns_)
+                if (c) c->begin();
             for (UdpConn* c : udp_) c->begin();
             tick(loop);
         });
@@ -724,15 +965,24 @@ void Worker::run_loop() {
     // still unanswered once --timeout has passed since the end counts as timed out.
     const std::uint64_t drain_until = std::max(end_ns, now_ns()) + timeout_ns;
     run_until(loop, [&] {
-        return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->drained(); }) ||
+        return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return !c || c->drained(); }) ||
                now_ns() >= drain_until;
     }, 3600.0);
+    // Connections still being made are not wanted any more.
+    for (auto& f : reconnecting_)
+        if (f.valid()) f.cancel();
+    run_until(loop, [&] {
+        return std::all_of(reconnecting_.begin(), reconnecting_.end(), [](auto& f) { return !f.valid(); });
+    }, 2.0);
     const std::uint64_t ended = now_ns();
-    for (Conn* c : conns_) c->check_timeouts(ended, true);
-    for (Conn* c : conns_) c->finish();
+    for (Conn* c : conns_)
+        if (c) c->check_timeouts(ended, true);
+    for (Conn* c : conns_)
+        if (c) c->finish();
     for (UdpConn* c : udp_) c->finish();
     run_until(loop, [&] { return all_lost(); }, 2.0);
-    for (auto& t : transports_) t->abort();
+    for (auto& t : transports_)
+        if (t) t->abort();
     for (auto& t : dgram_transports_) t->abort();
     run_until(loop, [&] { return all_lost(); }, 5.0);
     conns_.clear();
@@ -741,7 +991,10 @@ void Worker::run_loop() {
     // completed (a TLS transport's inner socket a little longer), so the loop keeps running
     // until our handles were the last ones, and a moment more.
     std::vector<std::weak_ptr<BaseTransport>> gone;
-    for (auto& t : transports_) gone.push_back(t);
+    for (auto& t : transports_)
+        if (t) gone.push_back(t);
+    for (auto& t : retired_) gone.push_back(t);
+    retired_.clear();
     for (auto& t : dgram_transports_) gone.push_back(t);
     transports_.clear();
     dgram_transports_.clear();

@@ -6,10 +6,17 @@
 #include <string>
 #include <vector>
 
+#include "parsers.hpp"
+
 namespace aioring::load {
 
 enum class Mode { echo, stream, udp };
 const char* to_string(Mode m);
+
+// What the requests and replies are: echo (every byte back, checked), framed (a request
+// template and a reply framing), http (HTTP/1.1 keep-alive).
+enum class Proto { echo, framed, http };
+const char* to_string(Proto p);
 
 struct Options {
     std::string host = "127.0.0.1";
@@ -32,6 +39,19 @@ struct Options {
     double timeout = 2;          // a request unanswered this long counts as timed out
     bool timeout_given = false;  // udp keeps its one second unless --timeout is given
     double max_failures = 0.5;   // (timeouts + errors) / requests above this: exit 1
+
+    Proto protocol = Proto::echo;
+    // framed: the request (template) and how replies end.
+    RequestTemplate request;
+    FrameSpec frame;
+    // http
+    std::string url_path = "/";
+    std::string method = "GET";
+    std::vector<std::string> headers;  // "Name: value"
+    std::string body;
+    bool body_given = false;
+    // Reconnect after this many requests on a connection (0: never).
+    std::uint64_t requests_per_connection = 0;
 };
 
 // A duration: a number with an optional unit suffix (ms, s, m, h; none means seconds). False on

@@ -15,6 +15,7 @@ void Stats::merge(const Stats& o) {
     connect_errors += o.connect_errors;
     timeouts += o.timeouts;
     connections_made += o.connections_made;
+    for (std::size_t i = 0; i < status.size(); ++i) status[i] += o.status[i];
     latency.merge(o.latency);
 }
 
@@ -43,13 +44,15 @@ std::string to_json(const Result& r) {
     const Stats& s = r.stats;
     const Histogram& h = s.latency;
     const double d = r.duration_s > 0 ? r.duration_s : 1;
+    const bool echo = r.options.protocol == Proto::echo;
     std::string out = fmt::format(
         "{{\"mode\": \"{}\", \"connections\": {}, \"size\": {}, \"pipeline\": {}, \"rate\": {}, "
         "\"threads\": {}, \"duration_s\": {:.3f}, \"messages\": {}, \"bytes\": {}, "
         "\"msgs_per_s\": {:.1f}, \"mb_per_s\": {:.3f}, \"errors\": {}, "
         "\"latency_us\": {{\"p50\": {:.1f}, \"p90\": {:.1f}, \"p99\": {:.1f}, \"p999\": {:.1f}, "
         "\"max\": {:.1f}}}",
-        to_string(r.options.mode), r.options.connections, r.options.size, r.options.pipeline,
+        to_string(r.options.mode), r.options.connections,
+        echo ? std::to_string(r.options.size) : std::string("null"), r.options.pipeline,
         r.options.rate, r.threads, r.duration_s, s.messages, s.bytes,
         static_cast<double>(s.messages) / d, static_cast<double>(s.bytes) / d / 1e6,
         // udp's contract counts unanswered datagrams as errors; TCP counts them apart only.
@@ -60,7 +63,11 @@ std::string to_json(const Result& r) {
         ", \"mismatches\": {}, \"early_closes\": {}, \"connect_errors\": {}, \"timeouts\": {}, "
         "\"connections_made\": {}",
         s.mismatches, s.early_closes, s.connect_errors, s.timeouts, s.connections_made);
-    out += fmt::format(", \"requests\": {}, \"cpu_s\": {:.3f}", s.requests(), r.cpu_s);
+    out += fmt::format(", \"protocol\": \"{}\", \"requests\": {}, \"cpu_s\": {:.3f}",
+                       to_string(r.options.protocol), s.requests(), r.cpu_s);
+    if (r.options.protocol == Proto::http)
+        out += fmt::format(", \"status\": {{\"1xx\": {}, \"2xx\": {}, \"3xx\": {}, \"4xx\": {}, \"5xx\": {}}}",
+                           s.status[1], s.status[2], s.status[3], s.status[4], s.status[5]);
     if (r.options.rate > 0)
         out += fmt::format(", \"requested_rate\": {:.1f}, \"achieved_rate\": {:.1f}", r.options.rate,
                            static_cast<double>(s.messages) / d);
@@ -73,11 +80,14 @@ std::string to_summary(const Result& r) {
     const Stats& s = r.stats;
     const Histogram& h = s.latency;
     const double d = r.duration_s > 0 ? r.duration_s : 1;
+    const Options& o = r.options;
+    std::string what = o.protocol == Proto::echo
+                           ? fmt::format("{} mode, {} B messages", to_string(o.mode), o.size)
+                           : fmt::format("{} protocol", to_string(o.protocol));
     std::string out = fmt::format(
-        "aioring-load: {} mode, {} connections ({} made), {} B messages, pipeline {}, {}, "
+        "aioring-load: {}, {} connections ({} made), pipeline {}, {}, "
         "{} thread{}\n",
-        to_string(r.options.mode), r.options.connections, s.connections_made, r.options.size,
-        r.options.pipeline,
+        what, r.options.connections, s.connections_made, r.options.pipeline,
         r.options.rate > 0 ? fmt::format("open loop at {:g} msg/s", r.options.rate)
                            : std::string("closed loop"),
         r.threads, r.threads == 1 ? "" : "s");
@@ -95,6 +105,12 @@ std::string to_summary(const Result& r) {
     out += fmt::format(
         "  errors: {} (mismatches {}, early closes {}, connection errors {})\n",
         s.errors(), s.mismatches, s.early_closes, s.connect_errors);
+    if (o.protocol == Proto::http) {
+        out += fmt::format("  status: 2xx {}, 3xx {}, 4xx {}, 5xx {}", s.status[2], s.status[3],
+                           s.status[4], s.status[5]);
+        const std::uint64_t non2xx = s.status[1] + s.status[3] + s.status[4] + s.status[5];
+        out += non2xx ? fmt::format(" ({} non-2xx replies)\n", non2xx) : "\n";
+    }
     if (!r.first_error.empty()) out += "  first error: " + r.first_error + "\n";
     return out;
 }

@@ -2,6 +2,7 @@
 // summary and the contract's single JSON object.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ struct Stats {
     std::uint64_t connect_errors = 0; // connections that could not be made, or failed later
     std::uint64_t timeouts = 0;       // requests not answered within --timeout (udp: a second)
     std::uint64_t connections_made = 0;
+    std::array<std::uint64_t, 6> status{};  // http: replies by status class, [2] for 2xx
     Histogram latency;  // nanoseconds
 
     std::uint64_t errors() const { return mismatches + early_closes + connect_errors; }
