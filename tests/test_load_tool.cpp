@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <mutex>
 #include <cmath>
 #include <cstdio>
 #include <future>
@@ -23,12 +24,26 @@ namespace {
 // closes the connection once that many bytes have been echoed. The misbehaving ones: `silent`
 // accepts and never answers; `half_of` = N echoes the first half of every N-byte message only;
 // `stall_after` > 0 echoes that many bytes of a connection, then nothing more.
+// When connections were accepted, in wall-clock seconds (written by the server's thread).
+struct AcceptLog {
+    std::mutex m;
+    std::vector<double> at;
+    void add() {
+        timespec ts;
+        ::clock_gettime(CLOCK_REALTIME, &ts);
+        std::lock_guard lk(m);
+        at.push_back(static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9);
+    }
+};
+
 struct ServerBehaviour {
     std::size_t corrupt_every = 0;
     std::size_t close_after = 0;
     bool silent = false;
     std::size_t half_of = 0;
     std::size_t stall_after = 0;
+    AcceptLog* accepts = nullptr;
+    const char* host = "127.0.0.1";
 };
 
 class EchoProtocol : public Protocol {
@@ -37,6 +52,7 @@ public:
     void connection_made(Transport& t) override {
         t_ = &t;
         live_.push_back(&t);
+        if (b_.accepts) b_.accepts->add();
     }
     void data_received(std::string_view d) override {
         if (b_.silent) return;
@@ -104,7 +120,7 @@ private:
         ServerOptions so;
         so.ssl = tls;
         auto server = testing::run(loop, loop.create_server(
-            [b, &live] { return std::make_unique<EchoProtocol>(b, live); }, "127.0.0.1", 0, so));
+            [b, &live] { return std::make_unique<EchoProtocol>(b, live); }, b.host, 0, so));
         port.set_value(server->addresses().at(0).port());
         loop_.store(&loop);
         loop.run_forever();
@@ -358,6 +374,9 @@ TEST_CASE("a server that accepts and never answers: every request times out, exi
     CHECK(json_number(r.out, "messages") == 0);
     CHECK(json_number(r.out, "timeouts") == 8);
     CHECK(json_number(r.out, "requests") == 8);
+    // No sample, no latency: nulls, not zeros.
+    CHECK(r.out.find("\"latency_us\": {\"p50\": null, \"p90\": null, \"p99\": null, \"p999\": null, \"max\": null}") !=
+          std::string::npos);
 }
 
 TEST_CASE("a server that echoes half of each message: the requests time out, exit 1") {
@@ -404,6 +423,77 @@ TEST_CASE("out of file descriptors: one line and exit 1 from any thread, never a
         CHECK(r.err.find("terminate") == std::string::npos);
         CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     }
+}
+
+TEST_CASE("--version, and the summary shows --pipeline only where it applies") {
+    Run v = run_binary("--version");
+    CHECK(v.status == 0);
+    CHECK(v.out.find("aioring-load ") == 0);
+    CHECK(std::count(v.out.begin(), v.out.end(), '\n') == 1);
+    EchoServer server;
+    const std::string port = std::to_string(server.port());
+    Run closed = run_binary("--port " + port + " --connections 2 --pipeline 3 --duration 0.2 --warmup 0");
+    CHECK(closed.status == 0);
+    CHECK(closed.out.find("pipeline 3") != std::string::npos);
+    CHECK(closed.out.find("to 127.0.0.1:" + port) != std::string::npos);
+    for (const char* other : {" --rate 100", " --mode stream --size 1024"}) {
+        Run r = run_binary("--port " + port + " --connections 2 --duration 0.2 --warmup 0" + other);
+        INFO(other << ": " << r.out);
+        CHECK(r.status == 0);
+        CHECK(r.out.find("pipeline") == std::string::npos);
+    }
+}
+
+TEST_CASE("IPv6: an address prints as [HOST]:PORT") {
+    int probe = ::socket(AF_INET6, SOCK_STREAM, 0);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    const bool v6 = probe >= 0 && ::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (probe >= 0) ::close(probe);
+    if (!v6) {
+        MESSAGE("skipped: no IPv6 loopback here");
+        return;
+    }
+    ServerBehaviour b;
+    b.host = "::1";
+    EchoServer server(b);
+    const std::string port = std::to_string(server.port());
+    Run r = run_binary("--host ::1 --port " + port + " --connections 2 --duration 0.2 --warmup 0");
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("to [::1]:" + port + ",") != std::string::npos);
+    Run refused = run_binary("--host ::1 --port " + std::to_string(closed_port()) + " --duration 0.2");
+    CHECK(refused.status == 1);
+    CHECK(refused.err.find("cannot connect to [::1]:") != std::string::npos);
+}
+
+TEST_CASE("--connect-rate spreads the connects; --start-at waits for the wall-clock time") {
+    AcceptLog log;
+    ServerBehaviour b;
+    b.accepts = &log;
+    EchoServer server(b);
+    // 10 connections at 20 a second: the last opens 0.45 s after the first, never sooner.
+    Run r = run_binary("--port " + std::to_string(server.port()) +
+                       " --connections 10 --threads 2 --connect-rate 20 --duration 0.2 --warmup 0 --json");
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(json_number(r.out, "connections_made") == 10);
+    {
+        std::lock_guard lk(log.m);
+        REQUIRE(log.at.size() == 10);
+        CHECK(*std::max_element(log.at.begin(), log.at.end()) - *std::min_element(log.at.begin(), log.at.end()) >= 0.4);
+        log.at.clear();
+    }
+    timespec ts;
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    const double start = static_cast<double>(ts.tv_sec) + 1.0;
+    Run later = run_binary("--port " + std::to_string(server.port()) + " --connections 2 --duration 0.2 --warmup 0"
+                           " --start-at " + std::to_string(start));
+    CHECK(later.status == 0);
+    std::lock_guard lk(log.m);
+    REQUIRE(log.at.size() == 2);
+    CHECK(*std::min_element(log.at.begin(), log.at.end()) >= start - 0.001);
 }
 
 TEST_CASE("no server reachable: exit 1 naming the cause") {

@@ -85,6 +85,7 @@ struct Shared {
     bool go = false;
     bool abort = false;
     std::uint64_t start_ns = 0, warm_ns = 0, end_ns = 0;
+    std::uint64_t connect_ns = 0;  // when connecting began (for --connect-rate)
     std::atomic<bool> stop_requested{false};  // interrupted (SIGINT): end the window now
 };
 
@@ -622,21 +623,41 @@ void Worker::connect_all(EventLoop& loop) {
     transports_.assign(count_, nullptr);
     reconnecting_.assign(count_, Future<Connection<>>());
     std::vector<Future<Connection<>>> pending(count_);
-    for (std::size_t i = 0; i < count_; ++i) {
+    std::size_t opened = 0;  // connects started (or failed to start)
+    auto open = [&](std::size_t i) {
+        ++opened;
+        if (!fatal.empty()) return;
         const std::size_t index = first_ + i;
         try {
             pending[i] = loop.create_connection(
                 [this, index, i] { return std::make_unique<Conn>(*this, index, ConnStart{i, 0, 0}); },
                 o_.host, o_.port, copts);
         } catch (const std::system_error& e) {
-            if (exhausted(e)) break;
+            if (exhausted(e)) return;
             error(&Stats::connect_errors, e.code().message());
         }
+    };
+    // --connect-rate: connection k of the run (across threads) opens k / rate seconds in.
+    std::vector<TimerHandle> ramp;
+    double ramp_s = 0;
+    if (o_.connect_rate > 0) {
+        ramp_s = static_cast<double>(o_.connections) / o_.connect_rate;
+        const std::uint64_t now = now_ns();
+        for (std::size_t i = 0; i < count_; ++i) {
+            const std::uint64_t at = shared_.connect_ns +
+                                     static_cast<std::uint64_t>(static_cast<double>(first_ + i) * 1e9 / o_.connect_rate);
+            ramp.push_back(loop.call_later(at > now ? static_cast<double>(at - now) / 1e9 : 0,
+                                           [&open, i] { open(i); }));
+        }
+    } else {
+        for (std::size_t i = 0; i < count_; ++i) open(i);
     }
     auto all_done = [&] {
-        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return !f.valid() || f.done(); });
+        return opened == count_ &&
+               std::all_of(pending.begin(), pending.end(), [](auto& f) { return !f.valid() || f.done(); });
     };
-    run_until(loop, all_done, o_.connect_timeout);
+    run_until(loop, all_done, ramp_s + o_.connect_timeout);
+    for (auto& h : ramp) h.cancel();
     for (std::size_t i = 0; i < count_; ++i) {
         auto& f = pending[i];
         if (!f.valid()) continue;
@@ -1013,7 +1034,19 @@ void Worker::run_loop() {
 Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>* interrupt) {
     Outcome out;
     const unsigned nthreads = std::max(1u, std::min(o.threads, o.connections));
+    auto interrupted = [&] { return interrupt && interrupt->load(); };
+    if (o.start_at > 0) {
+        // --start-at: several copies (on several hosts) begin connecting at the same instant.
+        for (;;) {
+            timespec ts;
+            ::clock_gettime(CLOCK_REALTIME, &ts);
+            const double left = o.start_at - (static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9);
+            if (left <= 0 || interrupted()) break;
+            std::this_thread::sleep_for(std::chrono::duration<double>(std::min(left, 0.05)));
+        }
+    }
     Shared shared;
+    shared.connect_ns = now_ns();
     shared.connecting = nthreads;
     std::vector<std::unique_ptr<Worker>> workers;
     std::size_t first = 0;
@@ -1041,7 +1074,6 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
         }
     }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    auto interrupted = [&] { return interrupt && interrupt->load(); };
 
     std::uint64_t made = 0;
     {

@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     std::signal(SIGPIPE, SIG_IGN);
     ParseResult p = parse_options(std::vector<std::string>(argv + 1, argv + argc));
+    if (p.status == ParseResult::Status::version) {
+        std::printf("%s\n", version());
+        return 0;
+    }
     if (p.status == ParseResult::Status::help) {
         std::fputs(usage(), stdout);
         return 0;
@@ -46,8 +50,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (out.no_connection) {
-        std::fprintf(stderr, "aioring-load: cannot connect to %s:%u: %s\n", o.host.c_str(),
-                     static_cast<unsigned>(o.port), out.cause.c_str());
+        std::fprintf(stderr, "aioring-load: cannot connect to %s: %s\n",
+                     host_port(o.host, o.port).c_str(), out.cause.c_str());
         return 1;
     }
     if (o.json) std::printf("%s\n", to_json(out.result).c_str());

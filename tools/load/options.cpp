@@ -35,7 +35,8 @@ const char* usage() {
            "                    [--pipeline 1] [--duration 10] [--warmup 1] [--rate 0]\n"
            "                    [--threads 1] [--timeout 2] [--max-failures 0.5] [--json]\n"
            "                    [--progress] [--no-progress] [--connect-timeout 5]\n"
-           "                    [--requests-per-connection N]\n"
+           "                    [--requests-per-connection N] [--connect-rate N]\n"
+           "                    [--start-at UNIX_SECONDS] [--version]\n"
            "                    [--tls [--cafile FILE] [--server-hostname NAME]]\n"
            "       framed:      (--request TEMPLATE | --request-file FILE)\n"
            "                    (--reply-size N | --reply-delimiter STR |\n"
@@ -60,12 +61,22 @@ const char* usage() {
            "                   request still unanswered T after the end (udp: 1 s unless given)\n"
            "  --max-failures F exit 1 when timeouts + errors exceed F of the requests\n"
            "  --requests-per-connection N  reconnect after N requests on a connection\n"
+           "  --connect-rate N open N connections a second (default: all at once) before the load\n"
+           "  --start-at T     wait until UNIX time T (seconds) before connecting: several copies,\n"
+           "                   on several hosts, start together\n"
            "  --json           print one JSON object instead of the summary\n"
            "  --progress       progress on stderr once a second (default: when it is a terminal)\n"
            "Durations take a unit: 500ms, 10s, 2m, 1h (a plain number is seconds).\n"
            "Mismatches, early closes and connection errors count as errors. Exit 1 if no\n"
            "connection could be made, no request got a reply, or failures passed --max-failures;\n"
            "2 on a usage error; else 0.\n";
+}
+
+const char* version() { return "aioring-load " AIORING_VERSION; }
+
+std::string host_port(const std::string& host, std::uint16_t port) {
+    const bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
 namespace {
@@ -252,6 +263,8 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              return true;
          }},
         {"requests-per-connection", uint_into(o.requests_per_connection, 1, 1ull << 62)},
+        {"connect-rate", double_into(o.connect_rate, 0.001, 1e7, "connections a second > 0")},
+        {"start-at", double_into(o.start_at, 1, 1e11, "a UNIX time in seconds, e.g. $(date +%s) + 10")},
         {"server-hostname",
          [&](const std::string& v, std::string&) { o.server_hostname = v; return true; }},
     };
@@ -264,6 +277,10 @@ ParseResult parse_options(const std::vector<std::string>& args) {
         const std::string& a = args[i];
         if (a == "--help" || a == "-h") {
             r.status = ParseResult::Status::help;
+            return r;
+        }
+        if (a == "--version") {
+            r.status = ParseResult::Status::version;
             return r;
         }
         if (a.size() < 3 || a.compare(0, 2, "--") != 0) return fail("unexpected argument '" + a + "'");

@@ -52,6 +52,8 @@ struct Options {
     bool body_given = false;
     // Reconnect after this many requests on a connection (0: never).
     std::uint64_t requests_per_connection = 0;
+    double connect_rate = 0;  // connections opened a second, in all (0: all at once)
+    double start_at = 0;      // wall-clock UNIX time to wait for before connecting (0: now)
 };
 
 // A duration: a number with an optional unit suffix (ms, s, m, h; none means seconds). False on
@@ -59,12 +61,15 @@ struct Options {
 bool parse_duration(const std::string& v, double lo, double hi, double& out);
 
 struct ParseResult {
-    enum class Status { ok, help, error } status = Status::ok;
+    enum class Status { ok, help, version, error } status = Status::ok;
     Options options;
     std::string error;  // one line, for Status::error
 };
 
 ParseResult parse_options(const std::vector<std::string>& args);
 const char* usage();
+const char* version();  // "aioring-load VERSION"
+// HOST:PORT, or [HOST]:PORT for an IPv6 address.
+std::string host_port(const std::string& host, std::uint16_t port);
 
 }  // namespace aioring::load

@@ -38,6 +38,15 @@ std::string json_string(const std::string& s) {
 
 double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
+// A latency in microseconds for JSON: null when nothing was measured (a zero would be a lie).
+std::string json_us(const Histogram& h, double q) {
+    if (h.count() == 0) return "null";
+    return fmt::format("{:.1f}", us(q >= 1 ? h.max() : h.value_at_quantile(q)));
+}
+
+// Whether --pipeline means anything for this run: closed loop, one request after another.
+bool pipelined(const Options& o) { return o.rate == 0 && o.mode == Mode::echo; }
+
 }  // namespace
 
 std::string to_json(const Result& r) {
@@ -49,16 +58,15 @@ std::string to_json(const Result& r) {
         "{{\"mode\": \"{}\", \"connections\": {}, \"size\": {}, \"pipeline\": {}, \"rate\": {}, "
         "\"threads\": {}, \"duration_s\": {:.3f}, \"messages\": {}, \"bytes\": {}, "
         "\"msgs_per_s\": {:.1f}, \"mb_per_s\": {:.3f}, \"errors\": {}, "
-        "\"latency_us\": {{\"p50\": {:.1f}, \"p90\": {:.1f}, \"p99\": {:.1f}, \"p999\": {:.1f}, "
-        "\"max\": {:.1f}}}",
+        "\"latency_us\": {{\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, "
+        "\"max\": {}}}",
         to_string(r.options.mode), r.options.connections,
         echo ? std::to_string(r.options.size) : std::string("null"), r.options.pipeline,
         r.options.rate, r.threads, r.duration_s, s.messages, s.bytes,
         static_cast<double>(s.messages) / d, static_cast<double>(s.bytes) / d / 1e6,
         // udp's contract counts unanswered datagrams as errors; TCP counts them apart only.
         r.options.mode == Mode::udp ? s.failures() : s.errors(),
-        us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.9)), us(h.value_at_quantile(0.99)),
-        us(h.value_at_quantile(0.999)), us(h.max()));
+        json_us(h, 0.5), json_us(h, 0.9), json_us(h, 0.99), json_us(h, 0.999), json_us(h, 1));
     out += fmt::format(
         ", \"mismatches\": {}, \"early_closes\": {}, \"connect_errors\": {}, \"timeouts\": {}, "
         "\"connections_made\": {}",
@@ -85,18 +93,22 @@ std::string to_summary(const Result& r) {
                            ? fmt::format("{} mode, {} B messages", to_string(o.mode), o.size)
                            : fmt::format("{} protocol", to_string(o.protocol));
     std::string out = fmt::format(
-        "aioring-load: {}, {} connections ({} made), pipeline {}, {}, "
+        "aioring-load: {} to {}, {} connections ({} made), {}{}, "
         "{} thread{}\n",
-        what, r.options.connections, s.connections_made, r.options.pipeline,
+        what, host_port(o.host, o.port), r.options.connections, s.connections_made,
+        pipelined(o) ? fmt::format("pipeline {}, ", o.pipeline) : std::string(),
         r.options.rate > 0 ? fmt::format("open loop at {:g} msg/s", r.options.rate)
                            : std::string("closed loop"),
         r.threads, r.threads == 1 ? "" : "s");
     out += fmt::format("  {:.2f} s measured: {} messages, {:.0f} msg/s, {:.2f} MB/s\n", r.duration_s,
                        s.messages, static_cast<double>(s.messages) / d,
                        static_cast<double>(s.bytes) / d / 1e6);
-    out += fmt::format("  latency (us): p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n",
-                       us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.9)),
-                       us(h.value_at_quantile(0.99)), us(h.value_at_quantile(0.999)), us(h.max()));
+    if (h.count() == 0)
+        out += "  latency (us): no replies measured\n";
+    else
+        out += fmt::format("  latency (us): p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n",
+                           us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.9)),
+                           us(h.value_at_quantile(0.99)), us(h.value_at_quantile(0.999)), us(h.max()));
     if (r.options.rate > 0)
         out += fmt::format("  rate: requested {:g}/s, achieved {:.0f}/s\n", r.options.rate,
                            static_cast<double>(s.messages) / d);
