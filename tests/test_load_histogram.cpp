@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -151,6 +152,44 @@ TEST_CASE("bad input is an error with a one-line message") {
 }
 
 TEST_SUITE("load result") {
+TEST_CASE("the JSON histogram lists every non-empty bucket by its low bound, with min and max") {
+    Histogram h;
+    for (std::uint64_t v : {5ull, 5ull, 300ull, 1'000'000ull}) h.record(v);
+    const std::string j = histogram_json(h);
+    CHECK(j == "{\"schema_version\": 1, \"unit\": \"ns\", \"sub_bucket_bits\": 7, \"count\": 4, "
+               "\"min\": 5, \"max\": 1000000, \"buckets\": [[5, 2], [300, 1], [" +
+               std::to_string(Histogram::bucket_low(Histogram::index_of(1'000'000))) + ", 1]]}");
+    CHECK(histogram_json(Histogram()).find("\"count\": 0, \"min\": null, \"max\": null, \"buckets\": []") !=
+          std::string::npos);
+    // Buckets read back by their low bound make the same histogram.
+    Histogram back;
+    back.add_to_bucket(Histogram::index_of(5), 2);
+    back.add_to_bucket(Histogram::index_of(300), 1);
+    back.add_to_bucket(Histogram::index_of(Histogram::bucket_low(Histogram::index_of(1'000'000))), 1);
+    back.set_min_max(5, 1'000'000);
+    CHECK(histogram_json(back) == j);
+}
+
+TEST_CASE("--latency adds the spectrum to the summary; without samples nothing is made up") {
+    Result r;
+    r.duration_s = 1;
+    r.options.latency = true;
+    for (std::uint64_t v = 1; v <= 100000; ++v) r.stats.latency.record(v * 1000);
+    r.stats.messages = 100000;
+    const std::string s = to_summary(r);
+    for (const char* line : {"p50", "p75", "p90", "p99 ", "p99.9 ", "p99.99 ", "p99.999", "max"})
+        CHECK_MESSAGE(s.find(std::string("    ") + line) != std::string::npos, line);
+    // p99.999 of 1..100000 us is 99999 us, within the histogram's 1%.
+    const auto at = s.find("p99.999");
+    REQUIRE(at != std::string::npos);
+    CHECK(std::strtod(s.c_str() + at + 7, nullptr) == doctest::Approx(99999).epsilon(0.01));
+    Result empty;
+    empty.options.latency = true;
+    const std::string e = to_summary(empty);
+    CHECK(e.find("no replies measured") != std::string::npos);
+    CHECK(e.find("p99.999") == std::string::npos);
+}
+
 TEST_CASE("judge: nothing answered, or failures over --max-failures, is exit 1 with a reason") {
     Result r;
     r.duration_s = 1;

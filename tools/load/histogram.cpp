@@ -26,6 +26,14 @@ void Histogram::merge(const Histogram& o) {
     min_ = std::min(min_, o.min_);
 }
 
+void Histogram::add_to_bucket(std::size_t i, std::uint64_t n) {
+    if (n == 0) return;
+    counts_[i] += n;
+    total_ += n;
+    min_ = std::min(min_, bucket_low(i));
+    max_ = std::max(max_, bucket_low(i) + bucket_width(i) - 1);
+}
+
 void Histogram::reset() {
     std::fill(counts_.begin(), counts_.end(), 0);
     total_ = 0;

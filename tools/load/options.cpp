@@ -34,6 +34,7 @@ const char* usage() {
            "                    [--mode echo|stream|udp] [--connections 50] [--size 64]\n"
            "                    [--pipeline 1] [--duration 10] [--warmup 1] [--rate 0]\n"
            "                    [--threads 1] [--timeout 2] [--max-failures 0.5] [--json]\n"
+           "                    [--latency]\n"
            "                    [--progress] [--no-progress] [--connect-timeout 5]\n"
            "                    [--requests-per-connection N] [--connect-rate N]\n"
            "                    [--start-at UNIX_SECONDS] [--version]\n"
@@ -64,7 +65,9 @@ const char* usage() {
            "  --connect-rate N open N connections a second (default: all at once) before the load\n"
            "  --start-at T     wait until UNIX time T (seconds) before connecting: several copies,\n"
            "                   on several hosts, start together\n"
-           "  --json           print one JSON object instead of the summary\n"
+           "  --json           print one JSON object instead of the summary, the full latency\n"
+           "                   histogram in it (\"histogram\", lossless, with a schema_version)\n"
+           "  --latency        the percentile spectrum, p50 to p99.999 and max, in the summary\n"
            "  --progress       progress on stderr once a second (default: when it is a terminal)\n"
            "Durations take a unit: 500ms, 10s, 2m, 1h (a plain number is seconds).\n"
            "Mismatches, early closes and connection errors count as errors. Exit 1 if no\n"
@@ -269,6 +272,7 @@ ParseResult parse_options(const std::vector<std::string>& args) {
          [&](const std::string& v, std::string&) { o.server_hostname = v; return true; }},
     };
     std::map<std::string, bool*> switches{{"json", &o.json},
+                                          {"latency", &o.latency},
                                           {"progress", &o.progress},
                                           {"no-progress", &o.no_progress},
                                           {"tls", &o.tls}};

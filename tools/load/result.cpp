@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
+#include <utility>
 
 namespace aioring::load {
 
@@ -80,8 +82,25 @@ std::string to_json(const Result& r) {
         out += fmt::format(", \"requested_rate\": {:.1f}, \"achieved_rate\": {:.1f}", r.options.rate,
                            static_cast<double>(s.messages) / d);
     if (!r.first_error.empty()) out += ", \"first_error\": " + json_string(r.first_error);
+    out += ", \"histogram\": " + histogram_json(h);
     out += "}";
     return out;
+}
+
+std::string histogram_json(const Histogram& h) {
+    std::string out = fmt::format(
+        "{{\"schema_version\": {}, \"unit\": \"ns\", \"sub_bucket_bits\": {}, \"count\": {}, "
+        "\"min\": {}, \"max\": {}, \"buckets\": [",
+        histogram_schema_version, Histogram::sub_bits, h.count(),
+        h.count() ? std::to_string(h.min()) : "null", h.count() ? std::to_string(h.max()) : "null");
+    bool first = true;
+    for (std::size_t i = 0; i < Histogram::bucket_count; ++i) {
+        const std::uint64_t n = h.count_at(i);
+        if (n == 0) continue;
+        fmt::format_to(std::back_inserter(out), "{}[{}, {}]", first ? "" : ", ", Histogram::bucket_low(i), n);
+        first = false;
+    }
+    return out + "]}";
 }
 
 std::string to_summary(const Result& r) {
@@ -109,6 +128,15 @@ std::string to_summary(const Result& r) {
         out += fmt::format("  latency (us): p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n",
                            us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.9)),
                            us(h.value_at_quantile(0.99)), us(h.value_at_quantile(0.999)), us(h.max()));
+    if (r.options.latency && h.count() > 0) {
+        out += "  latency spectrum (us):\n";
+        for (auto [name, q] : {std::pair{"p50", 0.5}, {"p75", 0.75}, {"p90", 0.9}, {"p99", 0.99},
+                               {"p99.9", 0.999}, {"p99.99", 0.9999}, {"p99.999", 0.99999}})
+            out += fmt::format("    {:<8} {:>12.1f}\n", name, us(h.value_at_quantile(q)));
+        out += fmt::format("    {:<8} {:>12.1f}\n", "max", us(h.max()));
+        out += fmt::format("    {:<8} {:>12.1f}  ({} samples, each within 1% of its bucket)\n", "mean",
+                           h.mean() / 1000.0, h.count());
+    }
     if (r.options.rate > 0)
         out += fmt::format("  rate: requested {:g}/s, achieved {:.0f}/s\n", r.options.rate,
                            static_cast<double>(s.messages) / d);

@@ -49,8 +49,12 @@ struct Verdict {
 };
 Verdict judge(const Result& r);
 
-// Exactly one JSON object, one line, with the contract's keys first.
+// Exactly one JSON object, one line, with the contract's keys first, the histogram last.
 std::string to_json(const Result& r);
+// The "histogram" value: {"schema_version": 1, "unit": "ns", "count", "min", "max",
+// "buckets": [[LOW_NS, COUNT], ...]} (non-empty buckets, ascending; docs/aioring-load.md).
+std::string histogram_json(const Histogram& h);
+constexpr int histogram_schema_version = 1;
 // A few lines for people.
 std::string to_summary(const Result& r);
 
