@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine.hpp"
+#include "merge.hpp"
 #include "options.hpp"
 #include "result.hpp"
 
@@ -21,6 +22,8 @@ std::atomic<bool> interrupted{false};
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     std::signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && std::string(argv[1]) == "merge")
+        return merge_main(std::vector<std::string>(argv + 2, argv + argc));
     ParseResult p = parse_options(std::vector<std::string>(argv + 1, argv + argc));
     if (p.status == ParseResult::Status::version) {
         std::printf("%s\n", version());

@@ -43,6 +43,7 @@ const char* usage() {
            "                    (--reply-size N | --reply-delimiter STR |\n"
            "                     --reply-length-prefix 1|2|4[le|be][+OFFSET]) [--expect-prefix STR]\n"
            "       http:        [--url-path /] [--method GET] [--header 'K: V']... [--body STR]\n"
+           "       aioring-load merge FILE...   (--json results of several runs as one)\n"
            "\n"
            "  --protocol echo  (default) the server echoes; every byte is checked\n"
            "  --protocol framed  requests from a template ({seq}, {conn}, {rand:N}; C escapes\n"

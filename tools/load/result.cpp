@@ -56,6 +56,9 @@ std::string to_json(const Result& r) {
     const Histogram& h = s.latency;
     const double d = r.duration_s > 0 ? r.duration_s : 1;
     const bool echo = r.options.protocol == Proto::echo;
+    const double msgs_per_s = r.rates_given ? r.msgs_per_s : static_cast<double>(s.messages) / d;
+    const double mb_per_s = r.rates_given ? r.mb_per_s : static_cast<double>(s.bytes) / d / 1e6;
+    const double achieved = r.rates_given ? r.achieved_rate : static_cast<double>(s.messages) / d;
     std::string out = fmt::format(
         "{{\"mode\": \"{}\", \"connections\": {}, \"size\": {}, \"pipeline\": {}, \"rate\": {}, "
         "\"threads\": {}, \"duration_s\": {:.3f}, \"messages\": {}, \"bytes\": {}, "
@@ -65,7 +68,7 @@ std::string to_json(const Result& r) {
         to_string(r.options.mode), r.options.connections,
         echo ? std::to_string(r.options.size) : std::string("null"), r.options.pipeline,
         r.options.rate, r.threads, r.duration_s, s.messages, s.bytes,
-        static_cast<double>(s.messages) / d, static_cast<double>(s.bytes) / d / 1e6,
+        msgs_per_s, mb_per_s,
         // udp's contract counts unanswered datagrams as errors; TCP counts them apart only.
         r.options.mode == Mode::udp ? s.failures() : s.errors(),
         json_us(h, 0.5), json_us(h, 0.9), json_us(h, 0.99), json_us(h, 0.999), json_us(h, 1));
@@ -80,7 +83,10 @@ std::string to_json(const Result& r) {
                            s.status[1], s.status[2], s.status[3], s.status[4], s.status[5]);
     if (r.options.rate > 0)
         out += fmt::format(", \"requested_rate\": {:.1f}, \"achieved_rate\": {:.1f}", r.options.rate,
-                           static_cast<double>(s.messages) / d);
+                           achieved);
+    out += fmt::format(", \"timeout_s\": {:g}, \"max_failures\": {:g}", r.options.timeout,
+                       r.options.max_failures);
+    if (r.merged_from) out += fmt::format(", \"merged_from\": {}", r.merged_from);
     if (!r.first_error.empty()) out += ", \"first_error\": " + json_string(r.first_error);
     out += ", \"histogram\": " + histogram_json(h);
     out += "}";
@@ -171,7 +177,7 @@ Verdict judge(const Result& r) {
             s.failures(), s.timeouts, s.errors(), s.requests(), r.options.max_failures);
     }
     if (r.options.rate > 0) {
-        const double achieved = static_cast<double>(s.messages) / d;
+        const double achieved = r.rates_given ? r.achieved_rate : static_cast<double>(s.messages) / d;
         if (achieved < 0.95 * r.options.rate) {
             std::string w = fmt::format("warning: achieved {:.0f} requests/s, {:.0f}% of the requested {:g}",
                                         achieved, 100 * achieved / r.options.rate, r.options.rate);

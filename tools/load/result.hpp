@@ -38,6 +38,10 @@ struct Result {
     Stats stats;
     std::string first_error;  // words for the first connection error, if any
     double cpu_s = 0;         // the tool's own CPU time (user + system) over the window
+    // A merged result's rates are the sums of its parts' (each over its own window).
+    bool rates_given = false;
+    double msgs_per_s = 0, mb_per_s = 0, achieved_rate = 0;
+    std::size_t merged_from = 0;  // how many results were merged into this one (0: a run)
 };
 
 // What the run's numbers mean for its exit status: exit 1 with a one-line reason when nothing
