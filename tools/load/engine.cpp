@@ -221,7 +221,6 @@ public:
     std::uint64_t inflight_cap = 0;
     std::uint64_t live_msgs = 0, live_bytes = 0;
 
-    bool in_window(std::uint64_t now) const { return now >= warm_ns && now < end_ns; }
     void error(std::uint64_t Stats::*counter, const std::string& why) {
         ++(stats.*counter);
         if (first_error.empty() && !why.empty()) first_error = why;
@@ -353,7 +352,7 @@ void Conn::send(std::uint64_t count, std::uint64_t stamp) {
 void Conn::fill_stream(std::uint64_t now) {
     const std::size_t size = w_.o_.size;
     const std::uint64_t batch = std::max<std::uint64_t>(1, (64 * 1024) / size);
-    while (!paused_ && !lost_ && w_.phase == Phase::running) {
+    while (!paused_ && !lost_ && w_.phase == Phase::running && now < w_.end_ns) {
         const std::uint64_t inflight = sent_msgs_ - recv_msgs_;
         if (inflight >= w_.inflight_cap) break;
         send(std::min(batch, w_.inflight_cap - inflight), now);
@@ -362,7 +361,11 @@ void Conn::fill_stream(std::uint64_t now) {
 
 void Conn::send_due(std::uint64_t now) {
     if (lost_ || retired_ || w_.phase != Phase::running || now < t0_) return;
-    const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(now - t0_) / w_.interval_ns) + 1;
+    // Nothing due at or after the end is sent, even if the end's timer is a little late: a
+    // request sent belongs to the window.
+    const std::uint64_t until = std::min(now, w_.end_ns - 1);
+    if (until < t0_) return;
+    const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(until - t0_) / w_.interval_ns) + 1;
     if (due <= sent_msgs_) return;
     const std::uint64_t room = w_.inflight_cap - std::min(w_.inflight_cap, sent_msgs_ - recv_msgs_);
     const std::uint64_t n = std::min({due - sent_msgs_, room, allowance()});
@@ -407,13 +410,15 @@ ConnStart Conn::retire() {
 }
 
 void Conn::complete(std::uint64_t now, std::uint64_t bytes) {
+    // A request belongs to the window it was sent (or, open loop, due) in, wherever its reply
+    // falls: then every request of the window is answered, wrong or timed out, exactly once.
+    const std::uint64_t sent_at = this->sent_at(recv_msgs_);
     if (recv_msgs_ < timed_out_upto_) [[unlikely]] {
         // Counted as timed out already: a late reply is consumed, not counted again.
-    } else if (w_.in_window(now)) {
+    } else if (sent_at >= w_.warm_ns && sent_at < w_.end_ns) {
         if (bad_) {
             w_.error(&Stats::mismatches, "");
         } else {
-            const std::uint64_t sent_at = this->sent_at(recv_msgs_);
             ++w_.stats.messages;
             w_.stats.bytes += bytes;
             w_.stats.latency.record(now > sent_at ? now - sent_at : 0);
@@ -486,7 +491,7 @@ void Conn::data_received(std::string_view data) {
     if (w_.o_.protocol == Proto::echo) receive_echo(data, now);
     else if (!receive_replies(data, now)) return;
     w_.publish();
-    if (w_.phase != Phase::running || lost_) return;
+    if (w_.phase != Phase::running || lost_ || now >= w_.end_ns) return;
     if (used_up()) {
         w_.replace(*this);
         return;
@@ -843,7 +848,7 @@ void UdpConn::datagram_received(std::string_view data, const SocketAddress&) {
         w_.error(&Stats::mismatches, "");
         if (!outstanding_) return;
     } else {
-        if (w_.in_window(now)) {
+        if (sent_at_ >= w_.warm_ns && sent_at_ < w_.end_ns) {
             ++w_.stats.messages;
             w_.stats.bytes += data.size();
             w_.stats.latency.record(now > sent_at_ ? now - sent_at_ : 0);
