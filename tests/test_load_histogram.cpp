@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -111,6 +113,28 @@ TEST_CASE("values are taken as --flag value and --flag=value") {
     CHECK(r.options.rate == 2500.5);
     CHECK(r.options.json);
     CHECK(r.options.threads == 2);
+}
+
+TEST_CASE("docs/aioring-load.md shows exactly what --help prints, and documents every flag") {
+    std::ifstream f(AIORING_LOAD_DOC);
+    REQUIRE(f.good());
+    const std::string doc((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    CHECK(doc.find(std::string("```text\n") + usage() + "```") != std::string::npos);
+    // Every flag the parser knows is in the usage (and so in the reference).
+    for (const char* flag : {"--port", "--host", "--protocol", "--mode", "--connections", "--size",
+                             "--pipeline", "--duration", "--warmup", "--rate", "--threads", "--timeout",
+                             "--max-failures", "--json", "--latency", "--progress", "--no-progress",
+                             "--connect-timeout", "--connect-rate", "--requests-per-connection",
+                             "--start-at", "--version", "--tls", "--cafile", "--server-hostname",
+                             "--request", "--request-file", "--reply-size", "--reply-delimiter",
+                             "--reply-length-prefix", "--expect-prefix", "--url-path", "--method",
+                             "--header", "--body"}) {
+        CHECK_MESSAGE(std::string(usage()).find(flag) != std::string::npos, flag);
+        if (std::string(flag) != "--help" && std::string(flag) != "--version") {
+            auto r = parse({"--port", "9", flag});  // known: at worst "needs a value"
+            CHECK_MESSAGE(r.error.find("unknown option") == std::string::npos, flag);
+        }
+    }
 }
 
 TEST_CASE("durations take a unit suffix; a plain number is seconds") {
