@@ -120,6 +120,8 @@ TEST_CASE("docs/aioring-load.md shows exactly what --help prints, and documents 
     REQUIRE(f.good());
     const std::string doc((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     CHECK(doc.find(std::string("```text\n") + usage() + "```") != std::string::npos);
+    for (const char* proto : {"echo|framed|http|marker", "### echo", "### framed", "### http", "### marker"})
+        CHECK_MESSAGE((std::string(usage()) + doc).find(proto) != std::string::npos, proto);
     // Every flag the parser knows is in the usage (and so in the reference).
     for (const char* flag : {"--port", "--host", "--protocol", "--mode", "--connections", "--size",
                              "--pipeline", "--duration", "--warmup", "--rate", "--threads", "--timeout",

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "marker.hpp"
 #include "parsers.hpp"
 
 using namespace aioring::load;
@@ -281,5 +282,50 @@ TEST_CASE("HTTP: malformed replies are framing errors, not crashes") {
     HttpParser p;
     Framed f = frame(p, "HTTP/1.1 200 OK\r\nX: " + std::string(10000, 'a') + "\r\n\r\n", [] { return std::size_t{512}; });
     CHECK(f.bad);
+}
+}
+
+TEST_SUITE("load marker") {
+TEST_CASE("markers are found in a free-form stream cut anywhere, noise and false starts skipped") {
+    std::string stream = "noise [ [[ [[a [[al:12 [[[";
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> want;
+    for (std::uint64_t k = 0; k < 5; ++k) {
+        const std::uint64_t seq = k * 0x123456789ull, conn = 7 + k;
+        append_marker(seq, conn, stream);
+        want.emplace_back(seq, conn);
+        stream += k % 2 ? "payload[[al:zz]]" : "[";
+    }
+    std::string broken;
+    append_marker(1, 2, broken);
+    broken[10] = 'g';  // not hex: not a marker
+    stream += broken + "tail";
+    auto scan = [&](auto cut) {
+        MarkerScanner m;
+        std::vector<std::pair<std::uint64_t, std::uint64_t>> got;
+        std::size_t off = 0;
+        while (off < stream.size()) {
+            std::string_view piece(stream.data() + off, std::min(cut(), stream.size() - off));
+            while (!piece.empty()) {
+                Feed f = m.feed(piece);
+                REQUIRE(f.status != Feed::Status::bad);
+                piece.remove_prefix(f.used);
+                off += f.used;
+                if (f.status == Feed::Status::reply) got.emplace_back(m.seq(), m.conn());
+            }
+        }
+        return got;
+    };
+    CHECK(scan([&] { return stream.size(); }) == want);
+    for (std::size_t n = 1; n < 40; ++n) CHECK(scan([n] { return n; }) == want);
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<std::size_t> size(1, 50);
+    for (int round = 0; round < 50; ++round) CHECK(scan([&] { return size(rng); }) == want);
+}
+
+TEST_CASE("a marker is 32 bytes of text naming the request and the connection") {
+    std::string m;
+    append_marker(0xabcdef, 42, m);
+    CHECK(m == "[[al:0000000000abcdef:0000002a]]");
+    CHECK(m.size() == marker_size);
 }
 }

@@ -367,6 +367,42 @@ TEST_CASE("--requests-per-connection reconnects after N requests, nothing lost")
     CHECK(json_number(r.out, "connections_made") >= messages / 5);
 }
 
+TEST_CASE("marker: latency markers found in whatever comes back, lost ones timed out") {
+    std::atomic<std::uint64_t> served{0};
+    // An echo that wraps what it echoes in noise and false starts of markers.
+    TestServer noisy([&](std::string_view in, std::string& out) {
+        out += "[[al:noise[";
+        out.append(in);
+        out += "[[a";
+        ++served;
+        return in.size();
+    });
+    for (const char* how : {" --pipeline 4", " --rate 500"}) {
+        Run r = load("--port " + noisy.port() + " --protocol marker --size 100" + std::string(how) + short_run);
+        INFO(how << ": " << r.out << r.err);
+        CHECK(r.status == 0);
+        CHECK(json_number(r.out, "messages") > 100);
+        CHECK(json_number(r.out, "errors") == 0);
+        CHECK(json_number(r.out, "timeouts") == 0);
+        CHECK(json_number(r.out, "bytes") == 100 * json_number(r.out, "messages"));
+    }
+    // A relay that drops every other 64-byte message: each of those is lost, and counted.
+    TestServer lossy([&](std::string_view in, std::string& out) {
+        std::size_t used = 0;
+        for (; in.size() - used >= 64; used += 64)
+            if (served++ % 2 == 0) out.append(in.substr(used, 64));
+        return used;
+    });
+    Run r = load("--port " + lossy.port() + " --protocol marker --size 64 --rate 400 --timeout 0.3" + short_run);
+    INFO(r.out << r.err);
+    const double messages = json_number(r.out, "messages"), timeouts = json_number(r.out, "timeouts");
+    CHECK(messages > 50);
+    CHECK(timeouts == doctest::Approx(messages).epsilon(0.15));
+    CHECK(json_number(r.out, "mismatches") == 0);
+    Run small = load("--port 9 --protocol marker --size 16");
+    CHECK(small.status == 2);
+}
+
 TEST_CASE("the new flags' bad input: exit 2 with one line and the usage") {
     for (const char* args : {"--port 9 --protocol gopher", "--port 9 --protocol framed --reply-size 4",
                              "--port 9 --protocol framed --request x",

@@ -4,6 +4,8 @@
 // at start, and each batch of messages is one write() into the transport's coalescing buffer.
 #include "engine.hpp"
 
+#include "marker.hpp"
+
 #include <aioring/aioring.hpp>
 
 #include <fmt/format.h>
@@ -172,6 +174,7 @@ private:
     void receive_echo(std::string_view data, std::uint64_t now);
     // framed and http: false once the connection was given up (framing lost, server closing).
     bool receive_replies(std::string_view data, std::uint64_t now);
+    void receive_markers(std::string_view data, std::uint64_t now);
     // How many more requests this connection may send (--requests-per-connection).
     std::uint64_t allowance() const;
     bool used_up() const;
@@ -195,6 +198,7 @@ private:
     std::uint64_t rng_ = 0;             // {rand:N}
     FramedParser framed_;
     HttpParser http_;
+    MarkerScanner marker_;
 };
 
 class Worker {
@@ -325,6 +329,21 @@ void Conn::send(std::uint64_t count, std::uint64_t stamp) {
     if (count == 0) return;
     if (!stamps_.empty())
         for (std::uint64_t i = 0; i < count; ++i) stamps_[(sent_msgs_ + i) & mask_] = stamp;
+    if (w_.o_.protocol == Proto::marker) {
+        const std::size_t filler = w_.o_.size - marker_size;
+        for (std::uint64_t i = 0; i < count; ++i) {
+            w_.scratch.clear();
+            append_marker(sent_msgs_ + i, index_, w_.scratch);
+            t_->write(std::string_view(w_.scratch));
+            for (std::size_t left = filler; left;) {
+                const std::size_t n = std::min(left, Pattern::period);
+                t_->write(std::string_view(Pattern::at(seed_ + left), n));
+                left -= n;
+            }
+        }
+        sent_msgs_ += count;
+        return;
+    }
     if (w_.o_.protocol != Proto::echo) {
         for (std::uint64_t i = 0; i < count; ++i) {
             if (w_.constant_request) {
@@ -484,11 +503,34 @@ bool Conn::receive_replies(std::string_view data, std::uint64_t now) {
     return true;
 }
 
+void Conn::receive_markers(std::string_view data, std::uint64_t now) {
+    while (!data.empty()) {
+        const Feed f = marker_.feed(data);
+        data.remove_prefix(f.used);
+        if (f.status != Feed::Status::reply) continue;
+        if (marker_.conn() != index_) continue;  // another connection's (a relay's broadcast)
+        const std::uint64_t seq = marker_.seq();
+        if (seq < recv_msgs_) continue;          // again, or after a later one: counted already
+        if (seq >= sent_msgs_) {
+            if (w_.phase != Phase::stopping) w_.error(&Stats::mismatches, "a marker of a request not sent");
+            continue;
+        }
+        // The markers skipped over will not come: those requests are lost.
+        for (; recv_msgs_ < seq; ++recv_msgs_) {
+            if (recv_msgs_ < timed_out_upto_) continue;
+            const std::uint64_t at = sent_at(recv_msgs_);
+            if (at >= w_.warm_ns && at < w_.end_ns) w_.error(&Stats::timeouts, "");
+        }
+        complete(now, w_.o_.size);
+    }
+}
+
 void Conn::data_received(std::string_view data) {
     if (retired_) return;
     const std::uint64_t now = now_ns();
     const std::uint64_t before = recv_msgs_;
     if (w_.o_.protocol == Proto::echo) receive_echo(data, now);
+    else if (w_.o_.protocol == Proto::marker) receive_markers(data, now);
     else if (!receive_replies(data, now)) return;
     w_.publish();
     if (w_.phase != Phase::running || lost_ || now >= w_.end_ns) return;

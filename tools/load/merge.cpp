@@ -65,7 +65,10 @@ bool read_result(const std::string& text, Result& r, std::string& error) {
         const std::string mode = j.value("mode", "echo");
         o.mode = mode == "stream" ? Mode::stream : mode == "udp" ? Mode::udp : Mode::echo;
         const std::string proto = j.value("protocol", "echo");
-        o.protocol = proto == "framed" ? Proto::framed : proto == "http" ? Proto::http : Proto::echo;
+        o.protocol = proto == "framed"   ? Proto::framed
+                     : proto == "http"   ? Proto::http
+                     : proto == "marker" ? Proto::marker
+                                         : Proto::echo;
         o.connections = static_cast<unsigned>(count_of(j, "connections"));
         o.size = count_of(j, "size");
         o.pipeline = static_cast<unsigned>(count_of(j, "pipeline"));

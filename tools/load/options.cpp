@@ -1,6 +1,8 @@
 // Parses aioring-load's flags: every value checked, every mistake a one-line message.
 #include "options.hpp"
 
+#include "marker.hpp"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,12 +27,13 @@ const char* to_string(Proto p) {
         case Proto::echo: return "echo";
         case Proto::framed: return "framed";
         case Proto::http: return "http";
+        case Proto::marker: return "marker";
     }
     return "?";
 }
 
 const char* usage() {
-    return "usage: aioring-load --port P [--host 127.0.0.1] [--protocol echo|framed|http]\n"
+    return "usage: aioring-load --port P [--host 127.0.0.1] [--protocol echo|framed|http|marker]\n"
            "                    [--mode echo|stream|udp] [--connections 50] [--size 64]\n"
            "                    [--pipeline 1] [--duration 10] [--warmup 1] [--rate 0]\n"
            "                    [--threads 1] [--timeout 2] [--max-failures 0.5]\n"
@@ -51,6 +54,8 @@ const char* usage() {
            "                   length prefix; a reply without --expect-prefix is a mismatch\n"
            "  --protocol http  HTTP/1.1 keep-alive; replies by Content-Length or chunked; status\n"
            "                   classes counted (non-2xx reported, not errors)\n"
+           "  --protocol marker  messages of --size bytes, each with a latency marker; the\n"
+           "                   markers are looked for in whatever comes back (tcpkali-style)\n"
            "  --mode echo      (echo protocol) each connection sends --size bytes and waits for\n"
            "                   them, up to --pipeline messages in flight\n"
            "  --mode stream    each connection sends as fast as flow control allows\n"
@@ -221,8 +226,9 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              if (v == "echo") o.protocol = Proto::echo;
              else if (v == "framed") o.protocol = Proto::framed;
              else if (v == "http") o.protocol = Proto::http;
+             else if (v == "marker") o.protocol = Proto::marker;
              else {
-                 err = "unknown protocol '" + v + "' (expected echo, framed or http)";
+                 err = "unknown protocol '" + v + "' (expected echo, framed, http or marker)";
                  return false;
              }
              return true;
@@ -326,8 +332,12 @@ ParseResult parse_options(const std::vector<std::string>& args) {
         return fail("--" + http_only + " needs --protocol http");
     if (o.protocol != Proto::echo) {
         if (given.count("mode")) return fail("--mode is for --protocol echo");
-        if (given.count("size")) return fail("--size is for --protocol echo (the request says its size)");
+        if (given.count("size") && o.protocol != Proto::marker)
+            return fail("--size is for --protocol echo or marker (the request says its size)");
     }
+    if (o.protocol == Proto::marker && o.size < marker_size)
+        return fail("--size " + std::to_string(o.size) + " is too small for --protocol marker (at least " +
+                    std::to_string(marker_size) + ", the marker's size)");
     if (o.protocol == Proto::framed) {
         std::string err;
         if (request_text.empty() == request_file.empty())

@@ -14,8 +14,9 @@ enum class Mode { echo, stream, udp };
 const char* to_string(Mode m);
 
 // What the requests and replies are: echo (every byte back, checked), framed (a request
-// template and a reply framing), http (HTTP/1.1 keep-alive).
-enum class Proto { echo, framed, http };
+// template and a reply framing), http (HTTP/1.1 keep-alive), marker (latency markers found in
+// whatever stream comes back).
+enum class Proto { echo, framed, http, marker };
 const char* to_string(Proto p);
 
 struct Options {

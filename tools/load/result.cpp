@@ -55,7 +55,7 @@ std::string to_json(const Result& r) {
     const Stats& s = r.stats;
     const Histogram& h = s.latency;
     const double d = r.duration_s > 0 ? r.duration_s : 1;
-    const bool echo = r.options.protocol == Proto::echo;
+    const bool echo = r.options.protocol == Proto::echo || r.options.protocol == Proto::marker;
     const double msgs_per_s = r.rates_given ? r.msgs_per_s : static_cast<double>(s.messages) / d;
     const double mb_per_s = r.rates_given ? r.mb_per_s : static_cast<double>(s.bytes) / d / 1e6;
     const double achieved = r.rates_given ? r.achieved_rate : static_cast<double>(s.messages) / d;
@@ -116,6 +116,8 @@ std::string to_summary(const Result& r) {
     const Options& o = r.options;
     std::string what = o.protocol == Proto::echo
                            ? fmt::format("{} mode, {} B messages", to_string(o.mode), o.size)
+                       : o.protocol == Proto::marker
+                           ? fmt::format("marker protocol, {} B messages", o.size)
                            : fmt::format("{} protocol", to_string(o.protocol));
     std::string out = fmt::format(
         "aioring-load: {} to {}, {} connections ({} made), {}{}, "
