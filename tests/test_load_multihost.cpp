@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -159,5 +160,32 @@ TEST_CASE("three client namespaces, started together, merged: totals equal the s
     CHECK(json_number(merge.out, "messages") + json_number(merge.out, "timeouts") == served);
     CHECK(json_number(merge.out, "errors") == 0);
     sh("rm -rf " + dir);
+}
+}
+
+TEST_SUITE("load multihost") {
+TEST_CASE("an unreachable network and a host that never answers the handshake: one line, exit 1") {
+    Topology net(1);
+    if (!net.ok) {
+        MESSAGE("skipped: " << net.why);
+        return;
+    }
+    // No route to 10.213.200.0/24 in the client namespace: the kernel says so at once.
+
+    const std::string client = "ip netns exec " + net.clients[0] + " " + AIORING_LOAD_BIN;
+    const std::string err = "/tmp/aioring-load-unreach-" + net.tag;
+    CHECK(sh(client + " --host 10.213.200.1 --port 80 --duration 1 2>" + err) == 1);
+    const std::string unreachable = slurp(err);
+    CHECK(unreachable.find("Network is unreachable") != std::string::npos);
+    CHECK(std::count(unreachable.begin(), unreachable.end(), '\n') == 1);
+    // A peer that drops every packet (the server namespace's address on a link kept down):
+    // the connects time out after --connect-timeout.
+    REQUIRE(sh("ip -n " + net.server + " link set als0" + net.tag + " down") == 0);
+    CHECK(sh(client + " --host 10.213.0.1 --port 80 --connections 2 --connect-timeout 300ms --duration 1 2>" + err) == 1);
+    const std::string timed_out = slurp(err);
+    INFO(timed_out);
+    CHECK(timed_out.find("timed out") != std::string::npos);
+    CHECK(std::count(timed_out.begin(), timed_out.end(), '\n') == 1);
+    std::remove(err.c_str());
 }
 }
