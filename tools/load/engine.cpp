@@ -1,7 +1,9 @@
-// aioring-load's engine. Each thread owns an EventLoop and its share of the connections; a
-// connection is a Protocol that writes slices of a fixed pattern and memcmps the echo against
-// it. Nothing on the per-message path allocates: timestamps live in a per-connection ring made
-// at start, and each batch of messages is one write() into the transport's coalescing buffer.
+// aioring-load's engine. Each thread owns an EventLoop and its share of the connections, one
+// slot each; a connection is a Protocol that writes requests (slices of a fixed pattern for
+// echo, rendered templates for framed and http, marked messages for marker) and frames what
+// comes back. Every request of the window ends as a reply, a mismatch or a timeout. Nothing on
+// the per-message path allocates: timestamps live in a per-connection ring made at start, a
+// rendered request in a reused buffer, and writes coalesce in the transport's buffer.
 #include "engine.hpp"
 
 #include "marker.hpp"

@@ -1,5 +1,5 @@
 // The load generator itself: N threads, one aioring EventLoop each, the connections spread
-// across them; closed loop (pipeline) or open loop (rate); every echoed byte checked.
+// across them; closed loop (pipeline) or open loop (rate); every request accounted for.
 #pragma once
 
 #include <atomic>

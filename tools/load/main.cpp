@@ -1,5 +1,5 @@
-// aioring-load: a load generator for echo-style TCP and UDP servers, built on aioring.
-// shared/CONTRACT.md "The load tool" is its interface: flags, JSON keys, exit codes.
+// aioring-load: a load generator for TCP and UDP servers (echo, framed, HTTP, marker), on aioring.
+// docs/aioring-load.md is its interface: flags, JSON keys, exit codes; `merge` is a subcommand.
 #include <unistd.h>
 
 #include <atomic>

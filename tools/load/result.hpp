@@ -1,5 +1,5 @@
 // What a load run measured, merged across threads, and the two ways of printing it: the human
-// summary and the contract's single JSON object.
+// summary and the single JSON object of docs/aioring-load.md.
 #pragma once
 
 #include <array>
