@@ -2,6 +2,7 @@
 // replies is cut at every place and in random pieces, and must frame the same each time.
 #include <doctest/doctest.h>
 
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -327,5 +328,57 @@ TEST_CASE("a marker is 32 bytes of text naming the request and the connection") 
     append_marker(0xabcdef, 42, m);
     CHECK(m == "[[al:0000000000abcdef:0000002a]]");
     CHECK(m.size() == marker_size);
+}
+}
+
+TEST_SUITE("load parsers") {
+TEST_CASE("random bytes in random pieces: every parser makes progress and never reads past") {
+    // An alphabet that reaches deep into each parser's states.
+    const std::string words[] = {"HTTP/1.1 ", "HTTP/1.0 ", "200 OK", "204", "100", "\r\n", "\n", ":",
+                                 "Content-Length: ", "Transfer-Encoding: chunked", "Connection: close",
+                                 "0", "5", "ff", ";x", "abc", "[[al:", "0123456789abcdef", "]]", "\x00\x01",
+                                 "\xff", " ", "\r\n\r\n"};
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<std::size_t> pick(0, std::size(words) - 1), cut(1, 30), len(1, 60);
+    FrameSpec size, delim, prefix;
+    size.kind = FrameSpec::Kind::size;
+    size.size = 7;
+    size.expect_prefix = "HT";
+    delim.kind = FrameSpec::Kind::delimiter;
+    delim.delimiter = "\r\n\r\n";
+    prefix.kind = FrameSpec::Kind::length_prefix;
+    prefix.prefix = LengthPrefix{2, true, 1};
+    prefix.max_reply = 4096;
+    for (FrameSpec* s : {&size, &delim, &prefix}) s->prepare();
+    for (int round = 0; round < 3000; ++round) {
+        std::string stream;
+        for (std::size_t n = len(rng); n; --n) stream += words[pick(rng)];
+        HttpParser http(round % 7 == 0);
+        FramedParser a(size), b(delim), c(prefix);
+        MarkerScanner m;
+        bool http_bad = false, c_bad = false, b_bad = false;
+        for (std::size_t off = 0; off < stream.size();) {
+            const std::string_view piece(stream.data() + off, std::min(cut(rng), stream.size() - off));
+            auto drive = [&](auto& p, bool& bad) {
+                std::string_view rest = piece;
+                while (!rest.empty() && !bad) {
+                    const Feed f = p.feed(rest);
+                    REQUIRE(f.used <= rest.size());
+                    if (f.status == Feed::Status::bad) bad = true;
+                    else REQUIRE((f.used > 0 || rest.empty()));
+                    rest.remove_prefix(f.used);
+                }
+            };
+            bool never = false;
+            drive(http, http_bad);
+            drive(a, never);
+            drive(b, b_bad);
+            drive(c, c_bad);
+            drive(m, never);
+            CHECK_FALSE(never);
+            off += piece.size();
+        }
+        http.eof();
+    }
 }
 }
