@@ -209,6 +209,15 @@ TEST_CASE("--latency adds the spectrum to the summary; without samples nothing i
     const auto at = s.find("p99.999");
     REQUIRE(at != std::string::npos);
     CHECK(std::strtod(s.c_str() + at + 7, nullptr) == doctest::Approx(99999).epsilon(0.01));
+    // The HdrHistogram-style distribution: 0.5, 0.75, ... with the count at or below each.
+    const auto dist = s.find("  distribution:");
+    REQUIRE(dist != std::string::npos);
+    const auto half = s.find("0.500000", dist);
+    REQUIRE(half != std::string::npos);
+    const double count_at_half = std::strtod(s.c_str() + half + 8, nullptr);
+    CHECK(count_at_half == doctest::Approx(50000).epsilon(0.01));
+    CHECK(s.find("0.750000", dist) != std::string::npos);
+    CHECK(s.find("   1.000000       100000") != std::string::npos);
     Result empty;
     empty.options.latency = true;
     const std::string e = to_summary(empty);

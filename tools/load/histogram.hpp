@@ -53,6 +53,8 @@ public:
 
     // Bucket by bucket, for writing the histogram out and reading it back losslessly.
     std::uint64_t count_at(std::size_t i) const { return counts_[i]; }
+    // Samples in the buckets up to and including the one holding `ns`.
+    std::uint64_t count_up_to(std::uint64_t ns) const;
     // Adds `n` samples to bucket `i` (their exact values are not known: min and max widen to
     // the bucket's bounds unless set_min_max follows).
     void add_to_bucket(std::size_t i, std::uint64_t n);

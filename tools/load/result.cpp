@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <iterator>
 #include <utility>
 
@@ -144,6 +145,16 @@ std::string to_summary(const Result& r) {
         out += fmt::format("    {:<8} {:>12.1f}\n", "max", us(h.max()));
         out += fmt::format("    {:<8} {:>12.1f}  ({} samples, each within 1% of its bucket)\n", "mean",
                            h.mean() / 1000.0, h.count());
+        // HdrHistogram's percentile distribution: ticks halving the distance to 100%.
+        out += "  distribution:\n      value (us)   percentile  total count  1/(1-percentile)\n";
+        for (int k = 1; k <= 24; ++k) {
+            const double q = 1.0 - std::ldexp(1.0, -k);
+            const std::uint64_t v = h.value_at_quantile(q);
+            out += fmt::format("    {:>12.1f}   {:>10.6f}  {:>11}  {:>16.2f}\n", us(v), q, h.count_up_to(v),
+                               1.0 / (1.0 - q));
+            if (h.count_up_to(v) >= h.count() || std::ldexp(1.0, k) > static_cast<double>(h.count())) break;
+        }
+        out += fmt::format("    {:>12.1f}   {:>10.6f}  {:>11}\n", us(h.max()), 1.0, h.count());
     }
     if (r.options.rate > 0)
         out += fmt::format("  rate: requested {:g}/s, achieved {:.0f}/s\n", r.options.rate,
