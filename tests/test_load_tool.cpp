@@ -411,6 +411,12 @@ TEST_CASE("a stall near the end of an open-loop run: due requests count as timed
 }
 
 TEST_CASE("out of file descriptors: one line and exit 1 from any thread, never an abort") {
+#if defined(__SANITIZE_ADDRESS__)
+    // The sanitizers' own checks need a free descriptor (UBSan probes memory through a pipe),
+    // so with none left they report objects as invalid: this case means nothing there.
+    MESSAGE("skipped under the sanitizers, which need descriptors of their own");
+    return;
+#endif
     EchoServer server;
     const std::string bin = std::string(AIORING_LOAD_BIN) + " --port " + std::to_string(server.port()) +
                             " --threads 16 --connections 1500 --duration 0.3 --warmup 0";
