@@ -4,6 +4,9 @@
 // one reply per connection). Ping-pong, pipelined and open loop, each reply framed and counted.
 #include "support.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -280,6 +283,34 @@ TEST_CASE("http: the http_server example, ping-pong, pipelined and open loop") {
     CHECK(post.status == 0);
     CHECK(json_number(post.out, "2xx") > 100);
     server.signal(SIGTERM);
+    CHECK(server.wait(5) == 0);
+}
+
+TEST_CASE("http_server: pipelined requests answered in order, Connection: close honoured, SIGINT exits 0") {
+    testing::Process server({testing::example("http_server"), "--port", "0"});
+    const int port = server.serving_port();
+    REQUIRE(port > 0);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    // Three requests in one write (a body to skip in the second, HEAD in the third), the last
+    // asking to close: three replies, the HEAD one without its body, then EOF.
+    const std::string reqs = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "POST /p HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody"
+                             "HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n";
+    REQUIRE(::write(fd, reqs.data(), reqs.size()) == static_cast<ssize_t>(reqs.size()));
+    std::string got;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    const std::string hello = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n";
+    CHECK(got == hello + "Hello, World!" + hello + "Hello, World!" + hello);
+    server.signal(SIGINT);
     CHECK(server.wait(5) == 0);
 }
 
