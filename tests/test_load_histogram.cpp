@@ -130,7 +130,7 @@ TEST_CASE("docs/aioring-load.md shows exactly what --help prints, and documents 
                              "--start-at", "--version", "--tls", "--cafile", "--server-hostname",
                              "--request", "--request-file", "--reply-size", "--reply-delimiter",
                              "--reply-length-prefix", "--expect-prefix", "--url-path", "--method",
-                             "--header", "--body"}) {
+                             "--header", "--body", "--interval-log"}) {
         CHECK_MESSAGE(std::string(usage()).find(flag) != std::string::npos, flag);
         if (std::string(flag) != "--help" && std::string(flag) != "--version") {
             auto r = parse({"--port", "9", flag});  // known: at worst "needs a value"

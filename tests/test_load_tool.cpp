@@ -9,6 +9,7 @@
 #include <mutex>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -500,6 +501,34 @@ TEST_CASE("--connect-rate spreads the connects; --start-at waits for the wall-cl
     std::lock_guard lk(log.m);
     REQUIRE(log.at.size() == 2);
     CHECK(*std::min_element(log.at.begin(), log.at.end()) >= start - 0.001);
+}
+
+TEST_CASE("--interval-log writes one JSON line a second, warm-up marked") {
+    EchoServer server;
+    const std::string file = "/tmp/aioring-load-interval-" + std::to_string(::getpid()) + ".jsonl";
+    Run r = run_binary("--port " + std::to_string(server.port()) + " --connections 4 --warmup 0.6 --duration 1.9"
+                       " --interval-log " + file);
+    CHECK(r.status == 0);
+    std::ifstream f(file);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(f, line);) lines.push_back(line);
+    std::remove(file.c_str());
+    // Seconds 1 and 2 of a 2.5 s run (the second one unless the machine held the tool back).
+    REQUIRE(!lines.empty());
+    CHECK(lines.size() <= 2);
+    CHECK(lines[0].find("{\"t_s\": 1.0") == 0);
+    CHECK(lines[0].find("\"phase\": \"warmup\"") != std::string::npos);
+    if (lines.size() == 2) CHECK(lines[1].find("\"phase\": \"measure\"") != std::string::npos);
+    for (const std::string& l : lines) {
+        INFO(l);
+        CHECK(json_number(l, "replies") > 0);
+        CHECK(json_number(l, "failures") == 0);
+        CHECK(json_number(l, "p99") > 0);
+        CHECK(l.back() == '}');
+    }
+    Run bad = run_binary("--port " + std::to_string(server.port()) + " --interval-log /nonexistent/dir/x");
+    CHECK(bad.status == 1);
+    CHECK(bad.err.find("cannot write --interval-log") != std::string::npos);
 }
 
 TEST_CASE("no server reachable: exit 1 naming the cause") {

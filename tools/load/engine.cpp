@@ -21,7 +21,9 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -216,6 +218,13 @@ public:
     Stats stats;
     LiveCounters live;
     std::string first_error;
+    // --interval-log: the latencies of the current second (loop thread), handed over on request.
+    Histogram interval;
+    std::mutex handed_m;
+    Histogram handed;
+    bool handed_ready = false;
+    // From another thread: asks the loop to hand `interval` over (false: no loop any more).
+    bool request_interval(std::condition_variable& cv);
     std::string fatal;  // why this thread could not do its part: the run is void, exit 1
 
     // For the connections.
@@ -451,6 +460,9 @@ void Conn::complete(std::uint64_t now, std::uint64_t bytes) {
     if (!bad_) {
         ++w_.live_msgs;
         w_.live_bytes += bytes;
+        // The interval log sees every reply, warm-up included (but not a timed-out one's).
+        if (!w_.o_.interval_log.empty() && recv_msgs_ >= timed_out_upto_)
+            w_.interval.record(now > sent_at ? now - sent_at : 0);
     }
     bad_ = false;
     ++recv_msgs_;
@@ -897,6 +909,7 @@ void UdpConn::datagram_received(std::string_view data, const SocketAddress&) {
             w_.stats.bytes += data.size();
             w_.stats.latency.record(now > sent_at_ ? now - sent_at_ : 0);
         }
+        if (!w_.o_.interval_log.empty()) w_.interval.record(now > sent_at_ ? now - sent_at_ : 0);
         ++w_.live_msgs;
         w_.live_bytes += data.size();
         w_.publish();
@@ -923,6 +936,21 @@ void UdpConn::connection_lost(std::error_code ec) {
     if (w_.phase == Phase::stopping) return;
     if (ec) w_.error(&Stats::connect_errors, ec.message());
     else w_.error(&Stats::early_closes, "the datagram endpoint closed early");
+}
+
+bool Worker::request_interval(std::condition_variable& cv) {
+    std::lock_guard lk(loop_m_);
+    if (!loop_) return false;
+    loop_->call_soon_threadsafe([this, &cv] {
+        {
+            std::lock_guard hk(handed_m);
+            handed.merge(interval);
+            handed_ready = true;
+        }
+        interval.reset();
+        cv.notify_all();
+    });
+    return true;
 }
 
 void Worker::request_stop(std::uint64_t stop_ns) {
@@ -1082,6 +1110,12 @@ void Worker::run_loop() {
 
 Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>* interrupt) {
     Outcome out;
+    std::FILE* ilog = nullptr;
+    if (!o.interval_log.empty() && !(ilog = std::fopen(o.interval_log.c_str(), "w"))) {
+        out.fatal = true;
+        out.cause = "cannot write --interval-log " + o.interval_log + ": " + std::strerror(errno);
+        return out;
+    }
     const unsigned nthreads = std::max(1u, std::min(o.threads, o.connections));
     auto interrupted = [&] { return interrupt && interrupt->load(); };
     if (o.start_at > 0) {
@@ -1146,6 +1180,61 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
 
     std::uint64_t stop_ns = shared.end_ns;
     double cpu_start = -1, cpu_end = -1;
+    std::function<std::uint64_t(std::uint64_t)> interval_logger;  // next time it wants a call
+    // --interval-log: one JSON line a second, what the second's replies took on every thread.
+    std::uint64_t last_i = shared.start_ns, last_i_msgs = 0, last_i_fail = 0;
+    std::mutex interval_m;
+    std::condition_variable cv;
+    Histogram h;
+    if (made != 0 && ilog) {
+        auto log_interval = [&](std::uint64_t t) {
+            std::vector<Worker*> asked;
+            for (auto& w : workers)
+                if (w->request_interval(cv)) asked.push_back(w.get());
+            {
+                std::unique_lock lk(interval_m);
+                cv.wait_for(lk, std::chrono::milliseconds(200), [&] {
+                    return std::all_of(asked.begin(), asked.end(), [](Worker* w) {
+                        std::lock_guard hk(w->handed_m);
+                        return w->handed_ready;
+                    });
+                });
+            }
+            h.reset();
+            std::uint64_t msgs = 0, fail = 0;
+            for (auto& w : workers) {
+                std::lock_guard hk(w->handed_m);
+                h.merge(w->handed);
+                w->handed.reset();
+                w->handed_ready = false;
+                msgs += w->live.messages.load(std::memory_order_relaxed);
+                fail += w->live.errors.load(std::memory_order_relaxed);
+            }
+            const double dt = static_cast<double>(t - last_i) / 1e9;
+            auto q = [&](double p) {
+                return h.count() ? fmt::format("{:.1f}", static_cast<double>(p >= 1 ? h.max() : h.value_at_quantile(p)) / 1000)
+                                 : std::string("null");
+            };
+            std::fprintf(ilog,
+                         "{\"t_s\": %.3f, \"interval_s\": %.3f, \"phase\": \"%s\", \"replies\": %llu, "
+                         "\"replies_per_s\": %.1f, \"failures\": %llu, \"latency_us\": {\"p50\": %s, "
+                         "\"p90\": %s, \"p99\": %s, \"p999\": %s, \"max\": %s}}\n",
+                         static_cast<double>(t - shared.start_ns) / 1e9, dt,
+                         (last_i + t) / 2 < shared.warm_ns ? "warmup" : "measure",
+                         static_cast<unsigned long long>(msgs - last_i_msgs),
+                         static_cast<double>(msgs - last_i_msgs) / dt,
+                         static_cast<unsigned long long>(fail - last_i_fail), q(0.5).c_str(), q(0.9).c_str(),
+                         q(0.99).c_str(), q(0.999).c_str(), q(1).c_str());
+            std::fflush(ilog);
+            last_i = t;
+            last_i_msgs = msgs;
+            last_i_fail = fail;
+        };
+        interval_logger = [&, log_interval](std::uint64_t t) {
+            if (t >= last_i + 1'000'000'000) log_interval(t);
+            return last_i + 1'000'000'000;
+        };
+    }
     if (made != 0) {
         std::uint64_t last_msgs = 0, last_bytes = 0, last_t = shared.start_ns;
         for (;;) {
@@ -1162,8 +1251,10 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
             std::uint64_t next = std::min(shared.end_ns, now + 50'000'000);
             if (cpu_start < 0) next = std::min(next, shared.warm_ns);
             if (progress) next = std::min(next, last_t + 1'000'000'000);
+            if (interval_logger) next = std::min(next, interval_logger(now));
             std::this_thread::sleep_for(std::chrono::nanoseconds(next > now ? next - now : 1'000'000));
             const std::uint64_t t = now_ns();
+            if (interval_logger && t < shared.end_ns) interval_logger(t);
             if (!progress || t < last_t + 1'000'000'000) continue;
             if (t + 100'000'000 >= shared.end_ns) continue;  // the summary follows at once
             std::uint64_t msgs = 0, bytes = 0, errors = 0;
@@ -1188,6 +1279,9 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
     }
     if (cpu_start >= 0) cpu_end = cpu_now();
     for (auto& t : threads) t.join();
+    interval_logger = nullptr;
+    if (ilog) std::fclose(ilog);
+    ilog = nullptr;
     for (auto& w : workers)
         if (fatal.empty() && !w->fatal.empty()) fatal = w->fatal;
 

@@ -40,7 +40,7 @@ const char* usage() {
            "                    [--json] [--latency] [--progress] [--no-progress]\n"
            "                    [--connect-timeout 5] [--connect-rate N]\n"
            "                    [--requests-per-connection N] [--start-at UNIX_SECONDS]\n"
-           "                    [--version]\n"
+           "                    [--interval-log FILE] [--version]\n"
            "                    [--tls [--cafile FILE] [--server-hostname NAME]]\n"
            "       framed:      (--request TEMPLATE | --request-file FILE)\n"
            "                    (--reply-size N | --reply-delimiter STR |\n"
@@ -76,6 +76,8 @@ const char* usage() {
            "  --latency        the percentile spectrum, p50 to p99.999 and max, and the\n"
            "                   HdrHistogram-style distribution, in the summary\n"
            "  --progress       progress on stderr once a second (default: when it is a terminal)\n"
+           "  --interval-log FILE  one JSON line a second into FILE: replies, failures and\n"
+           "                   latency percentiles of that second (warm-up included, marked)\n"
            "Durations take a unit: 500ms, 10s, 2m, 1h (a plain number is seconds).\n"
            "Mismatches, early closes and connection errors count as errors. Exit 1 if no\n"
            "connection could be made, no request got a reply, or failures passed --max-failures;\n"
@@ -235,6 +237,14 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              return true;
          }},
         {"request", [&](const std::string& v, std::string&) { request_text = v; return true; }},
+        {"interval-log", [&](const std::string& v, std::string& err) {
+             if (v.empty()) {
+                 err = "bad value for --interval-log: ''";
+                 return false;
+             }
+             o.interval_log = v;
+             return true;
+         }},
         {"request-file", [&](const std::string& v, std::string&) { request_file = v; return true; }},
         {"reply-size", uint_into(o.frame.size, 1, 64u << 20)},
         {"reply-delimiter", [&](const std::string& v, std::string&) { delimiter = v; return true; }},

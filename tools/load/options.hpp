@@ -32,6 +32,7 @@ struct Options {
     unsigned threads = 1;
     bool json = false;
     bool latency = false;  // the percentile spectrum in the summary
+    std::string interval_log;  // a file for one JSON line a second (empty: none)
     bool progress = false;     // forced on (--progress); otherwise only when stderr is a tty
     bool no_progress = false;  // forced off
     bool tls = false;
