@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -112,6 +115,45 @@ TEST_CASE("values are taken as --flag value and --flag=value") {
     CHECK(r.options.threads == 2);
 }
 
+TEST_CASE("docs/aioring-load.md shows exactly what --help prints, and documents every flag") {
+    std::ifstream f(AIORING_LOAD_DOC);
+    REQUIRE(f.good());
+    const std::string doc((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    CHECK(doc.find(std::string("```text\n") + usage() + "```") != std::string::npos);
+    for (const char* proto : {"echo|framed|http|marker", "### echo", "### framed", "### http", "### marker"})
+        CHECK_MESSAGE((std::string(usage()) + doc).find(proto) != std::string::npos, proto);
+    // Every flag the parser knows is in the usage (and so in the reference).
+    for (const char* flag : {"--port", "--host", "--protocol", "--mode", "--connections", "--size",
+                             "--pipeline", "--duration", "--warmup", "--rate", "--threads", "--timeout",
+                             "--max-failures", "--json", "--latency", "--progress", "--no-progress",
+                             "--connect-timeout", "--connect-rate", "--requests-per-connection",
+                             "--start-at", "--version", "--tls", "--cafile", "--server-hostname",
+                             "--request", "--request-file", "--reply-size", "--reply-delimiter",
+                             "--reply-length-prefix", "--expect-prefix", "--url-path", "--method",
+                             "--header", "--body", "--interval-log"}) {
+        CHECK_MESSAGE(std::string(usage()).find(flag) != std::string::npos, flag);
+        if (std::string(flag) != "--help" && std::string(flag) != "--version") {
+            auto r = parse({"--port", "9", flag});  // known: at worst "needs a value"
+            CHECK_MESSAGE(r.error.find("unknown option") == std::string::npos, flag);
+        }
+    }
+}
+
+TEST_CASE("durations take a unit suffix; a plain number is seconds") {
+    auto r = parse({"--port", "9", "--duration", "500ms", "--warmup", "2m", "--timeout", "1.5"});
+    REQUIRE(r.status == ParseResult::Status::ok);
+    CHECK(r.options.duration == doctest::Approx(0.5));
+    CHECK(r.options.warmup == 120);
+    CHECK(r.options.timeout == 1.5);
+    CHECK(parse({"--port", "9", "--duration", "1h"}).options.duration == 3600);
+    CHECK(parse({"--port", "9", "--duration", "10s"}).options.duration == 10);
+    CHECK(parse({"--port", "9"}).options.timeout == 2);
+    CHECK(parse({"--port", "9"}).options.max_failures == 0.5);
+    for (const char* bad : {"10x", "s", "10 s", "-1s", "0ms", "ms10"})
+        CHECK_MESSAGE(parse({"--port", "9", "--duration", bad}).status == ParseResult::Status::error, bad);
+    CHECK(parse({"--port", "9", "--max-failures", "1.5"}).status == ParseResult::Status::error);
+}
+
 TEST_CASE("bad input is an error with a one-line message") {
     for (auto args : std::vector<std::vector<std::string>>{
              {"--port", "9", "--size", "0"},
@@ -136,6 +178,85 @@ TEST_CASE("bad input is an error with a one-line message") {
 }
 
 TEST_SUITE("load result") {
+TEST_CASE("the JSON histogram lists every non-empty bucket by its low bound, with min and max") {
+    Histogram h;
+    for (std::uint64_t v : {5ull, 5ull, 300ull, 1'000'000ull}) h.record(v);
+    const std::string j = histogram_json(h);
+    CHECK(j == "{\"schema_version\": 1, \"unit\": \"ns\", \"sub_bucket_bits\": 7, \"count\": 4, "
+               "\"min\": 5, \"max\": 1000000, \"buckets\": [[5, 2], [300, 1], [" +
+               std::to_string(Histogram::bucket_low(Histogram::index_of(1'000'000))) + ", 1]]}");
+    CHECK(histogram_json(Histogram()).find("\"count\": 0, \"min\": null, \"max\": null, \"buckets\": []") !=
+          std::string::npos);
+    // Buckets read back by their low bound make the same histogram.
+    Histogram back;
+    back.add_to_bucket(Histogram::index_of(5), 2);
+    back.add_to_bucket(Histogram::index_of(300), 1);
+    back.add_to_bucket(Histogram::index_of(Histogram::bucket_low(Histogram::index_of(1'000'000))), 1);
+    back.set_min_max(5, 1'000'000);
+    CHECK(histogram_json(back) == j);
+}
+
+TEST_CASE("--latency adds the spectrum to the summary; without samples nothing is made up") {
+    Result r;
+    r.duration_s = 1;
+    r.options.latency = true;
+    for (std::uint64_t v = 1; v <= 100000; ++v) r.stats.latency.record(v * 1000);
+    r.stats.messages = 100000;
+    const std::string s = to_summary(r);
+    for (const char* line : {"p50", "p75", "p90", "p99 ", "p99.9 ", "p99.99 ", "p99.999", "max"})
+        CHECK_MESSAGE(s.find(std::string("    ") + line) != std::string::npos, line);
+    // p99.999 of 1..100000 us is 99999 us, within the histogram's 1%.
+    const auto at = s.find("p99.999");
+    REQUIRE(at != std::string::npos);
+    CHECK(std::strtod(s.c_str() + at + 7, nullptr) == doctest::Approx(99999).epsilon(0.01));
+    // The HdrHistogram-style distribution: 0.5, 0.75, ... with the count at or below each.
+    const auto dist = s.find("  distribution:");
+    REQUIRE(dist != std::string::npos);
+    const auto half = s.find("0.500000", dist);
+    REQUIRE(half != std::string::npos);
+    const double count_at_half = std::strtod(s.c_str() + half + 8, nullptr);
+    CHECK(count_at_half == doctest::Approx(50000).epsilon(0.01));
+    CHECK(s.find("0.750000", dist) != std::string::npos);
+    CHECK(s.find("   1.000000       100000") != std::string::npos);
+    Result empty;
+    empty.options.latency = true;
+    const std::string e = to_summary(empty);
+    CHECK(e.find("no replies measured") != std::string::npos);
+    CHECK(e.find("p99.999") == std::string::npos);
+}
+
+TEST_CASE("judge: nothing answered, or failures over --max-failures, is exit 1 with a reason") {
+    Result r;
+    r.duration_s = 1;
+    r.stats.timeouts = 5;
+    Verdict v = judge(r);
+    CHECK(v.exit_code == 1);
+    CHECK(v.reason.find("no request got a reply (5 timed out") == 0);
+    r.stats.messages = 10;  // 5 of 15 failed: under the default half
+    CHECK(judge(r).exit_code == 0);
+    r.options.max_failures = 0.3;
+    v = judge(r);
+    CHECK(v.exit_code == 1);
+    CHECK(v.reason.find("more than --max-failures 0.3") != std::string::npos);
+    CHECK(v.reason.find('\n') == std::string::npos);
+    r.stats.timeouts = 0;
+    r.stats.mismatches = 5;  // errors count as failures too
+    CHECK(judge(r).exit_code == 1);
+}
+
+TEST_CASE("judge: an open loop short of its rate warns") {
+    Result r;
+    r.duration_s = 2;
+    r.options.rate = 100;
+    r.stats.messages = 190;  // exactly 95%
+    CHECK(judge(r).warnings.empty());
+    r.stats.messages = 150;
+    Verdict v = judge(r);
+    REQUIRE(v.warnings.size() == 1);
+    CHECK(v.warnings[0].find("achieved 75 requests/s, 75% of the requested 100") != std::string::npos);
+    CHECK(v.exit_code == 0);
+}
+
 TEST_CASE("the JSON object carries the contract's keys") {
     Result r;
     r.options.port = 1;

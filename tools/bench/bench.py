@@ -8,7 +8,8 @@ same workloads, server and load pinned to different
 cores, servers interleaved, each workload repeated (median of the repetitions). Prints one
 markdown table: msgs/s, MB/s, p99 latency, and the server's CPU time per message (from
 /proc/PID/stat, utime + stime over the measured window), with each server's ratio to aioring's
-Protocol echo. Then aioring-load against a minimal epoll client, driving the same server.
+Protocol echo. Then aioring-load against a minimal epoll client, driving the same server, and
+wrk against aioring-load --protocol http, driving examples/http_server (--workloads http: only that).
 """
 import argparse
 import atexit
@@ -147,6 +148,108 @@ def run_load(args, load_bin, port, extra, warmup, duration, cpu, server=None):
     if p.returncode != 0:
         raise RuntimeError(err.strip().splitlines()[0] if err.strip() else "exit %d" % p.returncode)
     return json.loads(out), cpu_s
+
+
+WRK_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def run_wrk(port, connections, duration, cpu):
+    """wrk -t1 against http://127.0.0.1:PORT/: (requests/s, client CPU us/request, {pct: us})."""
+    cmd = pin(cpu, ["wrk", "-t1", "-c", str(connections), "-d", "%gs" % duration, "--latency",
+                    "http://127.0.0.1:%d/" % port])
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = status
+    rate, requests, pct = None, None, {}
+    in_dist = False
+    for line in out.splitlines():
+        f = line.split()
+        if line.startswith("Requests/sec:"):
+            rate = float(f[1])
+        elif len(f) >= 2 and f[1] == "requests" and f[0].isdigit():
+            requests = int(f[0])
+        elif line.strip().startswith("Latency Distribution"):
+            in_dist = True
+        elif in_dist and len(f) == 2 and f[0].endswith("%"):
+            value = f[1]
+            unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
+            pct[float(f[0][:-1])] = float(value[: -len(unit)]) * WRK_UNITS[unit]
+        elif in_dist:
+            in_dist = False
+    if rate is None or not requests:
+        raise RuntimeError("wrk printed no result: " + out.strip()[:200])
+    if any(k in out for k in ("Non-2xx", "Socket errors")):
+        print("wrk: " + " ".join(l.strip() for l in out.splitlines() if "errors" in l or "Non-2xx" in l),
+              file=sys.stderr)
+    return rate, (usage.ru_utime + usage.ru_stime) / requests * 1e6, pct
+
+
+def run_load_http(load_bin, port, connections, duration, cpu):
+    """aioring-load --protocol http, one thread, no warm-up (as wrk): the same three figures."""
+    cmd = pin(cpu, [load_bin, "--protocol", "http", "--port", str(port), "--connections", str(connections),
+                    "--threads", "1", "--warmup", "0", "--duration", str(duration), "--json", "--no-progress"])
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = status
+    if not out.strip():
+        raise RuntimeError(err.strip().splitlines()[0] if err.strip() else "no output")
+    r = json.loads(out)
+    if not r["messages"]:
+        raise RuntimeError("no replies")
+    lat = r["latency_us"]
+    return (r["msgs_per_s"], (usage.ru_utime + usage.ru_stime) / r["messages"] * 1e6,
+            {50.0: lat["p50"], 90.0: lat["p90"], 99.0: lat["p99"]})
+
+
+def http_comparison(build, load_bin, reps, duration, server_cpu, load_cpu):
+    """wrk and aioring-load --protocol http side by side against examples/http_server: one
+    thread each, 50 keep-alive connections, alternated; prints a table of medians."""
+    server_bin = os.path.join(build, "examples", "http_server")
+    if not shutil.which("wrk") or not os.access(server_bin, os.X_OK):
+        print("skip the HTTP comparison: wrk or http_server missing", file=sys.stderr)
+        return
+    runs = {"wrk": [], "aioring-load": []}
+    for i in range(max(3, reps)):
+        for tool in (("wrk", "aioring-load") if i % 2 == 0 else ("aioring-load", "wrk")):
+            s = Server([server_bin], server_cpu)
+            try:
+                if s.port is None:
+                    raise RuntimeError(s.error)
+                if tool == "wrk":
+                    row = run_wrk(s.port, 50, duration, load_cpu)
+                else:
+                    row = run_load_http(load_bin, s.port, 50, duration, load_cpu)
+                runs[tool].append(row)
+                print(f"http check: {tool:14} {row[0]:>12,.0f} req/s, client cpu {row[1]:.2f} us/req, "
+                      f"p50 {row[2].get(50.0, 0):.0f} us p99 {row[2].get(99.0, 0):.0f} us", file=sys.stderr)
+            except Exception as e:
+                print(f"http check: {tool} failed: {e}", file=sys.stderr)
+            finally:
+                s.stop()
+    if not runs["wrk"] or not runs["aioring-load"]:
+        return
+    med = {t: (median([r[0] for r in rows]), median([r[1] for r in rows]),
+               {p: median([r[2].get(p) for r in rows]) for p in (50.0, 90.0, 99.0)})
+           for t, rows in runs.items()}
+    print()
+    print("HTTP: wrk against aioring-load --protocol http, one thread each, 50 keep-alive "
+          f"connections to examples/http_server (median of {len(runs['wrk'])} alternated runs of "
+          f"{duration:g} s):")
+    print()
+    print("| client | req/s | ratio | client CPU us/req | CPU ratio | p50 us | p90 us | p99 us |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    w = med["wrk"]
+    for t in ("aioring-load", "wrk"):
+        rate, cpu, pct = med[t]
+        print(f"| {t} | {fmt(rate)} | {rate / w[0]:.2f}x | {cpu:.2f} | {cpu / w[1]:.2f}x | "
+              f"{fmt(pct[50.0])} | {fmt(pct[90.0])} | {fmt(pct[99.0])} |")
+    print()
+    print("Both are closed loop (a new request as each reply comes back). wrk's percentiles come "
+          "from its own histogram, aioring-load's from its --json; aioring-load also parses "
+          "and counts every reply's status.")
 
 
 def median(xs):
@@ -328,6 +431,8 @@ def main():
               "does neither. A msgs/s ratio of 1.00x or more means the tool is not the bottleneck; "
               "when neither client uses its whole core (the server sets the pace), compare their "
               "CPU per message instead.")
+    if not args.workloads or "http" in args.workloads:
+        http_comparison(args.build, load_bin, reps, duration, server_cpu, load_cpu)
 
 
 if __name__ == "__main__":

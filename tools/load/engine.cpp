@@ -1,21 +1,29 @@
-// aioring-load's engine. Each thread owns an EventLoop and its share of the connections; a
-// connection is a Protocol that writes slices of a fixed pattern and memcmps the echo against
-// it. Nothing on the per-message path allocates: timestamps live in a per-connection ring made
-// at start, and each batch of messages is one write() into the transport's coalescing buffer.
+// aioring-load's engine. Each thread owns an EventLoop and its share of the connections, one
+// slot each; a connection is a Protocol that writes requests (slices of a fixed pattern for
+// echo, rendered templates for framed and http, marked messages for marker) and frames what
+// comes back. Every request of the window ends as a reply, a mismatch or a timeout. Nothing on
+// the per-message path allocates: timestamps live in a per-connection ring made at start, a
+// rendered request in a reused buffer, and writes coalesce in the transport's buffer.
 #include "engine.hpp"
+
+#include "marker.hpp"
 
 #include <aioring/aioring.hpp>
 
-#include <fmt/core.h>
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <algorithm>
+#include <iterator>
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -46,6 +54,14 @@ struct PatternTable {
 };
 const PatternTable pattern_table;
 
+// The process's CPU time so far, user and system, in seconds.
+double cpu_now() {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 std::size_t pow2_at_least(std::size_t n) {
     std::size_t p = 1;
     while (p < n) p <<= 1;
@@ -75,6 +91,7 @@ struct Shared {
     bool go = false;
     bool abort = false;
     std::uint64_t start_ns = 0, warm_ns = 0, end_ns = 0;
+    std::uint64_t connect_ns = 0;  // when connecting began (for --connect-rate)
     std::atomic<bool> stop_requested{false};  // interrupted (SIGINT): end the window now
 };
 
@@ -118,9 +135,17 @@ private:
     std::uint64_t t0_ = 0;
 };
 
+// Where a connection's requests begin: a replacement continues its slot's numbering and, in
+// open loop, its schedule.
+struct ConnStart {
+    std::size_t slot = 0;        // in its worker
+    std::uint64_t first_seq = 0;
+    std::uint64_t t0 = 0;        // open loop: when request 0 of the slot is due (0: not begun)
+};
+
 class Conn final : public Protocol {
 public:
-    Conn(Worker& w, std::size_t index) : w_(w), index_(index) {}
+    Conn(Worker& w, std::size_t index, ConnStart start);
     void connection_made(Transport& t) override;
     void data_received(std::string_view data) override;
     bool eof_received() override;
@@ -137,25 +162,47 @@ public:
     bool lost() const { return lost_; }
     // Every message sent has come back (or the connection is gone): close() can flush at once.
     bool drained() const { return lost_ || (recv_msgs_ == sent_msgs_ && recv_bytes_ == 0); }
+    // Counts each request unanswered for --timeout as timed out (its late reply, if any, is
+    // then not a message); with `at_end`, every request still unanswered, and in open loop every
+    // one that fell due in the window but could not be sent.
+    void check_timeouts(std::uint64_t now, bool at_end = false);
+    // Gives the slot up for a new connection: what is unanswered here counts as timed out, the
+    // connection closes, and nothing it does later counts. Returns where the next one starts.
+    ConnStart retire();
 
 private:
     void send(std::uint64_t count, std::uint64_t stamp);
+    std::uint64_t sent_at(std::uint64_t seq) const;
     void fill_stream(std::uint64_t now);
-    void complete(std::uint64_t now);
+    void complete(std::uint64_t now, std::uint64_t bytes);
+    void receive_echo(std::string_view data, std::uint64_t now);
+    // framed and http: false once the connection was given up (framing lost, server closing).
+    bool receive_replies(std::string_view data, std::uint64_t now);
+    void receive_markers(std::string_view data, std::uint64_t now);
+    // How many more requests this connection may send (--requests-per-connection).
+    std::uint64_t allowance() const;
+    bool used_up() const;
 
     Worker& w_;
     std::size_t index_;  // across all threads
+    ConnStart start_;
     Transport* t_ = nullptr;
     std::uint64_t seed_ = 0;
     std::uint64_t sent_msgs_ = 0, recv_msgs_ = 0;
-    std::uint64_t recv_bytes_ = 0;  // into the current message
+    std::uint64_t recv_bytes_ = 0;  // into the current message (echo), or reply (framed, http)
     bool bad_ = false;              // the current message differed somewhere
     bool paused_ = false;
     bool eof_ = false;
     bool lost_ = false;
+    bool retired_ = false;
     std::vector<std::uint64_t> stamps_;  // send time by message number & mask_
     std::uint64_t mask_ = 0;
     std::uint64_t t0_ = 0;  // open loop: when message 0 is due
+    std::uint64_t timed_out_upto_ = 0;  // messages below this number were counted as timed out
+    std::uint64_t rng_ = 0;             // {rand:N}
+    FramedParser framed_;
+    HttpParser http_;
+    MarkerScanner marker_;
 };
 
 class Worker {
@@ -163,48 +210,90 @@ public:
     Worker(const Options& o, Shared& shared, unsigned id, std::size_t first, std::size_t count)
         : o_(o), shared_(shared), id_(id), first_(first), count_(count) {}
 
+    // The thread's body: nothing escapes it. An exception (no event loop for want of file
+    // descriptors, say) becomes `fatal`, and the other threads are let go.
     void run();
     // From another thread: ends the measured window at `stop_ns` (no-op once it has ended).
     void request_stop(std::uint64_t stop_ns);
     Stats stats;
     LiveCounters live;
     std::string first_error;
+    // --interval-log: the latencies of the current second (loop thread), handed over on request.
+    Histogram interval;
+    std::mutex handed_m;
+    Histogram handed;
+    bool handed_ready = false;
+    // From another thread: asks the loop to hand `interval` over (false: no loop any more).
+    bool request_interval(std::condition_variable& cv);
+    std::string fatal;  // why this thread could not do its part: the run is void, exit 1
 
     // For the connections.
     const Options& o_;
     Phase phase = Phase::connecting;
     std::uint64_t start_ns = 0, warm_ns = 0, end_ns = 0;
     double interval_ns = 0;  // open loop: between two messages of one connection
+    std::uint64_t timeout_ns = 0;
     std::uint64_t inflight_cap = 0;
     std::uint64_t live_msgs = 0, live_bytes = 0;
 
-    bool in_window(std::uint64_t now) const { return now >= warm_ns && now < end_ns; }
     void error(std::uint64_t Stats::*counter, const std::string& why) {
         ++(stats.*counter);
         if (first_error.empty() && !why.empty()) first_error = why;
-        live.errors.store(stats.errors(), std::memory_order_relaxed);
+        live.errors.store(stats.failures(), std::memory_order_relaxed);
     }
     void publish() {
         live.messages.store(live_msgs, std::memory_order_relaxed);
         live.bytes.store(live_bytes, std::memory_order_relaxed);
     }
+    // framed and http: the request, whole when it has no substitutions, else rendered into
+    // `scratch` (whose capacity is kept, so a steady state allocates nothing).
+    bool constant_request = true;
+    std::string request_bytes;
+    std::string scratch;
+    void render(std::uint64_t seq, std::uint64_t conn, std::uint64_t& rng);
+    // Retires `c` and opens a new connection in its slot (while the run lasts).
+    void replace(Conn& c);
 
 private:
+    void run_loop();
+    // Tells run_load this thread is connected (or gave up) and waits for the start; once.
+    void arrive();
+    // A connection failed for want of a resource of the tool's own (file descriptors, memory):
+    // the run would not measure the server, so it is an error of the run, not a count.
+    bool exhausted(const std::system_error& e);
+    void prepare_requests();
     void connect_all(EventLoop& loop);
+    void reconnect(ConnStart start);
+    void reconnected(ConnStart start);
     void connect_udp(EventLoop& loop);
     void tick(EventLoop& loop);
     bool all_lost() const;
 
     Shared& shared_;
+    bool arrived_ = false;
     std::mutex loop_m_;
     EventLoop* loop_ = nullptr;  // while run() has one, for request_stop
     unsigned id_;
     std::size_t first_, count_;
+    // By slot; null while a slot has no connection.
     std::vector<std::shared_ptr<Transport>> transports_;
     std::vector<Conn*> conns_;
+    std::vector<Future<Connection<>>> reconnecting_;
+    std::vector<std::shared_ptr<Transport>> retired_;  // replaced, until they are gone
+    ConnectOptions copts_;
+    RequestTemplate http_head_, http_body_;
+    bool http_has_body_ = false;
+    std::string scratch_body_;
     std::vector<std::shared_ptr<DatagramTransport>> dgram_transports_;
     std::vector<UdpConn*> udp_;
 };
+
+Conn::Conn(Worker& w, std::size_t index, ConnStart start)
+    : w_(w), index_(index), start_(start), framed_(w.o_.frame), http_(w.o_.method == "HEAD") {
+    sent_msgs_ = recv_msgs_ = timed_out_upto_ = start.first_seq;
+    t0_ = start.t0;
+    rng_ = 0x9e3779b97f4a7c15ull ^ (index * 0x100000001b3ull) ^ start.first_seq;
+}
 
 void Conn::connection_made(Transport& t) {
     t_ = &t;
@@ -217,26 +306,68 @@ void Conn::connection_made(Transport& t) {
     if (o.rate == 0) stamps_.assign(mask_ + 1, 0);
 }
 
+std::uint64_t Conn::allowance() const {
+    const std::uint64_t limit = w_.o_.requests_per_connection;
+    if (limit == 0) return ~std::uint64_t{0};
+    const std::uint64_t used = sent_msgs_ - start_.first_seq;
+    return used < limit ? limit - used : 0;
+}
+
+bool Conn::used_up() const {
+    const std::uint64_t limit = w_.o_.requests_per_connection;
+    return limit != 0 && recv_msgs_ - start_.first_seq >= limit;
+}
+
 void Conn::begin() {
-    if (lost_) return;
     const Options& o = w_.o_;
+    // The schedule holds even for a connection already gone: what falls due is counted.
+    if (o.rate > 0 && t0_ == 0)
+        t0_ = w_.start_ns + static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / o.rate);
+    if (lost_) return;
     const std::uint64_t now = now_ns();
     if (o.rate > 0) {
-        t0_ = w_.start_ns + static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / o.rate);
         send_due(now);
     } else if (o.mode == Mode::echo) {
-        send(o.pipeline, now);
+        send(std::min<std::uint64_t>(o.pipeline, allowance()), now);
     } else {
         fill_stream(now);
     }
 }
 
-// Writes messages sent_msgs_ .. sent_msgs_ + count as one stretch of the pattern: the transport
-// coalesces it into the next sendmsg.
+// Writes requests sent_msgs_ .. sent_msgs_ + count: for echo one stretch of the pattern, for
+// the others one rendered request each; the transport coalesces them into the next sendmsg.
 void Conn::send(std::uint64_t count, std::uint64_t stamp) {
-    const std::size_t size = w_.o_.size;
+    if (count == 0) return;
     if (!stamps_.empty())
         for (std::uint64_t i = 0; i < count; ++i) stamps_[(sent_msgs_ + i) & mask_] = stamp;
+    if (w_.o_.protocol == Proto::marker) {
+        const std::size_t filler = w_.o_.size - marker_size;
+        for (std::uint64_t i = 0; i < count; ++i) {
+            w_.scratch.clear();
+            append_marker(sent_msgs_ + i, index_, w_.scratch);
+            t_->write(std::string_view(w_.scratch));
+            for (std::size_t left = filler; left;) {
+                const std::size_t n = std::min(left, Pattern::period);
+                t_->write(std::string_view(Pattern::at(seed_ + left), n));
+                left -= n;
+            }
+        }
+        sent_msgs_ += count;
+        return;
+    }
+    if (w_.o_.protocol != Proto::echo) {
+        for (std::uint64_t i = 0; i < count; ++i) {
+            if (w_.constant_request) {
+                t_->write(w_.request_bytes);
+            } else {
+                w_.render(sent_msgs_ + i, index_, rng_);
+                t_->write(std::string_view(w_.scratch));
+            }
+        }
+        sent_msgs_ += count;
+        return;
+    }
+    const std::size_t size = w_.o_.size;
     std::uint64_t pos = seed_ + sent_msgs_ * size;
     std::uint64_t left = count * size;
     while (left) {
@@ -251,7 +382,7 @@ void Conn::send(std::uint64_t count, std::uint64_t stamp) {
 void Conn::fill_stream(std::uint64_t now) {
     const std::size_t size = w_.o_.size;
     const std::uint64_t batch = std::max<std::uint64_t>(1, (64 * 1024) / size);
-    while (!paused_ && !lost_ && w_.phase == Phase::running) {
+    while (!paused_ && !lost_ && w_.phase == Phase::running && now < w_.end_ns) {
         const std::uint64_t inflight = sent_msgs_ - recv_msgs_;
         if (inflight >= w_.inflight_cap) break;
         send(std::min(batch, w_.inflight_cap - inflight), now);
@@ -259,44 +390,87 @@ void Conn::fill_stream(std::uint64_t now) {
 }
 
 void Conn::send_due(std::uint64_t now) {
-    if (lost_ || w_.phase != Phase::running || now < t0_) return;
-    const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(now - t0_) / w_.interval_ns) + 1;
+    if (lost_ || retired_ || w_.phase != Phase::running || now < t0_) return;
+    // Nothing due at or after the end is sent, even if the end's timer is a little late: a
+    // request sent belongs to the window.
+    const std::uint64_t until = std::min(now, w_.end_ns - 1);
+    if (until < t0_) return;
+    const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(until - t0_) / w_.interval_ns) + 1;
     if (due <= sent_msgs_) return;
     const std::uint64_t room = w_.inflight_cap - std::min(w_.inflight_cap, sent_msgs_ - recv_msgs_);
-    const std::uint64_t n = std::min(due - sent_msgs_, room);
+    const std::uint64_t n = std::min({due - sent_msgs_, room, allowance()});
     if (n && !paused_) send(n, 0);
 }
 
-void Conn::complete(std::uint64_t now) {
-    const std::size_t size = w_.o_.size;
-    if (w_.in_window(now)) {
+std::uint64_t Conn::sent_at(std::uint64_t seq) const {
+    return w_.o_.rate > 0
+               ? t0_ + static_cast<std::uint64_t>(static_cast<double>(seq) * w_.interval_ns)
+               : stamps_[seq & mask_];
+}
+
+void Conn::check_timeouts(std::uint64_t now, bool at_end) {
+    if (retired_) return;
+    std::uint64_t seq = std::max(recv_msgs_, timed_out_upto_);
+    for (; seq < sent_msgs_; ++seq) {
+        const std::uint64_t at = sent_at(seq);
+        if (!at_end && now < at + w_.timeout_ns) break;
+        if (at >= w_.warm_ns && at < w_.end_ns) w_.error(&Stats::timeouts, "");
+    }
+    timed_out_upto_ = seq;
+    if (!at_end || w_.o_.rate <= 0 || t0_ == 0) return;
+    // Due in the window and never sent (the server held the connection's window full, or the
+    // connection was gone): unanswered as much as a request that was sent.
+    for (;; ++seq) {
+        const std::uint64_t at = sent_at(seq);
+        if (at >= w_.end_ns) break;
+        if (at >= w_.warm_ns) w_.error(&Stats::timeouts, "");
+    }
+}
+
+ConnStart Conn::retire() {
+    // What was sent here and not answered will never be: timed out, now.
+    std::uint64_t seq = std::max(recv_msgs_, timed_out_upto_);
+    for (; seq < sent_msgs_; ++seq) {
+        const std::uint64_t at = sent_at(seq);
+        if (at >= w_.warm_ns && at < w_.end_ns) w_.error(&Stats::timeouts, "");
+    }
+    retired_ = true;
+    if (t_ && !lost_) t_->abort();
+    return ConnStart{start_.slot, sent_msgs_, t0_};
+}
+
+void Conn::complete(std::uint64_t now, std::uint64_t bytes) {
+    // A request belongs to the window it was sent (or, open loop, due) in, wherever its reply
+    // falls: then every request of the window is answered, wrong or timed out, exactly once.
+    const std::uint64_t sent_at = this->sent_at(recv_msgs_);
+    if (recv_msgs_ < timed_out_upto_) [[unlikely]] {
+        // Counted as timed out already: a late reply is consumed, not counted again.
+    } else if (sent_at >= w_.warm_ns && sent_at < w_.end_ns) {
         if (bad_) {
             w_.error(&Stats::mismatches, "");
         } else {
-            const std::uint64_t sent_at =
-                w_.o_.rate > 0
-                    ? t0_ + static_cast<std::uint64_t>(static_cast<double>(recv_msgs_) * w_.interval_ns)
-                    : stamps_[recv_msgs_ & mask_];
             ++w_.stats.messages;
-            w_.stats.bytes += size;
+            w_.stats.bytes += bytes;
             w_.stats.latency.record(now > sent_at ? now - sent_at : 0);
+            if (w_.o_.protocol == Proto::http) ++w_.stats.status[std::min(5, http_.status() / 100)];
         }
     } else if (bad_ && w_.phase != Phase::stopping) {
         w_.error(&Stats::mismatches, "");
     }
     if (!bad_) {
         ++w_.live_msgs;
-        w_.live_bytes += size;
+        w_.live_bytes += bytes;
+        // The interval log sees every reply, warm-up included (but not a timed-out one's).
+        if (!w_.o_.interval_log.empty() && recv_msgs_ >= timed_out_upto_)
+            w_.interval.record(now > sent_at ? now - sent_at : 0);
     }
     bad_ = false;
     ++recv_msgs_;
     recv_bytes_ = 0;
 }
 
-void Conn::data_received(std::string_view data) {
-    const std::uint64_t now = now_ns();
+void Conn::receive_echo(std::string_view data, std::uint64_t now) {
     const std::size_t size = w_.o_.size;
-    const std::uint64_t before = recv_msgs_;
     while (!data.empty()) {
         if (recv_msgs_ == sent_msgs_) [[unlikely]] {
             // More came back than was sent: the server invented bytes.
@@ -309,13 +483,78 @@ void Conn::data_received(std::string_view data) {
         if (std::memcmp(data.data(), Pattern::at(pos), n) != 0) [[unlikely]] bad_ = true;
         data.remove_prefix(n);
         recv_bytes_ += n;
-        if (recv_bytes_ == size) complete(now);
+        if (recv_bytes_ == size) complete(now, size);
     }
+}
+
+bool Conn::receive_replies(std::string_view data, std::uint64_t now) {
+    const bool http = w_.o_.protocol == Proto::http;
+    while (!data.empty()) {
+        if (recv_msgs_ == sent_msgs_) [[unlikely]] {
+            if (w_.phase != Phase::stopping) w_.error(&Stats::mismatches, "the server sent a reply nobody asked for");
+            w_.replace(*this);
+            return false;
+        }
+        const Feed f = http ? http_.feed(data) : framed_.feed(data);
+        data.remove_prefix(f.used);
+        recv_bytes_ += f.used;
+        if (f.status == Feed::Status::bad) [[unlikely]] {
+            if (w_.phase != Phase::stopping)
+                w_.error(&Stats::mismatches, std::string(http ? "bad HTTP reply: " : "bad reply: ") +
+                                                 (http ? http_.error() : framed_.error()));
+            w_.replace(*this);
+            return false;
+        }
+        if (f.status != Feed::Status::reply) continue;
+        if (!http) bad_ = framed_.mismatched();
+        complete(now, recv_bytes_);
+        if (http && !http_.keep_alive()) {
+            // The server closes after this reply: carry on from a new connection.
+            w_.replace(*this);
+            return false;
+        }
+    }
+    return true;
+}
+
+void Conn::receive_markers(std::string_view data, std::uint64_t now) {
+    while (!data.empty()) {
+        const Feed f = marker_.feed(data);
+        data.remove_prefix(f.used);
+        if (f.status != Feed::Status::reply) continue;
+        if (marker_.conn() != index_) continue;  // another connection's (a relay's broadcast)
+        const std::uint64_t seq = marker_.seq();
+        if (seq < recv_msgs_) continue;          // again, or after a later one: counted already
+        if (seq >= sent_msgs_) {
+            if (w_.phase != Phase::stopping) w_.error(&Stats::mismatches, "a marker of a request not sent");
+            continue;
+        }
+        // The markers skipped over will not come: those requests are lost.
+        for (; recv_msgs_ < seq; ++recv_msgs_) {
+            if (recv_msgs_ < timed_out_upto_) continue;
+            const std::uint64_t at = sent_at(recv_msgs_);
+            if (at >= w_.warm_ns && at < w_.end_ns) w_.error(&Stats::timeouts, "");
+        }
+        complete(now, w_.o_.size);
+    }
+}
+
+void Conn::data_received(std::string_view data) {
+    if (retired_) return;
+    const std::uint64_t now = now_ns();
+    const std::uint64_t before = recv_msgs_;
+    if (w_.o_.protocol == Proto::echo) receive_echo(data, now);
+    else if (w_.o_.protocol == Proto::marker) receive_markers(data, now);
+    else if (!receive_replies(data, now)) return;
     w_.publish();
-    if (w_.phase != Phase::running || lost_) return;
+    if (w_.phase != Phase::running || lost_ || now >= w_.end_ns) return;
+    if (used_up()) {
+        w_.replace(*this);
+        return;
+    }
     if (w_.o_.rate > 0) return;  // the ticker sends
     if (w_.o_.mode == Mode::echo) {
-        if (recv_msgs_ != before) send(recv_msgs_ - before, now);
+        if (recv_msgs_ != before) send(std::min(recv_msgs_ - before, allowance()), now);
     } else {
         fill_stream(now);
     }
@@ -323,20 +562,31 @@ void Conn::data_received(std::string_view data) {
 
 bool Conn::eof_received() {
     eof_ = true;
+    if (retired_) return false;
+    if (w_.o_.protocol == Proto::http && w_.phase == Phase::running) {
+        // A body that ran to the close ends here; an idle keep-alive connection the server
+        // closed is not an error either: both carry on from a new connection.
+        const std::uint64_t before = recv_msgs_;
+        if (http_.eof() && recv_msgs_ < sent_msgs_) complete(now_ns(), recv_bytes_);
+        if (recv_msgs_ == sent_msgs_ && (recv_msgs_ != before || http_.idle())) {
+            w_.replace(*this);
+            return false;
+        }
+    }
     if (w_.phase != Phase::stopping) w_.error(&Stats::early_closes, "the server closed the connection");
     return false;
 }
 
 void Conn::connection_lost(std::error_code ec) {
     lost_ = true;
-    if (w_.phase == Phase::stopping || eof_) return;  // an EOF was counted already
+    if (retired_ || w_.phase == Phase::stopping || eof_) return;  // an EOF was counted already
     if (ec) w_.error(&Stats::connect_errors, ec.message());
     else w_.error(&Stats::early_closes, "the connection closed early");
 }
 
 void Conn::resume_writing() {
     paused_ = false;
-    if (w_.phase != Phase::running) return;
+    if (w_.phase != Phase::running || retired_) return;
     if (w_.o_.mode == Mode::stream && w_.o_.rate == 0) fill_stream(now_ns());
 }
 
@@ -361,8 +611,60 @@ bool run_until(EventLoop& loop, Pred pred, double timeout) {
     return ok;
 }
 
+void Worker::prepare_requests() {
+    if (o_.protocol == Proto::framed) {
+        constant_request = o_.request.is_constant();
+        request_bytes = std::string(o_.request.constant());
+        return;
+    }
+    if (o_.protocol != Proto::http) return;
+    // The request line and headers as a template (so {seq} and friends work in the path, a
+    // header or the body); Content-Length follows the body each request has.
+    std::string head = o_.method + " " + o_.url_path + " HTTP/1.1\r\n";
+    bool host = false;
+    for (const std::string& h : o_.headers) {
+        const std::string name = h.substr(0, h.find(':'));
+        if (name.size() == 4 && (name[0] | 0x20) == 'h' && (name[1] | 0x20) == 'o' &&
+            (name[2] | 0x20) == 's' && (name[3] | 0x20) == 't')
+            host = true;
+    }
+    if (!host) {
+        const bool v6 = o_.host.find(':') != std::string::npos;
+        head += "Host: " + (v6 ? "[" + o_.host + "]" : o_.host) + ":" + std::to_string(o_.port) + "\r\n";
+    }
+    for (const std::string& h : o_.headers) head += h + "\r\n";
+    std::string err;
+    http_head_.parse(head, false, err);
+    http_body_.parse(o_.body, false, err);
+    http_has_body_ = o_.body_given || o_.method == "POST" || o_.method == "PUT" || o_.method == "PATCH";
+    constant_request = http_head_.is_constant() && http_body_.is_constant();
+    if (constant_request) {
+        std::uint64_t rng = 0;
+        render(0, 0, rng);
+        request_bytes = scratch;
+    }
+}
+
+void Worker::render(std::uint64_t seq, std::uint64_t conn, std::uint64_t& rng) {
+    scratch.clear();
+    if (o_.protocol == Proto::framed) {
+        o_.request.render(seq, conn, rng, scratch);
+        return;
+    }
+    http_head_.render(seq, conn, rng, scratch);
+    if (http_has_body_) {
+        scratch_body_.clear();
+        http_body_.render(seq, conn, rng, scratch_body_);
+        fmt::format_to(std::back_inserter(scratch), "Content-Length: {}\r\n\r\n", scratch_body_.size());
+        scratch += scratch_body_;
+    } else {
+        scratch += "\r\n";
+    }
+}
+
 void Worker::connect_all(EventLoop& loop) {
-    ConnectOptions copts;
+    prepare_requests();
+    ConnectOptions& copts = copts_;
     if (o_.tls) {
         // Without --cafile nothing is verified: a load test usually meets a self-signed server.
         try {
@@ -378,18 +680,48 @@ void Worker::connect_all(EventLoop& loop) {
         }
         copts.server_hostname = o_.server_hostname;
     }
-    std::vector<Future<Connection<>>> pending;
-    pending.reserve(count_);
-    for (std::size_t i = 0; i < count_; ++i) {
+    conns_.assign(count_, nullptr);
+    transports_.assign(count_, nullptr);
+    reconnecting_.assign(count_, Future<Connection<>>());
+    std::vector<Future<Connection<>>> pending(count_);
+    std::size_t opened = 0;  // connects started (or failed to start)
+    auto open = [&](std::size_t i) {
+        ++opened;
+        if (!fatal.empty()) return;
         const std::size_t index = first_ + i;
-        pending.push_back(loop.create_connection(
-            [this, index] { return std::make_unique<Conn>(*this, index); }, o_.host, o_.port,
-            copts));
+        try {
+            pending[i] = loop.create_connection(
+                [this, index, i] { return std::make_unique<Conn>(*this, index, ConnStart{i, 0, 0}); },
+                o_.host, o_.port, copts);
+        } catch (const std::system_error& e) {
+            if (exhausted(e)) return;
+            error(&Stats::connect_errors, e.code().message());
+        }
+    };
+    // --connect-rate: connection k of the run (across threads) opens k / rate seconds in.
+    std::vector<TimerHandle> ramp;
+    double ramp_s = 0;
+    if (o_.connect_rate > 0) {
+        ramp_s = static_cast<double>(o_.connections) / o_.connect_rate;
+        const std::uint64_t now = now_ns();
+        for (std::size_t i = 0; i < count_; ++i) {
+            const std::uint64_t at = shared_.connect_ns +
+                                     static_cast<std::uint64_t>(static_cast<double>(first_ + i) * 1e9 / o_.connect_rate);
+            ramp.push_back(loop.call_later(at > now ? static_cast<double>(at - now) / 1e9 : 0,
+                                           [&open, i] { open(i); }));
+        }
+    } else {
+        for (std::size_t i = 0; i < count_; ++i) open(i);
     }
-    run_until(loop, [&] {
-        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
-    }, o_.connect_timeout);
-    for (auto& f : pending) {
+    auto all_done = [&] {
+        return opened == count_ &&
+               std::all_of(pending.begin(), pending.end(), [](auto& f) { return !f.valid() || f.done(); });
+    };
+    run_until(loop, all_done, ramp_s + o_.connect_timeout);
+    for (auto& h : ramp) h.cancel();
+    for (std::size_t i = 0; i < count_; ++i) {
+        auto& f = pending[i];
+        if (!f.valid()) continue;
         if (!f.done()) {
             f.cancel();
             error(&Stats::connect_errors, "Connection timed out");
@@ -397,10 +729,11 @@ void Worker::connect_all(EventLoop& loop) {
         }
         try {
             Connection<> c = f.result();
-            conns_.push_back(&c.as<Conn>());
-            transports_.push_back(std::move(c.transport));
+            conns_[i] = &c.as<Conn>();
+            transports_[i] = std::move(c.transport);
             ++stats.connections_made;
         } catch (const std::system_error& e) {
+            if (exhausted(e)) continue;
             // OS errors in words ("Connection refused"); TLS errors say more in what().
             error(&Stats::connect_errors, e.code().category() == std::system_category()
                                               ? e.code().message()
@@ -410,22 +743,74 @@ void Worker::connect_all(EventLoop& loop) {
         }
     }
     // Let cancelled connects unwind.
-    run_until(loop, [&] {
-        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.done(); });
-    }, 1.0);
+    run_until(loop, all_done, 1.0);
+}
+
+void Worker::replace(Conn& c) {
+    const ConnStart next = c.retire();
+    if (conns_[next.slot] == &c) {
+        conns_[next.slot] = nullptr;
+        retired_.push_back(std::move(transports_[next.slot]));
+    }
+    if (phase == Phase::running) reconnect(next);
+}
+
+void Worker::reconnect(ConnStart start) {
+    const std::size_t index = first_ + start.slot;
+    try {
+        reconnecting_[start.slot] = loop_->create_connection(
+            [this, index, start] { return std::make_unique<Conn>(*this, index, start); }, o_.host,
+            o_.port, copts_);
+    } catch (const std::system_error& e) {
+        error(&Stats::connect_errors, e.code().message());
+        return;
+    }
+    reconnecting_[start.slot].add_done_callback([this, start] { reconnected(start); });
+}
+
+void Worker::reconnected(ConnStart start) {
+    Future<Connection<>> f = std::move(reconnecting_[start.slot]);
+    reconnecting_[start.slot] = Future<Connection<>>();
+    try {
+        Connection<> c = f.result();
+        ++stats.connections_made;
+        if (phase != Phase::running) {
+            c.transport->close();
+            retired_.push_back(std::move(c.transport));
+            return;
+        }
+        conns_[start.slot] = &c.as<Conn>();
+        transports_[start.slot] = std::move(c.transport);
+        conns_[start.slot]->begin();
+    } catch (const CancelledError&) {
+    } catch (const std::exception& e) {
+        if (phase != Phase::running) return;
+        const auto* se = dynamic_cast<const std::system_error*>(&e);
+        error(&Stats::connect_errors, se && se->code().category() == std::system_category()
+                                          ? se->code().message() : std::string(e.what()));
+        // Try again a little later rather than in a storm.
+        loop_->call_later(0.1, [this, start] {
+            if (phase == Phase::running) reconnect(start);
+        });
+    }
 }
 
 void Worker::tick(EventLoop& loop) {
     if (phase != Phase::running) return;
     const std::uint64_t now = now_ns();
-    for (Conn* c : conns_) c->send_due(now);
+    if (o_.rate > 0)
+        for (Conn* c : conns_)
+            if (c) c->send_due(now);
+    for (Conn* c : conns_)
+        if (c) c->check_timeouts(now);
     for (UdpConn* c : udp_) c->poll(now);
-    // Often enough that a due message waits at most a fraction of a millisecond for its send.
+    // Often enough that a due message waits at most a fraction of a millisecond for its send;
+    // in closed loop only timeouts are looked for, a hundred times a second.
     loop.call_later(o_.rate > 0 ? 0.0002 : 0.01, [this, &loop] { tick(loop); });
 }
 
 bool Worker::all_lost() const {
-    return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->lost(); }) &&
+    return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return !c || c->lost(); }) &&
            std::all_of(udp_.begin(), udp_.end(), [](UdpConn* c) { return c->lost(); });
 }
 
@@ -439,6 +824,9 @@ void Worker::connect_udp(EventLoop& loop) {
         try {
             pending.push_back(loop.create_datagram_endpoint(
                 [this, index] { return std::make_unique<UdpConn>(*this, index); }, opts));
+        } catch (const std::system_error& e) {
+            if (exhausted(e)) break;
+            error(&Stats::connect_errors, e.code().message());
         } catch (const std::exception& e) {
             error(&Stats::connect_errors, e.what());
         }
@@ -459,6 +847,7 @@ void Worker::connect_udp(EventLoop& loop) {
             dgram_transports_.push_back(std::move(c.transport));
             ++stats.connections_made;
         } catch (const std::system_error& e) {
+            if (exhausted(e)) continue;
             error(&Stats::connect_errors, e.code().message());
         } catch (const std::exception& e) {
             error(&Stats::connect_errors, e.what());
@@ -491,7 +880,7 @@ void UdpConn::send(std::uint64_t now) {
 void UdpConn::poll(std::uint64_t now) {
     if (lost_ || w_.phase != Phase::running) return;
     if (outstanding_) {
-        if (now - sent_at_ < 1'000'000'000 || now < sent_at_) return;
+        if (now < sent_at_ || now - sent_at_ < w_.timeout_ns) return;
         outstanding_ = false;  // not answered within a second: lost
         gave_up_ = true;
         ++seq_;
@@ -515,11 +904,12 @@ void UdpConn::datagram_received(std::string_view data, const SocketAddress&) {
         w_.error(&Stats::mismatches, "");
         if (!outstanding_) return;
     } else {
-        if (w_.in_window(now)) {
+        if (sent_at_ >= w_.warm_ns && sent_at_ < w_.end_ns) {
             ++w_.stats.messages;
             w_.stats.bytes += data.size();
             w_.stats.latency.record(now > sent_at_ ? now - sent_at_ : 0);
         }
+        if (!w_.o_.interval_log.empty()) w_.interval.record(now > sent_at_ ? now - sent_at_ : 0);
         ++w_.live_msgs;
         w_.live_bytes += data.size();
         w_.publish();
@@ -548,6 +938,21 @@ void UdpConn::connection_lost(std::error_code ec) {
     else w_.error(&Stats::early_closes, "the datagram endpoint closed early");
 }
 
+bool Worker::request_interval(std::condition_variable& cv) {
+    std::lock_guard lk(loop_m_);
+    if (!loop_) return false;
+    loop_->call_soon_threadsafe([this, &cv] {
+        {
+            std::lock_guard hk(handed_m);
+            handed.merge(interval);
+            handed_ready = true;
+        }
+        interval.reset();
+        cv.notify_all();
+    });
+    return true;
+}
+
 void Worker::request_stop(std::uint64_t stop_ns) {
     std::lock_guard lk(loop_m_);
     if (!loop_) return;
@@ -559,7 +964,49 @@ void Worker::request_stop(std::uint64_t stop_ns) {
     });
 }
 
+bool Worker::exhausted(const std::system_error& e) {
+    const std::error_code& c = e.code();
+    if (c != std::errc::too_many_files_open && c != std::errc::too_many_files_open_in_system &&
+        c != std::errc::not_enough_memory && c != std::errc::no_buffer_space)
+        return false;
+    if (fatal.empty()) fatal = "cannot open " + std::to_string(o_.connections) + " connections: " + c.message();
+    return true;
+}
+
+void Worker::arrive() {
+    if (arrived_) return;
+    arrived_ = true;
+    std::unique_lock lk(shared_.m);
+    --shared_.connecting;
+    shared_.cv.notify_all();
+    shared_.cv.wait(lk, [&] { return shared_.go || shared_.abort; });
+    start_ns = shared_.start_ns;
+    warm_ns = shared_.warm_ns;
+    end_ns = shared_.end_ns;
+}
+
 void Worker::run() {
+    try {
+        run_loop();
+    } catch (const std::exception& e) {
+        fatal = e.what();
+    } catch (...) {
+        fatal = "unknown exception";
+    }
+    if (!fatal.empty()) {
+        std::lock_guard lk(loop_m_);
+        loop_ = nullptr;
+    }
+    if (!arrived_) {
+        // Failed before the start: still let the others go (run_load aborts the run).
+        arrived_ = true;
+        std::lock_guard lk(shared_.m);
+        --shared_.connecting;
+        shared_.cv.notify_all();
+    }
+}
+
+void Worker::run_loop() {
     LoopOptions lo;
     EventLoop loop(lo);
     {
@@ -586,26 +1033,22 @@ void Worker::run() {
         inflight_cap = std::max<std::uint64_t>(o_.pipeline, std::max<std::size_t>(16, (4u << 20) / o_.size));
     }
     interval_ns = o_.rate > 0 ? 1e9 * static_cast<double>(o_.connections) / o_.rate : 0;
+    // udp keeps the second the contract gave it unless --timeout says otherwise.
+    const double timeout = o_.mode == Mode::udp && !o_.timeout_given ? 1.0 : o_.timeout;
+    timeout_ns = static_cast<std::uint64_t>(timeout * 1e9);
 
     if (o_.mode == Mode::udp) connect_udp(loop);
     else connect_all(loop);
-    {
-        std::unique_lock lk(shared_.m);
-        --shared_.connecting;
-        shared_.cv.notify_all();
-        shared_.cv.wait(lk, [&] { return shared_.go || shared_.abort; });
-        start_ns = shared_.start_ns;
-        warm_ns = shared_.warm_ns;
-        end_ns = shared_.end_ns;
-    }
+    arrive();
     phase = Phase::running;
-    if (!shared_.abort && !shared_.stop_requested && (!conns_.empty() || !udp_.empty())) {
+    if (!shared_.abort && !shared_.stop_requested && (stats.connections_made > 0)) {
         const std::uint64_t now = now_ns();
         const double to_start = start_ns > now ? static_cast<double>(start_ns - now) / 1e9 : 0;
         loop.call_later(to_start, [this, &loop] {
-            for (Conn* c : conns_) c->begin();
+            for (Conn* c : conns_)
+                if (c) c->begin();
             for (UdpConn* c : udp_) c->begin();
-            if (o_.rate > 0 || !udp_.empty()) tick(loop);
+            tick(loop);
         });
         const double to_end = end_ns > now ? static_cast<double>(end_ns - now) / 1e9 : 0;
         loop.call_later(to_end, [this, &loop] {
@@ -616,14 +1059,28 @@ void Worker::run() {
     }
     phase = Phase::stopping;
     // Nothing is sent any more; take back what is in flight before closing, so that close()
-    // is not stuck flushing towards a server that is itself blocked writing to us.
+    // is not stuck flushing towards a server that is itself blocked writing to us. What is
+    // still unanswered once --timeout has passed since the end counts as timed out.
+    const std::uint64_t drain_until = std::max(end_ns, now_ns()) + timeout_ns;
     run_until(loop, [&] {
-        return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return c->drained(); });
+        return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return !c || c->drained(); }) ||
+               now_ns() >= drain_until;
+    }, 3600.0);
+    // Connections still being made are not wanted any more.
+    for (auto& f : reconnecting_)
+        if (f.valid()) f.cancel();
+    run_until(loop, [&] {
+        return std::all_of(reconnecting_.begin(), reconnecting_.end(), [](auto& f) { return !f.valid(); });
     }, 2.0);
-    for (Conn* c : conns_) c->finish();
+    const std::uint64_t ended = now_ns();
+    for (Conn* c : conns_)
+        if (c) c->check_timeouts(ended, true);
+    for (Conn* c : conns_)
+        if (c) c->finish();
     for (UdpConn* c : udp_) c->finish();
     run_until(loop, [&] { return all_lost(); }, 2.0);
-    for (auto& t : transports_) t->abort();
+    for (auto& t : transports_)
+        if (t) t->abort();
     for (auto& t : dgram_transports_) t->abort();
     run_until(loop, [&] { return all_lost(); }, 5.0);
     conns_.clear();
@@ -632,7 +1089,10 @@ void Worker::run() {
     // completed (a TLS transport's inner socket a little longer), so the loop keeps running
     // until our handles were the last ones, and a moment more.
     std::vector<std::weak_ptr<BaseTransport>> gone;
-    for (auto& t : transports_) gone.push_back(t);
+    for (auto& t : transports_)
+        if (t) gone.push_back(t);
+    for (auto& t : retired_) gone.push_back(t);
+    retired_.clear();
     for (auto& t : dgram_transports_) gone.push_back(t);
     transports_.clear();
     dgram_transports_.clear();
@@ -650,8 +1110,26 @@ void Worker::run() {
 
 Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>* interrupt) {
     Outcome out;
+    std::FILE* ilog = nullptr;
+    if (!o.interval_log.empty() && !(ilog = std::fopen(o.interval_log.c_str(), "w"))) {
+        out.fatal = true;
+        out.cause = "cannot write --interval-log " + o.interval_log + ": " + std::strerror(errno);
+        return out;
+    }
     const unsigned nthreads = std::max(1u, std::min(o.threads, o.connections));
+    auto interrupted = [&] { return interrupt && interrupt->load(); };
+    if (o.start_at > 0) {
+        // --start-at: several copies (on several hosts) begin connecting at the same instant.
+        for (;;) {
+            timespec ts;
+            ::clock_gettime(CLOCK_REALTIME, &ts);
+            const double left = o.start_at - (static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9);
+            if (left <= 0 || interrupted()) break;
+            std::this_thread::sleep_for(std::chrono::duration<double>(std::min(left, 0.05)));
+        }
+    }
     Shared shared;
+    shared.connect_ns = now_ns();
     shared.connecting = nthreads;
     std::vector<std::unique_ptr<Worker>> workers;
     std::size_t first = 0;
@@ -667,15 +1145,27 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     std::vector<std::thread> threads;
-    for (auto& w : workers) threads.emplace_back([w = w.get()] { w->run(); });
+    std::string fatal;
+    for (auto& w : workers) {
+        try {
+            threads.emplace_back([w = w.get()] { w->run(); });
+        } catch (const std::system_error& e) {
+            fatal = std::string("cannot start a thread: ") + e.code().message();
+            std::lock_guard lk(shared.m);
+            shared.connecting -= static_cast<unsigned>(workers.size() - threads.size());
+            break;
+        }
+    }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    auto interrupted = [&] { return interrupt && interrupt->load(); };
 
     std::uint64_t made = 0;
     {
         std::unique_lock lk(shared.m);
         shared.cv.wait(lk, [&] { return shared.connecting == 0; });
         for (auto& w : workers) made += w->stats.connections_made;
+        for (auto& w : workers)
+            if (fatal.empty() && !w->fatal.empty()) fatal = w->fatal;
+        if (!fatal.empty()) made = 0;
         if (made == 0) {
             shared.abort = true;
         } else {
@@ -689,10 +1179,67 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
     }
 
     std::uint64_t stop_ns = shared.end_ns;
+    double cpu_start = -1, cpu_end = -1;
+    std::function<std::uint64_t(std::uint64_t)> interval_logger;  // next time it wants a call
+    // --interval-log: one JSON line a second, what the second's replies took on every thread.
+    std::uint64_t last_i = shared.start_ns, last_i_msgs = 0, last_i_fail = 0;
+    std::mutex interval_m;
+    std::condition_variable cv;
+    Histogram h;
+    if (made != 0 && ilog) {
+        auto log_interval = [&](std::uint64_t t) {
+            std::vector<Worker*> asked;
+            for (auto& w : workers)
+                if (w->request_interval(cv)) asked.push_back(w.get());
+            {
+                std::unique_lock lk(interval_m);
+                cv.wait_for(lk, std::chrono::milliseconds(200), [&] {
+                    return std::all_of(asked.begin(), asked.end(), [](Worker* w) {
+                        std::lock_guard hk(w->handed_m);
+                        return w->handed_ready;
+                    });
+                });
+            }
+            h.reset();
+            std::uint64_t msgs = 0, fail = 0;
+            for (auto& w : workers) {
+                std::lock_guard hk(w->handed_m);
+                h.merge(w->handed);
+                w->handed.reset();
+                w->handed_ready = false;
+                msgs += w->live.messages.load(std::memory_order_relaxed);
+                fail += w->live.errors.load(std::memory_order_relaxed);
+            }
+            const double dt = static_cast<double>(t - last_i) / 1e9;
+            auto q = [&](double p) {
+                return h.count() ? fmt::format("{:.1f}", static_cast<double>(p >= 1 ? h.max() : h.value_at_quantile(p)) / 1000)
+                                 : std::string("null");
+            };
+            std::fprintf(ilog,
+                         "{\"t_s\": %.3f, \"interval_s\": %.3f, \"phase\": \"%s\", \"replies\": %llu, "
+                         "\"replies_per_s\": %.1f, \"failures\": %llu, \"latency_us\": {\"p50\": %s, "
+                         "\"p90\": %s, \"p99\": %s, \"p999\": %s, \"max\": %s}}\n",
+                         static_cast<double>(t - shared.start_ns) / 1e9, dt,
+                         (last_i + t) / 2 < shared.warm_ns ? "warmup" : "measure",
+                         static_cast<unsigned long long>(msgs - last_i_msgs),
+                         static_cast<double>(msgs - last_i_msgs) / dt,
+                         static_cast<unsigned long long>(fail - last_i_fail), q(0.5).c_str(), q(0.9).c_str(),
+                         q(0.99).c_str(), q(0.999).c_str(), q(1).c_str());
+            std::fflush(ilog);
+            last_i = t;
+            last_i_msgs = msgs;
+            last_i_fail = fail;
+        };
+        interval_logger = [&, log_interval](std::uint64_t t) {
+            if (t >= last_i + 1'000'000'000) log_interval(t);
+            return last_i + 1'000'000'000;
+        };
+    }
     if (made != 0) {
         std::uint64_t last_msgs = 0, last_bytes = 0, last_t = shared.start_ns;
         for (;;) {
             std::uint64_t now = now_ns();
+            if (cpu_start < 0 && now >= shared.warm_ns) cpu_start = cpu_now();
             if (now >= shared.end_ns) break;
             if (interrupted()) {
                 stop_ns = now;
@@ -702,9 +1249,12 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
             }
             // Wake every 50 ms at most to notice an interrupt; print once a second.
             std::uint64_t next = std::min(shared.end_ns, now + 50'000'000);
+            if (cpu_start < 0) next = std::min(next, shared.warm_ns);
             if (progress) next = std::min(next, last_t + 1'000'000'000);
+            if (interval_logger) next = std::min(next, interval_logger(now));
             std::this_thread::sleep_for(std::chrono::nanoseconds(next > now ? next - now : 1'000'000));
             const std::uint64_t t = now_ns();
+            if (interval_logger && t < shared.end_ns) interval_logger(t);
             if (!progress || t < last_t + 1'000'000'000) continue;
             if (t + 100'000'000 >= shared.end_ns) continue;  // the summary follows at once
             std::uint64_t msgs = 0, bytes = 0, errors = 0;
@@ -727,17 +1277,31 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
             last_t = t;
         }
     }
+    if (cpu_start >= 0) cpu_end = cpu_now();
     for (auto& t : threads) t.join();
+    interval_logger = nullptr;
+    if (ilog) std::fclose(ilog);
+    ilog = nullptr;
+    for (auto& w : workers)
+        if (fatal.empty() && !w->fatal.empty()) fatal = w->fatal;
 
     Result& r = out.result;
     r.options = o;
     r.threads = nthreads;
     r.duration_s = o.duration;
+    r.cpu_s = cpu_start >= 0 ? cpu_end - cpu_start : 0;
     if (made != 0 && stop_ns < shared.end_ns)  // interrupted: the window ended early
         r.duration_s = stop_ns > shared.warm_ns ? static_cast<double>(stop_ns - shared.warm_ns) / 1e9 : 0;
     for (auto& w : workers) {
         r.stats.merge(w->stats);
         if (r.first_error.empty()) r.first_error = w->first_error;
+    }
+    if (!fatal.empty()) {
+        out.fatal = true;
+        out.cause = fatal;
+        const bool fds = fatal.find("Too many open files") != std::string::npos;
+        if (fds) out.cause += " (raise the limit, e.g. ulimit -n, or use fewer connections or threads)";
+        return out;
     }
     if (made == 0) {
         out.no_connection = true;

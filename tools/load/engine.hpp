@@ -1,5 +1,5 @@
 // The load generator itself: N threads, one aioring EventLoop each, the connections spread
-// across them; closed loop (pipeline) or open loop (rate); every echoed byte checked.
+// across them; closed loop (pipeline) or open loop (rate); every request accounted for.
 #pragma once
 
 #include <atomic>
@@ -14,6 +14,7 @@ namespace aioring::load {
 struct Outcome {
     Result result;
     bool no_connection = false;  // not a single connection could be made: exit 1
+    bool fatal = false;          // a thread failed (no event loop, no file descriptors): exit 1
     std::string cause;           // why, in words ("Connection refused")
 };
 

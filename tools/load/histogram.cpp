@@ -26,6 +26,21 @@ void Histogram::merge(const Histogram& o) {
     min_ = std::min(min_, o.min_);
 }
 
+void Histogram::add_to_bucket(std::size_t i, std::uint64_t n) {
+    if (n == 0) return;
+    counts_[i] += n;
+    total_ += n;
+    min_ = std::min(min_, bucket_low(i));
+    max_ = std::max(max_, bucket_low(i) + bucket_width(i) - 1);
+}
+
+std::uint64_t Histogram::count_up_to(std::uint64_t ns) const {
+    const std::size_t last = index_of(std::min(ns, max_trackable));
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i <= last; ++i) n += counts_[i];
+    return n;
+}
+
 void Histogram::reset() {
     std::fill(counts_.begin(), counts_.end(), 0);
     total_ = 0;

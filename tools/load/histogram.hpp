@@ -51,6 +51,18 @@ public:
     static std::uint64_t bucket_low(std::size_t i);
     static std::uint64_t bucket_width(std::size_t i);
 
+    // Bucket by bucket, for writing the histogram out and reading it back losslessly.
+    std::uint64_t count_at(std::size_t i) const { return counts_[i]; }
+    // Samples in the buckets up to and including the one holding `ns`.
+    std::uint64_t count_up_to(std::uint64_t ns) const;
+    // Adds `n` samples to bucket `i` (their exact values are not known: min and max widen to
+    // the bucket's bounds unless set_min_max follows).
+    void add_to_bucket(std::size_t i, std::uint64_t n);
+    void set_min_max(std::uint64_t min, std::uint64_t max) {
+        min_ = min;
+        max_ = max;
+    }
+
 private:
     std::vector<std::uint64_t> counts_;
     std::uint64_t total_ = 0;
