@@ -109,10 +109,10 @@ void SocketTransport::arm_recv() {
         if (mode_ == Mode::read_pipe) io_uring_prep_read(s, fd_, buf.data(), buf.size(), -1);
         else io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
         recv_multishot_ = false;
-    } else if (mode_ == Mode::socket && core_.buffers.ok() && core_.ring.features().multishot_recv) {
+    } else if (mode_ == Mode::socket && core_.stream_ring().ok() && core_.ring.features().multishot_recv) {
         io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
         s->flags |= IOSQE_BUFFER_SELECT;
-        s->buf_group = core_.buffers.group();
+        s->buf_group = core_.stream_ring().group();
         recv_multishot_ = true;
     } else {
         if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_size);
@@ -147,21 +147,25 @@ void SocketTransport::on_recv(int res, unsigned flags) {
     }
     if (res > 0) [[likely]] {
         if (flags & IORING_CQE_F_BUFFER) {
-            const std::uint16_t bid = uring::BufferRing::buffer_id(flags);
-            deliver(std::string_view(core_.buffers.data(bid), static_cast<std::size_t>(res)));
-            core_.buffers.give_back(bid);
+            uring::BufferRing& ring = core_.stream_ring();
+            const auto piece = ring.take(flags, static_cast<unsigned>(res));
+            deliver(std::string_view(piece.data, static_cast<std::size_t>(res)));
+            if (piece.last) ring.give_back(piece.bid);
         } else if (own_buffer_ && target_.empty()) {
             deliver(std::string_view(own_buffer_.get(), static_cast<std::size_t>(res)));
         } else {
             deliver_buffered(static_cast<std::size_t>(res));
         }
     } else if (res == 0) {
-        if (flags & IORING_CQE_F_BUFFER) core_.buffers.give_back(uring::BufferRing::buffer_id(flags));
+        if (flags & IORING_CQE_F_BUFFER) {
+            uring::BufferRing& ring = core_.stream_ring();
+            if (const auto piece = ring.take(flags, 0); piece.last) ring.give_back(piece.bid);
+        }
         on_eof();
     } else if (res == -ENOBUFS) {
         // The multishot ended because the ring ran dry; this is not EOF. Re-arm once this
         // batch of completions has handed its buffers back.
-        ++core_.buffers.exhaustions;
+        ++core_.stream_ring().exhaustions;
         if (wants_read()) core_.want_rearm(this);
     } else if (res != -ECANCELED && res != -EINTR) {
         if (!closing_) force_close(std::error_code(-res, std::system_category()));
