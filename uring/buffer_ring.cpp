@@ -55,6 +55,8 @@ BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned
     }
     base_ = static_cast<char*>(d);
     if (incremental_) used_ = std::make_unique<std::uint32_t[]>(count_);
+    kept_ = std::make_unique<std::uint16_t[]>(count_);
+    done_ = std::make_unique<bool[]>(count_);
     const int mask = io_uring_buf_ring_mask(count_);
     for (unsigned i = 0; i < count_; ++i) io_uring_buf_ring_add(br_, data(i), size_, i, mask, i);
     io_uring_buf_ring_advance(br_, count_);

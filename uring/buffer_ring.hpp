@@ -66,6 +66,28 @@ public:
     // Hands the buffer back to the kernel, whole.
     void give_back(std::uint16_t bid);
 
+    // A receiver may keep a piece past its CQE (a paused reader holds it instead of copying):
+    // the buffer then goes back once the kernel is done with it (finish) and every kept piece
+    // of it is released, in either order. can_keep() bounds the buffers kept at once to half
+    // the ring, so held pieces cannot starve the other receivers.
+    bool can_keep(std::uint16_t bid) const { return kept_[bid] != 0 || kept_buffers_ < count_ / 2; }
+    void keep(std::uint16_t bid) {
+        if (kept_[bid]++ == 0) ++kept_buffers_;
+    }
+    void release(std::uint16_t bid) {
+        if (--kept_[bid] != 0) return;
+        --kept_buffers_;
+        if (done_[bid]) {
+            done_[bid] = false;
+            give_back(bid);
+        }
+    }
+    // Piece::last came for `bid`: back to the kernel now, or when its last kept piece goes.
+    void finish(std::uint16_t bid) {
+        if (kept_[bid] == 0) give_back(bid);
+        else done_[bid] = true;
+    }
+
     std::uint64_t exhaustions = 0;  // ENOBUFS seen by receivers (a sizing signal)
 
 private:
@@ -75,6 +97,9 @@ private:
     std::size_t ring_bytes_ = 0;
     std::size_t data_bytes_ = 0;
     std::unique_ptr<std::uint32_t[]> used_;  // incremental: bytes of each buffer consumed so far
+    std::unique_ptr<std::uint16_t[]> kept_;  // pieces of each buffer kept by receivers
+    std::unique_ptr<bool[]> done_;           // the kernel finished it while pieces were kept
+    unsigned kept_buffers_ = 0;
     std::uint16_t group_;
     unsigned count_;
     unsigned size_;
