@@ -165,6 +165,8 @@ LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
     : loop(l),
       ring(o.sq_entries, o.cq_entries, to_setup(o.strongest_ring_mode)),
       buffers(ring, 0, o.buffer_count, o.buffer_size),
+      stream_buffers(ring, 1, o.incremental_buffers ? o.stream_buffer_count : 0, o.stream_buffer_size,
+                     uring::BufferRing::Consumption::incremental),
       owner_(std::this_thread::get_id()) {
     wakeup_ = std::make_unique<Wakeup>(*this);
     live_loops.push_back(this);
@@ -446,6 +448,8 @@ double TimerHandle::when() const { return s_ ? s_->when : 0; }
 EventLoop::EventLoop() : EventLoop(LoopOptions{}) {}
 EventLoop::EventLoop(const LoopOptions& o) : core_(std::make_unique<detail::LoopCore>(*this, o)) {}
 EventLoop::~EventLoop() = default;
+
+bool EventLoop::incremental_buffers() const { return core_->stream_buffers.incremental(); }
 
 RingMode EventLoop::ring_mode() const {
     switch (core_->ring.mode()) {

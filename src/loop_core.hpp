@@ -77,7 +77,10 @@ public:
 
     EventLoop& loop;
     uring::Ring ring;
-    uring::BufferRing buffers;
+    uring::BufferRing buffers;         // datagrams, and streams without incremental buffers
+    uring::BufferRing stream_buffers;  // incremental (set up only where the kernel has it)
+    // The ring stream sockets receive into.
+    uring::BufferRing& stream_ring() { return stream_buffers.ok() ? stream_buffers : buffers; }
 
     // call_soon without a handle: the transports' internal scheduling.
     void post(Callback cb) {

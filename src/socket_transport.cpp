@@ -61,6 +61,7 @@ SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BasePro
 }
 
 SocketTransport::~SocketTransport() {
+    if (!detached_) release_pieces();  // once the loop is gone, so is its ring
     if (!fd_closed_) ::close(fd_);
 }
 
@@ -109,10 +110,10 @@ void SocketTransport::arm_recv() {
         if (mode_ == Mode::read_pipe) io_uring_prep_read(s, fd_, buf.data(), buf.size(), -1);
         else io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
         recv_multishot_ = false;
-    } else if (mode_ == Mode::socket && core_.buffers.ok() && core_.ring.features().multishot_recv) {
+    } else if (mode_ == Mode::socket && core_.stream_ring().ok() && core_.ring.features().multishot_recv) {
         io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
         s->flags |= IOSQE_BUFFER_SELECT;
-        s->buf_group = core_.buffers.group();
+        s->buf_group = core_.stream_ring().group();
         recv_multishot_ = true;
     } else {
         if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_size);
@@ -147,40 +148,70 @@ void SocketTransport::on_recv(int res, unsigned flags) {
     }
     if (res > 0) [[likely]] {
         if (flags & IORING_CQE_F_BUFFER) {
-            const std::uint16_t bid = uring::BufferRing::buffer_id(flags);
-            deliver(std::string_view(core_.buffers.data(bid), static_cast<std::size_t>(res)));
-            core_.buffers.give_back(bid);
+            uring::BufferRing& ring = core_.stream_ring();
+            const auto piece = ring.take(flags, static_cast<unsigned>(res));
+            const std::string_view data(piece.data, static_cast<std::size_t>(res));
+            if (!holding()) [[likely]] {
+                if (!closing_ && !eof_) dispatch(data);
+            } else if (!keep_piece(ring, piece.bid, data)) {
+                deliver(data);
+            }
+            if (piece.last) ring.finish(piece.bid);
         } else if (own_buffer_ && target_.empty()) {
             deliver(std::string_view(own_buffer_.get(), static_cast<std::size_t>(res)));
         } else {
             deliver_buffered(static_cast<std::size_t>(res));
         }
     } else if (res == 0) {
-        if (flags & IORING_CQE_F_BUFFER) core_.buffers.give_back(uring::BufferRing::buffer_id(flags));
+        if (flags & IORING_CQE_F_BUFFER) {
+            uring::BufferRing& ring = core_.stream_ring();
+            if (const auto piece = ring.take(flags, 0); piece.last) ring.finish(piece.bid);
+        }
         on_eof();
     } else if (res == -ENOBUFS) {
         // The multishot ended because the ring ran dry; this is not EOF. Re-arm once this
         // batch of completions has handed its buffers back.
-        ++core_.buffers.exhaustions;
+        ++core_.stream_ring().exhaustions;
         if (wants_read()) core_.want_rearm(this);
     } else if (res != -ECANCELED && res != -EINTR) {
         if (!closing_) force_close(std::error_code(-res, std::system_category()));
     }
+    if (npieces_ != 0 && closing_) release_pieces();  // never delivered now
     if (!recv_armed_) {
         target_ = {};
         target_owner_ = nullptr;
         retired_.reset();  // a replaced protocol's buffer is no longer in use
-        if (wants_read() && !rearm_scheduled && held_.empty() && held_buffered_ == 0) arm_recv();
+        if (wants_read() && !rearm_scheduled && held_.empty() && npieces_ == 0 && held_buffered_ == 0)
+            arm_recv();
         maybe_release();
     }
 }
 
+bool SocketTransport::keep_piece(uring::BufferRing& ring, std::uint16_t bid, std::string_view data) {
+    // Completed after pause_reading: the ring's bytes are held as they are, while few are and
+    // nothing copied is queued before them; the buffer goes back once they are delivered.
+    if (closing_ || eof_ || !held_.empty() || npieces_ == max_held_pieces || !ring.can_keep(bid))
+        return false;
+    ring.keep(bid);
+    pieces_[npieces_++] = HeldPiece{data.data(), static_cast<std::uint32_t>(data.size()), bid};
+    return true;
+}
+
+void SocketTransport::release_pieces() {
+    for (std::size_t i = 0; i < npieces_; ++i) core_.stream_ring().release(pieces_[i].bid);
+    npieces_ = 0;
+}
+
 void SocketTransport::deliver(std::string_view data) {
     if (closing_ || eof_) return;
-    if (!reading_ || !held_.empty()) {
+    if (holding()) {
         held_.append(data);  // completed after pause_reading: kept for resume_reading
         return;
     }
+    dispatch(data);
+}
+
+void SocketTransport::dispatch(std::string_view data) {
     if (protocol_->kind() == BaseProtocol::Kind::stream) [[likely]] {
         try {
             static_cast<Protocol*>(protocol_.get())->data_received(data);
@@ -226,7 +257,7 @@ void SocketTransport::deliver_buffered(std::size_t n) {
 
 void SocketTransport::on_eof() {
     if (closing_ || eof_) return;
-    if (!reading_ || !held_.empty()) {
+    if (holding()) {
         held_eof_ = true;
         return;
     }
@@ -251,6 +282,15 @@ void SocketTransport::deliver_held() {
         } catch (...) {
             fatal_error(std::current_exception(), "protocol buffer_updated() failed");
         }
+    }
+    while (npieces_ != 0) {
+        const HeldPiece p = pieces_[0];
+        std::copy(pieces_.begin() + 1, pieces_.begin() + npieces_, pieces_.begin());
+        --npieces_;
+        if (!closing_ && !eof_) dispatch(std::string_view(p.data, p.size));
+        core_.stream_ring().release(p.bid);
+        if (closing_) release_pieces();
+        if (!reading_) return;  // paused again inside data_received
     }
     if (!held_.empty()) {
         // Both strings keep their capacity: pausing again and again allocates nothing.
@@ -286,7 +326,7 @@ void SocketTransport::pause_reading() {
 void SocketTransport::resume_reading() {
     if (closing_ || reading_) return;
     reading_ = true;
-    if (!held_.empty() || held_buffered_ != 0 || held_eof_) {
+    if (!held_.empty() || npieces_ != 0 || held_buffered_ != 0 || held_eof_) {
         core_.post([self = shared_from_this()] { self->deliver_held(); });
     } else if (!recv_armed_ && wants_read()) {
         arm_recv();
@@ -294,7 +334,7 @@ void SocketTransport::resume_reading() {
 }
 
 void SocketTransport::rearm() {
-    if (wants_read() && !recv_armed_ && held_.empty()) arm_recv();
+    if (wants_read() && !recv_armed_ && held_.empty() && npieces_ == 0) arm_recv();
     maybe_release();
 }
 

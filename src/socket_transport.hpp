@@ -7,6 +7,7 @@
 
 #include <sys/uio.h>
 
+#include <array>
 #include <deque>
 #include <memory>
 #include <string>
@@ -90,6 +91,11 @@ private:
     void cancel_recv();
     void on_recv(int res, unsigned flags);
     void deliver(std::string_view data);
+    void dispatch(std::string_view data);
+    bool keep_piece(uring::BufferRing& ring, std::uint16_t bid, std::string_view data);
+    void release_pieces();
+    // Bytes are being held for resume_reading: new ones queue behind them.
+    bool holding() const { return !reading_ || npieces_ != 0 || !held_.empty(); }
     void deliver_buffered(std::size_t n);
     void on_eof();
     void deliver_held();
@@ -128,7 +134,17 @@ private:
     bool recv_multishot_ = false;
     bool eof_ = false;            // EOF delivered (or held)
     bool held_eof_ = false;       // EOF came while paused
-    std::string held_;            // data completed while paused, delivered on resume
+    // Data completed while paused, delivered on resume: first ring pieces kept as they are (no
+    // copy; a few, and bounded ring-wide by BufferRing::can_keep), then copies in held_.
+    struct HeldPiece {
+        const char* data;
+        std::uint32_t size;
+        std::uint16_t bid;
+    };
+    static constexpr std::size_t max_held_pieces = 4;
+    std::array<HeldPiece, max_held_pieces> pieces_{};
+    std::uint8_t npieces_ = 0;
+    std::string held_;
     std::size_t held_buffered_ = 0;  // BufferedProtocol bytes completed while paused
     const std::byte* held_buffered_data_ = nullptr;  // where they are (the protocol's memory)
     std::string delivering_;      // held_'s bytes while they are being delivered

@@ -82,6 +82,7 @@ TEST_CASE("pause_reading and resume_reading are idempotent, also after close") {
 TEST_CASE("no data_received while paused, even for data already received; delivery resumes in order") {
     LoopOptions o;
     o.buffer_size = 4;  // the peer's bytes complete as several receives in one batch
+    o.stream_buffer_size = 4;
     EventLoop loop(o);
     ExceptionLog log(loop);
     Events ev;

@@ -123,6 +123,8 @@ TEST_CASE("a small buffer ring that runs dry is not EOF: the receive re-arms") {
     LoopOptions o;
     o.buffer_count = 2;
     o.buffer_size = 64;
+    o.stream_buffer_count = 2;  // the same with incremental buffers
+    o.stream_buffer_size = 64;
     EventLoop loop(o);
     ExceptionLog log(loop);
     Events ev;

@@ -3,6 +3,7 @@
 
 #include <sys/mman.h>
 
+#include <cstdlib>
 #include <new>
 #include <system_error>
 
@@ -14,27 +15,48 @@ static unsigned round_pow2(unsigned n) {
     return p;
 }
 
-BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned size)
+bool incremental_disabled_by_env() {
+    const char* v = std::getenv("AIORING_NO_INCREMENTAL");
+    return v != nullptr && *v == '1';
+}
+
+BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned size,
+                       Consumption consumption)
     : ring_(ring), group_(group), count_(round_pow2(count)), size_(size) {
+    const bool inc = consumption == Consumption::incremental;
+    if (count == 0 || (inc && incremental_disabled_by_env())) return;
     ring_bytes_ = count_ * sizeof(io_uring_buf);
     void* r = mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (r == MAP_FAILED) throw std::bad_alloc();
     br_ = static_cast<io_uring_buf_ring*>(r);
-    data_bytes_ = static_cast<std::size_t>(count_) * size_;
-    void* d = mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (d == MAP_FAILED) {
-        munmap(br_, ring_bytes_);
-        throw std::bad_alloc();
-    }
-    base_ = static_cast<char*>(d);
 
     io_uring_buf_ring_init(br_);
     io_uring_buf_reg reg{};
     reg.ring_addr = reinterpret_cast<std::uint64_t>(br_);
     reg.ring_entries = count_;
     reg.bgid = group_;
+    // The probe is the registration: a kernel before 6.12 rejects the flag with EINVAL (before
+    // 6.4 any non-zero `pad`), one before 5.19 rejects buffer rings altogether.
+    if (inc) reg.pad = abi::pbuf_ring_inc;
     registered_ = io_uring_register_buf_ring(ring_.raw(), &reg, 0) == 0;
-    if (!registered_) return;
+    if (!registered_) {
+        munmap(br_, ring_bytes_);
+        br_ = nullptr;
+        return;
+    }
+    incremental_ = inc;
+    data_bytes_ = static_cast<std::size_t>(count_) * size_;
+    // Pages are touched only when the kernel first fills them.
+    void* d = mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (d == MAP_FAILED) {
+        io_uring_unregister_buf_ring(ring_.raw(), group_);
+        munmap(br_, ring_bytes_);
+        throw std::bad_alloc();
+    }
+    base_ = static_cast<char*>(d);
+    if (incremental_) used_ = std::make_unique<std::uint32_t[]>(count_);
+    kept_ = std::make_unique<std::uint16_t[]>(count_);
+    done_ = std::make_unique<bool[]>(count_);
     const int mask = io_uring_buf_ring_mask(count_);
     for (unsigned i = 0; i < count_; ++i) io_uring_buf_ring_add(br_, data(i), size_, i, mask, i);
     io_uring_buf_ring_advance(br_, count_);
@@ -42,8 +64,8 @@ BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned
 
 BufferRing::~BufferRing() {
     if (registered_) io_uring_unregister_buf_ring(ring_.raw(), group_);
-    munmap(base_, data_bytes_);
-    munmap(br_, ring_bytes_);
+    if (base_ != nullptr) munmap(base_, data_bytes_);
+    if (br_ != nullptr) munmap(br_, ring_bytes_);
 }
 
 void BufferRing::give_back(std::uint16_t bid) {

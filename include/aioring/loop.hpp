@@ -152,6 +152,13 @@ struct LoopOptions {
     unsigned cq_entries = 16384;
     unsigned buffer_count = 1024;   // provided-buffer ring for multishot receive
     unsigned buffer_size = 16 * 1024;
+    // Stream sockets receive into a ring of large buffers that the kernel consumes
+    // incrementally (Linux 6.12): a 64-byte message takes 64 bytes of a buffer, a burst fills
+    // whole ones, so bulk data needs few completions. Without it (an older kernel,
+    // AIORING_NO_INCREMENTAL=1, or false here) streams share the ring above with datagrams.
+    bool incremental_buffers = true;
+    unsigned stream_buffer_count = 64;
+    unsigned stream_buffer_size = 256 * 1024;
 };
 
 class EventLoop {
@@ -164,6 +171,9 @@ public:
 
     // The ring set-up mode the kernel granted.
     RingMode ring_mode() const;
+    // Stream sockets receive into incrementally consumed buffers (LoopOptions::incremental_buffers
+    // asked for them and the kernel granted them).
+    bool incremental_buffers() const;
 
     // Monotonic time in seconds.
     double time() const;
