@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "src/loop_core.hpp"
+#include "src/write_flow.hpp"
 
 namespace aioring::detail {
 
@@ -20,6 +21,7 @@ class SocketTransport final : public Transport,
                               public Flushable,
                               public Rearmable,
                               public LoopResource,
+                              private WriteFlow::Owner,
                               public std::enable_shared_from_this<SocketTransport> {
 public:
     // Pipe modes (connect_read_pipe, connect_write_pipe, subprocess pipes): read(2)/writev(2)
@@ -45,7 +47,7 @@ public:
     // caller keeps it alive as long as this transport (an armed receive may point into it).
     std::unique_ptr<BaseProtocol> exchange_protocol(std::unique_ptr<BaseProtocol> protocol);
     // pause_writing was the protocol's last flow-control call.
-    bool is_writing_paused() const { return protocol_paused_; }
+    bool is_writing_paused() const { return flow_.paused(); }
     BaseProtocol* get_protocol() const override { return protocol_.get(); }
     EventLoop& get_loop() const override { return core_.loop; }
     // ReadTransport
@@ -59,9 +61,9 @@ public:
     void write_eof() override;
     bool can_write_eof() const override { return true; }
     void abort() override;
-    std::size_t get_write_buffer_size() const override { return buffered_; }
+    std::size_t get_write_buffer_size() const override { return flow_.size(); }
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
-        return {low_, high_};
+        return {flow_.low(), flow_.high()};
     }
     void set_write_buffer_limits(std::optional<std::size_t> high,
                                  std::optional<std::size_t> low) override;
@@ -97,8 +99,10 @@ private:
     void submit_send();
     void on_send(int res, unsigned flags);
     void append(std::string_view data);
-    void maybe_pause();
-    void maybe_resume();
+    // WriteFlow::Owner
+    BaseProtocol* flow_protocol() const override { return protocol_.get(); }
+    bool flow_closing() const override { return closing_; }
+    void flow_failed(const char* message) override;
     void force_close(std::error_code ec);
     void schedule_connection_lost(std::error_code ec);
     void call_connection_lost(std::error_code ec);
@@ -141,13 +145,10 @@ private:
     std::vector<std::string> spare_;   // sent chunks kept for reuse (no allocation per write)
     std::size_t front_offset_ = 0;     // bytes of chunks_.front() already sent
     std::size_t inflight_chunks_ = 0;  // chunks the in-flight sendmsg points into
-    std::size_t buffered_ = 0;
+    WriteFlow flow_{*this};            // the buffered byte count and pause/resume
     std::vector<iovec> iov_;
     msghdr msg_{};
     bool send_inflight_ = false;
-    std::size_t high_ = default_high_water;
-    std::size_t low_ = default_low_water;
-    bool protocol_paused_ = false;
     std::uint64_t sends_ = 0;
 
     // Closing.

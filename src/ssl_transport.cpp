@@ -2,7 +2,7 @@
 // close_notify exchange with its timeout, and start_tls. OpenSSL talks to the lower transport
 // through a custom BIO, so there is no memory BIO to copy through.
 #include "src/ssl_transport.hpp"
-#include "src/flow_control.hpp"
+#include "src/write_flow.hpp"
 
 #include <arpa/inet.h>
 #include <fmt/core.h>
