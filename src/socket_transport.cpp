@@ -412,6 +412,7 @@ void SocketTransport::on_send(int res, unsigned) {
         chunks_.pop_front();
     }
     flow_.sub(static_cast<std::size_t>(res));
+    if (send_observer_) [[unlikely]] send_observer_->bytes_sent(static_cast<std::size_t>(res));
     if (flow_.size() != 0) {
         if (!lost_scheduled_) submit_send();
         return;

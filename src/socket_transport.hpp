@@ -17,6 +17,16 @@
 
 namespace aioring::detail {
 
+// Told how many bytes each completed send took off the write buffer (a TLS transport above
+// counts its records out this way).
+class SendObserver {
+public:
+    virtual void bytes_sent(std::size_t n) = 0;
+
+protected:
+    ~SendObserver() = default;
+};
+
 class SocketTransport final : public Transport,
                               public Flushable,
                               public Rearmable,
@@ -72,6 +82,9 @@ public:
     void flush() override;
     void rearm() override;
     void loop_closed() override;
+
+    // Null: nobody. The observer must outlive this transport or reset it.
+    void set_send_observer(SendObserver* o) { send_observer_ = o; }
 
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
@@ -146,6 +159,7 @@ private:
     std::size_t front_offset_ = 0;     // bytes of chunks_.front() already sent
     std::size_t inflight_chunks_ = 0;  // chunks the in-flight sendmsg points into
     WriteFlow flow_{*this};            // the buffered byte count and pause/resume
+    SendObserver* send_observer_ = nullptr;
     std::vector<iovec> iov_;
     msghdr msg_{};
     bool send_inflight_ = false;
