@@ -148,7 +148,7 @@ PeerCertificate describe(X509* cert) {
 
 SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, SslParams params,
                            bool app_made)
-    : core_(core), app_(std::move(app)), params_(std::move(params)), app_made_(app_made) {
+    : LoopResource(core), core_(core), app_(std::move(app)), params_(std::move(params)), app_made_(app_made) {
     if (!params_.context) throw std::invalid_argument("ssl: no SslContext");
     if (app_ && app_->kind() != BaseProtocol::Kind::stream &&
         app_->kind() != BaseProtocol::Kind::buffered)
@@ -602,7 +602,7 @@ void SslTransport::set_write_buffer_limits(std::optional<std::size_t> high,
 // ---- closing ------------------------------------------------------------------------------------
 
 void SslTransport::close() {
-    if (closing_) return;
+    if (closing_ || detached_) return;
     closing_ = true;
     if (state_ == State::wrapped) begin_shutdown();
     else if (state_ != State::closed) abort();
@@ -673,10 +673,28 @@ void SslTransport::finish_shutdown() {
 void SslTransport::abort() {
     closing_ = true;
     state_ = State::closed;
-    drop_pending_writes();
+    // The buffer is dropped, the records below with it (the lower transport aborts too).
+    pending_plain_.clear();
+    sent_count_ = 0;
+    flow_.set(0);
     handshake_timer_.cancel();
     shutdown_timer_.cancel();
     if (lower_) lower_->abort();  // connection_lost follows from the lower transport's
+}
+
+void SslTransport::loop_closed() {
+    // Every operation has completed or been cancelled and no callback runs any more; the lower
+    // transport may be freed right after this (or was already): forget it. As asyncio, no
+    // connection_lost.
+    detached_ = closing_ = app_lost_ = true;
+    state_ = State::closed;
+    lower_ = nullptr;
+    pending_plain_.clear();
+    sent_count_ = 0;
+    flow_.set(0);
+    on_handshake_ = {};
+    handshake_timer_.cancel();
+    shutdown_timer_.cancel();
 }
 
 void SslTransport::protocol_failed(const std::string& what) {
@@ -734,6 +752,10 @@ void SslTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     auto kind = protocol->kind();
     if (kind != BaseProtocol::Kind::stream && kind != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    if (detached_) {  // the loop is gone: nothing runs that could still use the old one
+        app_ = std::move(protocol);
+        return;
+    }
     // The old protocol may be the caller: it is freed once the current callback has returned.
     core_.post([old = std::shared_ptr<BaseProtocol>(std::move(app_))] {});
     app_ = std::move(protocol);

@@ -28,8 +28,10 @@ struct SslParams {
 
 // Ownership: the lower (plain) transport owns an SslLowerProtocol, which holds the SslTransport
 // (std::shared_ptr); the SslTransport owns the application's protocol and points at the lower
-// transport from its connection_made to its connection_lost. User handles are
-// std::shared_ptr<Transport> to the SslTransport and stay safe after the close.
+// transport from its connection_made to its connection_lost, or until the loop closes (it is a
+// LoopResource, as the lower transport is: loop_closed() lets go of the lower transport before
+// that can be freed). User handles are std::shared_ptr<Transport> to the SslTransport and stay
+// safe after the connection is lost and after the loop is closed.
 //
 // Closing: close() sends close_notify after the buffered application data; connection_lost
 // follows once the peer answers (or closes TCP), or ssl_shutdown_timeout passes (with
@@ -44,6 +46,7 @@ struct SslParams {
 // lower transport's buffer, counted out as the lower transport reports its sends. It has its own
 // WriteFlow and limits; the lower transport's pause/resume is not passed on.
 class SslTransport final : public Transport,
+                           public LoopResource,
                            private WriteFlow::Owner,
                            private SendObserver,
                            public std::enable_shared_from_this<SslTransport> {
@@ -91,6 +94,9 @@ public:
     }
     void set_write_buffer_limits(std::optional<std::size_t> high,
                                  std::optional<std::size_t> low) override;
+
+    // LoopResource: the loop closed with this transport open; calls on it are ignored from now.
+    void loop_closed() override;
 
     // The BIO's side.
     std::size_t take_input(char* out, std::size_t len);
@@ -164,6 +170,7 @@ private:
     bool in_read_ = false;
     bool process_scheduled_ = false;
     bool eof_called_ = false;
+    bool detached_ = false;  // the loop closed first
 };
 
 // The lower transport's protocol: forwards everything to the SslTransport it keeps alive.

@@ -1,0 +1,335 @@
+// The guarantees every writing transport gives, run against each kind (TCP, Unix stream, write
+// pipe, TLS; datagram endpoints where they apply): callback order, the flow-control edges, write
+// after close, abort drops the buffer, and a kept handle after the connection is lost and after
+// the loop is closed. Each rig fails the test on any call of the loop's exception handler.
+#include "support.hpp"
+#include "tls_certs.hpp"
+
+#include <fcntl.h>
+
+using namespace testing;
+
+namespace {
+
+// Records the buffer size each flow-control callback saw.
+class FlowProtocol : public RecordingProtocol {
+public:
+    FlowProtocol(Events& e, WriteTransport** t) : RecordingProtocol(e), t_(t) {}
+    void pause_writing() override {
+        RecordingProtocol::pause_writing();
+        if (*t_) pause_sizes.push_back((*t_)->get_write_buffer_size());
+    }
+    void resume_writing() override {
+        RecordingProtocol::resume_writing();
+        if (*t_) resume_sizes.push_back((*t_)->get_write_buffer_size());
+    }
+    std::vector<std::size_t> pause_sizes, resume_sizes;
+
+private:
+    WriteTransport** t_;
+};
+
+// One connected transport of some kind and its peer. The peer reads only when asked.
+struct Rig {
+    EventLoop loop;
+    ExceptionLog log{loop};
+    Events ev;
+    std::shared_ptr<WriteTransport> t;  // every kind
+    std::shared_ptr<Transport> full;    // kinds that also read (not a write pipe)
+    WriteTransport* raw = nullptr;
+    FlowProtocol* proto = nullptr;
+    int peer_fd = -1;  // TCP, Unix, pipe: the other end
+    // TLS: our own server side.
+    std::shared_ptr<Server> server;
+    Events peer_ev;
+    Transport* peer_t = nullptr;
+    std::string peer_got;
+    bool peer_eof = false;
+
+    ProtocolFactory factory() {
+        return [this] {
+            auto p = std::make_unique<FlowProtocol>(ev, &raw);
+            proto = p.get();
+            return p;
+        };
+    }
+    void adopt(std::shared_ptr<WriteTransport> w, std::shared_ptr<Transport> f) {
+        t = std::move(w);
+        full = std::move(f);
+        raw = t.get();
+    }
+    // Reads what the peer has now (TLS: what its protocol got).
+    void peer_pump() {
+        if (peer_fd < 0) {
+            peer_got = peer_ev.data;
+            peer_eof = peer_ev.eof != 0 || peer_ev.lost != 0;
+            return;
+        }
+        char buf[65536];
+        for (;;) {
+            ssize_t n = ::read(peer_fd, buf, sizeof buf);
+            if (n > 0) {
+                peer_got.append(buf, static_cast<std::size_t>(n));
+                continue;
+            }
+            if (n == 0) peer_eof = true;
+            break;
+        }
+    }
+    bool peer_receives(const std::string& what) {
+        return run_until(loop, [&] {
+            peer_pump();
+            return peer_got.size() >= what.size();
+        }) && peer_got == what;
+    }
+    ~Rig() {
+        // The fixture's rule: no protocol callback threw, nothing unexpected was reported.
+        CHECK(log.count == 0);
+        for (const auto& m : log.messages) MESSAGE(m);
+        if (peer_fd >= 0) ::close(peer_fd);
+        if (server && !loop.is_closed()) {
+            server->close();
+            run_until(loop, [&] { return !server->is_serving(); });
+        }
+    }
+};
+
+struct Tcp {
+    static constexpr const char* name = "TCP";
+    static void open(Rig& r) {
+        TcpListener l;
+        auto conn = run(r.loop, r.loop.create_connection(r.factory(), "127.0.0.1", l.port));
+        r.adopt(conn.transport, conn.transport);
+        r.peer_fd = l.accept();
+        REQUIRE(r.peer_fd >= 0);
+        set_nonblocking(r.peer_fd);
+    }
+};
+
+struct Unix {
+    static constexpr const char* name = "Unix";
+    static void open(Rig& r) {
+        SocketPair sp;
+        auto conn = run(r.loop, r.loop.connect_accepted_socket(r.factory(), sp.take_a()));
+        r.adopt(conn.transport, conn.transport);
+        r.peer_fd = std::exchange(sp.b, -1);
+        set_nonblocking(r.peer_fd);
+    }
+};
+
+struct WritePipe {
+    static constexpr const char* name = "pipe";
+    static void open(Rig& r) {
+        int fds[2];
+        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+        auto conn = run(r.loop, r.loop.connect_write_pipe(r.factory(), fds[1]));
+        r.adopt(conn.transport, nullptr);
+        r.peer_fd = fds[0];
+        set_nonblocking(r.peer_fd);
+    }
+};
+
+// The TLS server side: records what it gets.
+struct PeerProtocol : RecordingProtocol {
+    Transport** out;
+    PeerProtocol(Events& e, Transport** o) : RecordingProtocol(e), out(o) {}
+    void connection_made(Transport& t) override {
+        RecordingProtocol::connection_made(t);
+        *out = &t;
+    }
+};
+
+struct Tls {
+    static constexpr const char* name = "TLS";
+    static void open(Rig& r) {
+        ServerOptions so;
+        so.ssl = server_ctx();
+        r.server = run(r.loop, r.loop.create_server(
+                                   [&r] { return std::make_unique<PeerProtocol>(r.peer_ev, &r.peer_t); },
+                                   "127.0.0.1", 0, so));
+        ConnectOptions o;
+        o.ssl = client_ctx();
+        o.server_hostname = "localhost";
+        auto conn = run(r.loop, r.loop.create_connection(r.factory(), "127.0.0.1",
+                                                         r.server->addresses()[0].port(), o));
+        r.adopt(conn.transport, conn.transport);
+        REQUIRE(run_until(r.loop, [&] { return r.peer_t != nullptr; }));
+    }
+};
+
+std::string pattern(std::size_t n, char base = 'a') {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>(base + (i * 7 + i / 251) % 26);
+    return s;
+}
+
+}  // namespace
+
+#define ALL_KINDS Tcp, Unix, WritePipe, Tls
+
+TEST_SUITE("transport guarantees") {
+TEST_CASE_TEMPLATE("connection_made, then the data, then connection_lost once; the protocol is freed once",
+                   K, ALL_KINDS) {
+    Rig r;
+    K::open(r);
+    CHECK(r.ev.made == 1);
+    CHECK(r.proto->pause_sizes.empty());
+    r.t->write("ping");
+    CHECK(r.peer_receives("ping"));
+    r.t->close();
+    CHECK(r.t->is_closing());
+    REQUIRE(run_until(r.loop, [&] { return r.ev.lost == 1; }));
+    CHECK(!r.ev.lost_error);
+    CHECK(r.ev.order_ok);
+    CHECK(r.ev.destroyed == 0);
+    r.t.reset();
+    r.full.reset();
+    REQUIRE(run_until(r.loop, [&] { return r.ev.destroyed == 1; }));
+    CHECK(r.ev.lost == 1);
+}
+
+TEST_CASE_TEMPLATE("a buffer of exactly the high-water mark does not pause; one byte more does", K,
+                   ALL_KINDS) {
+    Rig r;
+    K::open(r);
+    REQUIRE(r.t->get_write_buffer_size() == 0);
+    r.t->set_write_buffer_limits(1000, 500);
+    r.t->write(pattern(1000));
+    CHECK(r.t->get_write_buffer_size() == 1000);
+    CHECK(r.ev.pauses == 0);
+    r.t->write("x");
+    CHECK(r.ev.pauses == 1);  // synchronously, inside write()
+    REQUIRE(r.proto->pause_sizes.size() == 1);
+    CHECK(r.proto->pause_sizes[0] == 1001);
+    REQUIRE(run_until(r.loop, [&] { return r.ev.resumes == 1; }));
+    REQUIRE(r.proto->resume_sizes.size() == 1);
+    CHECK(r.proto->resume_sizes[0] <= 500);
+    CHECK(r.ev.order_ok);
+    CHECK(r.peer_receives(pattern(1000) + "x"));
+}
+
+TEST_CASE_TEMPLATE("zero marks: any buffered byte pauses, only an empty buffer resumes", K, ALL_KINDS) {
+    Rig r;
+    K::open(r);
+    r.t->set_write_buffer_limits(0, 0);
+    CHECK(r.ev.pauses == 0);  // an empty buffer is not over 0
+    r.t->write("y");
+    CHECK(r.ev.pauses == 1);
+    REQUIRE(run_until(r.loop, [&] { return r.ev.resumes == 1; }));
+    CHECK(r.proto->resume_sizes == std::vector<std::size_t>{0});
+    CHECK(r.peer_receives("y"));
+    CHECK(r.ev.order_ok);
+}
+
+TEST_CASE_TEMPLATE("a limit change pauses or resumes at once", K, ALL_KINDS) {
+    Rig r;
+    K::open(r);
+    r.t->set_write_buffer_limits(4000);
+    r.t->write(pattern(2000));
+    CHECK(r.ev.pauses == 0);
+    r.t->set_write_buffer_limits(1999, 0);
+    CHECK(r.ev.pauses == 1);
+    r.t->set_write_buffer_limits(1999, 0);  // the same limits again: nothing to say
+    CHECK(r.ev.pauses == 1);
+    CHECK(r.ev.resumes == 0);
+    r.t->set_write_buffer_limits(8000, 2000);
+    CHECK(r.ev.resumes == 1);
+    CHECK(r.proto->resume_sizes == std::vector<std::size_t>{2000});
+    CHECK(r.ev.order_ok);
+    CHECK(r.peer_receives(pattern(2000)));
+}
+
+TEST_CASE_TEMPLATE("write after close is ignored and is_closing says so", K, ALL_KINDS) {
+    Rig r;
+    K::open(r);
+    CHECK(!r.t->is_closing());
+    r.t->write("last");
+    r.t->close();
+    CHECK(r.t->is_closing());
+    r.t->write("ignored");
+    CHECK(r.t->get_write_buffer_size() == 4);  // close() flushes what came before it
+    REQUIRE(run_until(r.loop, [&] { return r.ev.lost == 1; }));
+    r.t->write("ignored too");
+    CHECK(r.t->get_write_buffer_size() == 0);
+    REQUIRE(run_until(r.loop, [&] {
+        r.peer_pump();
+        return r.peer_eof;
+    }));
+    CHECK(r.peer_got == "last");
+    CHECK(r.ev.order_ok);
+}
+
+TEST_CASE_TEMPLATE("abort drops the buffer: connection_lost once, no resume_writing", K, ALL_KINDS) {
+    Rig r;
+    K::open(r);
+    r.t->write(std::string(4 << 20, 'd'));
+    CHECK(r.ev.pauses == 1);
+    r.t->abort();
+    CHECK(r.t->is_closing());
+    CHECK(r.t->get_write_buffer_size() == 0);
+    r.t->write("ignored");
+    REQUIRE(run_until(r.loop, [&] { return r.ev.lost == 1; }));
+    CHECK(r.ev.resumes == 0);
+    CHECK(r.ev.order_ok);
+}
+
+TEST_CASE_TEMPLATE("a kept handle stays safe after connection_lost and after loop.close()", K, ALL_KINDS) {
+    Rig r;
+    K::open(r);
+    r.t->write(std::string(1 << 20, 'k'));
+    r.t->abort();
+    REQUIRE(run_until(r.loop, [&] { return r.ev.lost == 1; }));
+    auto poke = [](WriteTransport& w, Transport* f) {
+        CHECK(w.is_closing());
+        w.write("x");
+        std::string_view parts[] = {"a", "b"};
+        w.writelines(parts);
+        w.set_write_buffer_limits(10, 5);
+        CHECK(w.get_write_buffer_size() == 0);
+        (void)w.get_write_buffer_limits();
+        (void)w.get_extra_info("peername");
+        (void)w.get_extra_info("socket");
+        w.close();
+        w.abort();
+        if (f) {
+            f->pause_reading();
+            f->resume_reading();
+            (void)f->is_reading();
+        }
+    };
+    poke(*r.t, r.full.get());
+    r.loop.close();
+    poke(*r.t, r.full.get());
+    CHECK(r.ev.lost == 1);
+}
+
+TEST_CASE_TEMPLATE("a handle kept while the loop closes under an open connection stays safe", K, ALL_KINDS) {
+    std::shared_ptr<WriteTransport> kept;
+    std::shared_ptr<Transport> kept_full;
+    Events* ev = nullptr;
+    Rig r;
+    K::open(r);
+    ev = &r.ev;
+    r.t->write(std::string(8 << 20, 'o'));  // more than the kernel holds: a send in flight
+    REQUIRE(run_until(r.loop, [&] { return r.t->get_write_buffer_size() < (8u << 20); }));
+    kept = r.t;
+    kept_full = r.full;
+    r.loop.close();
+    CHECK(kept->is_closing());
+    kept->write("after close");
+    std::string_view parts[] = {"a", "b"};
+    kept->writelines(parts);
+    kept->set_write_buffer_limits(10, 5);
+    CHECK(kept->get_write_buffer_size() == 0);
+    (void)kept->get_extra_info("socket");
+    (void)kept->get_extra_info("peername");
+    if (kept_full) {
+        kept_full->pause_reading();
+        kept_full->resume_reading();
+        kept_full->set_protocol(std::make_unique<RecordingProtocol>(*ev));
+    }
+    kept->close();
+    kept->abort();
+    CHECK(ev->lost == 0);  // as asyncio: a closing loop does not call connection_lost
+}
+}
