@@ -464,9 +464,18 @@ void SocketTransport::force_close(std::error_code ec) {
     }
     cancel_recv();
     if (send_inflight_) {
+        // asyncio: the buffered data is lost. The in-flight send waits in the kernel for room
+        // and, under COOP_TASKRUN or without flags, is retried as soon as the peer reads, even
+        // before the loop runs again. So no byte the kernel has not accepted yet may go after
+        // abort() returns: a socket is shut for writing at once (a retry then fails with
+        // EPIPE; what the kernel already holds still goes, then EOF, as a close would do), and
+        // the cancel is submitted now rather than at the next loop iteration (a pipe has no
+        // shutdown; the cancel disarms its waiting write).
+        if (mode_ == Mode::socket) ::shutdown(fd_, SHUT_WR);
         io_uring_sqe* s = core_.ring.sqe();
         io_uring_prep_cancel(s, static_cast<uring::Op*>(&send_op_), 0);
         uring::Ring::ignore_result(s);
+        io_uring_submit(core_.ring.raw());  // an error (EBUSY): the next iteration submits it
     }
     schedule_connection_lost(ec);
 }

@@ -6,6 +6,10 @@
 #include "tls_certs.hpp"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
+#include <algorithm>
 
 using namespace testing;
 
@@ -331,5 +335,120 @@ TEST_CASE_TEMPLATE("a handle kept while the loop closes under an open connection
     kept->close();
     kept->abort();
     CHECK(ev->lost == 0);  // as asyncio: a closing loop does not call connection_lost
+}
+}
+
+// ---- abort drops what the kernel had not accepted ----------------------------------------------
+
+namespace {
+
+// Fills `fd`'s kernel buffers with 'P' until they take no more; returns how many went in.
+std::size_t prefill(int fd) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    const std::string chunk(4096, 'P');
+    std::size_t n = 0;
+    for (;;) {
+        ssize_t w = ::write(fd, chunk.data(), chunk.size());
+        if (w <= 0) break;
+        n += static_cast<std::size_t>(w);
+    }
+    ::fcntl(fd, F_SETFL, flags);  // the transport's own ops decide how to wait
+    return n;
+}
+
+// Bytes the kernel holds between `ours` and `peer`: unread at the peer plus, for TCP, unsent
+// in our send queue.
+std::size_t in_kernel(int ours, int peer, bool tcp) {
+    int unread = 0, unsent = 0;
+    REQUIRE(::ioctl(peer, FIONREAD, &unread) == 0);
+    if (tcp) REQUIRE(::ioctl(ours, SIOCOUTQ, &unsent) == 0);
+    return static_cast<std::size_t>(unread) + static_cast<std::size_t>(unsent);
+}
+
+struct AbortCase {
+    EventLoop loop;
+    ExceptionLog log{loop};
+    Events ev;
+    WriteTransport* t = nullptr;
+    std::shared_ptr<WriteTransport> handle;
+};
+
+// With the kernel buffers full before the transport starts, its sendmsg waits in the kernel
+// holding our data; after abort() returns, a peer that reads at once must get only the bytes
+// the kernel had accepted before it (all 'P'), never one of the buffer that abort dropped.
+void check_abort_drops(AbortCase& c, int ours, int peer, bool tcp, std::size_t filled) {
+    const std::size_t total = 1 << 20;
+    c.t->write(std::string(total, 'D'));
+    // The flush submits the sendmsg, which finds no room and waits.
+    REQUIRE(run_until(c.loop, [&] { return c.t->extra<std::uint64_t>("send_calls").value_or(0) >= 1; }));
+    const std::size_t accepted = in_kernel(ours, peer, tcp);
+    CHECK(accepted >= filled);
+    const std::size_t sent = total - c.t->get_write_buffer_size();  // completed sends
+    c.t->abort();
+    // Read at once, before the loop runs again: whatever the kernel does with the waiting
+    // sendmsg now happens while we read.
+    std::string got;
+    char buf[65536];
+    set_nonblocking(peer);
+    for (int i = 0; i < 64; ++i) {
+        ssize_t n = ::read(peer, buf, sizeof buf);
+        if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+    }
+    REQUIRE(run_until(c.loop, [&] { return c.ev.lost == 1; }));
+    bool eof = false;
+    REQUIRE(read_while_running(c.loop, peer, got, [&](const std::string&) { return eof; }, &eof));
+    const std::size_t dropped_arrived =
+        static_cast<std::size_t>(std::count(got.begin(), got.end(), 'D'));
+    CHECK(got.size() <= accepted);
+    CHECK(dropped_arrived <= sent + (accepted - filled));
+    const bool in_order = got.find('D') == std::string::npos || got.find('P', got.find('D')) == std::string::npos;
+    CHECK(in_order);
+    CHECK(c.ev.lost == 1);
+    CHECK(c.log.count == 0);
+}
+
+}  // namespace
+
+TEST_SUITE("transport guarantees") {
+TEST_CASE("abort: a Unix stream peer that reads at once gets nothing the kernel had not accepted") {
+    AbortCase c;
+    SocketPair sp;
+    const std::size_t filled = prefill(sp.a);
+    REQUIRE(filled > 0);
+    const int ours = sp.a;
+    auto conn = run(c.loop, c.loop.connect_accepted_socket(
+                                [&] { return std::make_unique<RecordingProtocol>(c.ev); }, sp.take_a()));
+    c.t = conn.transport.get();
+    check_abort_drops(c, ours, sp.b, false, filled);
+}
+
+TEST_CASE("abort: a TCP peer that reads at once gets nothing the kernel had not accepted") {
+    AbortCase c;
+    TcpListener l;
+    const int ours = tcp_connect(l.port);
+    REQUIRE(ours >= 0);
+    const int peer = l.accept();
+    REQUIRE(peer >= 0);
+    const std::size_t filled = prefill(ours);
+    REQUIRE(filled > 0);
+    auto conn = run(c.loop, c.loop.connect_accepted_socket(
+                                [&] { return std::make_unique<RecordingProtocol>(c.ev); }, ours));
+    c.t = conn.transport.get();
+    check_abort_drops(c, ours, peer, true, filled);
+    ::close(peer);
+}
+
+TEST_CASE("abort: a pipe reader that reads at once gets nothing the kernel had not accepted") {
+    AbortCase c;
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    const std::size_t filled = prefill(fds[1]);
+    REQUIRE(filled > 0);
+    auto conn = run(c.loop, c.loop.connect_write_pipe(
+                                [&] { return std::make_unique<RecordingProtocol>(c.ev); }, fds[1]));
+    c.t = conn.transport.get();
+    check_abort_drops(c, fds[1], fds[0], false, filled);
+    ::close(fds[0]);
 }
 }
