@@ -7,7 +7,6 @@
 
 #include <sys/uio.h>
 
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +15,44 @@
 #include "src/write_flow.hpp"
 
 namespace aioring::detail {
+
+// The write buffer's chunks, oldest first, on a circular array: unlike std::deque, which frees
+// and allocates a block every few pushes and pops, steady writing allocates nothing. Growing
+// moves the strings, not their bytes: every chunk is far bigger than the small-string buffer,
+// so an in-flight sendmsg's iovecs stay valid.
+class ChunkQueue {
+public:
+    bool empty() const { return n_ == 0; }
+    std::size_t size() const { return n_; }
+    std::string& operator[](std::size_t i) { return v_[(head_ + i) & (v_.size() - 1)]; }
+    std::string& front() { return v_[head_]; }
+    std::string& back() { return (*this)[n_ - 1]; }
+    void push_back(std::string&& s) {
+        if (n_ == v_.size()) [[unlikely]] grow();
+        (*this)[n_] = std::move(s);
+        ++n_;
+    }
+    void pop_front() {
+        v_[head_] = std::string();
+        head_ = (head_ + 1) & (v_.size() - 1);
+        --n_;
+    }
+    void clear() {
+        while (n_ != 0) pop_front();
+        head_ = 0;
+    }
+
+private:
+    void grow() {
+        std::vector<std::string> g(v_.empty() ? 8 : 2 * v_.size());  // a power of two
+        for (std::size_t i = 0; i < n_; ++i) g[i] = std::move((*this)[i]);
+        v_ = std::move(g);
+        head_ = 0;
+    }
+    std::vector<std::string> v_;
+    std::size_t head_ = 0;
+    std::size_t n_ = 0;
+};
 
 // Told how many bytes each completed send took off the write buffer (a TLS transport above
 // counts its records out this way).
@@ -154,7 +191,7 @@ private:
     std::unique_ptr<char[]> own_buffer_;  // single-shot receive without a buffer ring
 
     // Writing.
-    std::deque<std::string> chunks_;
+    ChunkQueue chunks_;
     std::vector<std::string> spare_;   // sent chunks kept for reuse (no allocation per write)
     std::size_t front_offset_ = 0;     // bytes of chunks_.front() already sent
     std::size_t inflight_chunks_ = 0;  // chunks the in-flight sendmsg points into

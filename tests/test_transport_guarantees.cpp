@@ -2,6 +2,7 @@
 // pipe, TLS; datagram endpoints where they apply): callback order, the flow-control edges, write
 // after close, abort drops the buffer, and a kept handle after the connection is lost and after
 // the loop is closed. Each rig fails the test on any call of the loop's exception handler.
+#include "alloc_counter.hpp"
 #include "support.hpp"
 #include "tls_certs.hpp"
 
@@ -10,6 +11,7 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <thread>
 
 using namespace testing;
 
@@ -50,7 +52,9 @@ struct Rig {
     std::string peer_got;
     bool peer_eof = false;
 
+    ProtocolFactory custom;  // instead of the FlowProtocol
     ProtocolFactory factory() {
+        if (custom) return custom;
         return [this] {
             auto p = std::make_unique<FlowProtocol>(ev, &raw);
             proto = p.get();
@@ -58,6 +62,7 @@ struct Rig {
         };
     }
     void adopt(std::shared_ptr<WriteTransport> w, std::shared_ptr<Transport> f) {
+        if (custom) ev.made = 1;
         t = std::move(w);
         full = std::move(f);
         raw = t.get();
@@ -335,6 +340,82 @@ TEST_CASE_TEMPLATE("a handle kept while the loop closes under an open connection
     kept->close();
     kept->abort();
     CHECK(ev->lost == 0);  // as asyncio: a closing loop does not call connection_lost
+}
+}
+
+namespace {
+// Sends a 64-byte message, waits for its echo, again; counts allocations on the loop thread
+// (both sides, for TLS) between `warmup` and `warmup + measured` round trips.
+struct Ping : Protocol {
+    EventLoop* loop = nullptr;
+    Transport* t = nullptr;
+    int warmup = 0, measured = 0, rounds = 0;
+    std::size_t got = 0;
+    static constexpr std::string_view msg = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    void connection_made(Transport& tr) override { t = &tr; }
+    void data_received(std::string_view d) override {
+        got += d.size();
+        if (got < msg.size()) return;
+        got -= msg.size();
+        ++rounds;
+        if (rounds == warmup) count_allocations = true;
+        if (rounds == warmup + measured) {
+            count_allocations = false;
+            loop->stop();
+            return;
+        }
+        t->write(msg);
+    }
+};
+struct Echoer : Protocol {
+    Transport* t;
+    explicit Echoer(Transport* tr) : t(tr) {}
+    void data_received(std::string_view d) override { t->write(d); }
+};
+}  // namespace
+
+TEST_SUITE("transport guarantees") {
+TEST_CASE_TEMPLATE("a 64-byte ping-pong allocates nothing per message once warmed up", K, Tcp, Unix, Tls) {
+    Rig r;
+    Ping* ping = nullptr;
+    r.custom = [&] {
+        auto p = std::make_unique<Ping>();
+        ping = p.get();
+        return p;
+    };
+    K::open(r);
+    REQUIRE(ping);
+    ping->loop = &r.loop;
+    ping->warmup = 200;
+    ping->measured = 1000;
+    std::thread echo;
+    if (r.peer_fd >= 0) {
+        ::fcntl(r.peer_fd, F_SETFL, ::fcntl(r.peer_fd, F_GETFL) & ~O_NONBLOCK);
+        echo = std::thread([fd = r.peer_fd] {
+            char buf[4096];
+            for (;;) {
+                ssize_t n = ::read(fd, buf, sizeof buf);
+                if (n <= 0 || ::write(fd, buf, static_cast<std::size_t>(n)) != n) return;
+            }
+        });
+    } else {
+        r.peer_t->set_protocol(std::make_unique<Echoer>(r.peer_t));
+    }
+    allocations = 0;
+    r.t->write(Ping::msg);
+    auto deadline = r.loop.call_later(30, [&] { r.loop.stop(); });  // only fails the test
+    r.loop.run_forever();
+    deadline.cancel();
+    count_allocations = false;
+    CHECK(ping->rounds == ping->warmup + ping->measured);
+    MESSAGE(std::string(K::name) << ": allocations in " << ping->measured << " round trips: " << allocations.load());
+    CHECK(allocations.load() < 10);
+    r.t->close();
+    REQUIRE(run_until(r.loop, [&] { return r.t->is_closing() && r.t->get_write_buffer_size() == 0; }));
+    if (echo.joinable()) {
+        ::shutdown(r.peer_fd, SHUT_RDWR);
+        echo.join();
+    }
 }
 }
 
