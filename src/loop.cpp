@@ -376,6 +376,7 @@ void LoopCore::run_once() {
     drain_threadsafe();
     fire_timers();
     run_ready();
+    if (iteration_hook) [[unlikely]] iteration_hook();
 }
 
 void LoopCore::fire_timers() {

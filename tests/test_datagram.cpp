@@ -402,11 +402,15 @@ TEST_CASE("echoing datagrams allocates nothing per datagram once warmed up") {
     // A blocking peer on its own thread: send, wait for the echo, again (its allocations are
     // not counted).
     std::atomic<bool> peer_done{false};
-    std::thread peer([me, &peer_done] {
+    std::thread peer([me, &peer_done, &loop] {
         struct Done {
             std::atomic<bool>& d;
-            ~Done() { d = true; }
-        } done{peer_done};
+            EventLoop& loop;
+            ~Done() {
+                d = true;
+                loop.call_soon_threadsafe([] {});  // run_until sees the flag after an iteration
+            }
+        } done{peer_done, loop};
         Peer p;
         timeval tv{10, 0};
         ::setsockopt(p.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
