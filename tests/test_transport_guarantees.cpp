@@ -54,6 +54,7 @@ struct Rig {
     std::unique_ptr<PeerReader> reader;  // reads peer_fd once a test asks for it
 
     ProtocolFactory custom;  // instead of the FlowProtocol
+    int expected_reports = 0;  // exception-handler calls the test provokes
     ProtocolFactory factory() {
         if (custom) return custom;
         return [this] {
@@ -86,7 +87,7 @@ struct Rig {
     }
     ~Rig() {
         // The fixture's rule: no protocol callback threw, nothing unexpected was reported.
-        CHECK(log.count == 0);
+        CHECK(log.count == expected_reports);
         for (const auto& m : log.messages) MESSAGE(m);
         reader.reset();
         if (peer_fd >= 0) ::close(peer_fd);
@@ -410,6 +411,46 @@ TEST_CASE_TEMPLATE("a 64-byte ping-pong allocates nothing per message once warme
         ::shutdown(r.peer_fd, SHUT_RDWR);
         echo.join();
     }
+}
+}
+
+namespace {
+struct Thrower : RecordingProtocol {
+    using RecordingProtocol::RecordingProtocol;
+    void pause_writing() override { throw std::runtime_error("boom"); }
+};
+}  // namespace
+
+TEST_SUITE("transport guarantees") {
+TEST_CASE_TEMPLATE("a protocol callback that throws is reported with its transport and protocol, then aborts",
+                   K, ALL_KINDS) {
+    Rig r;
+    Thrower* p = nullptr;
+    r.custom = [&] {
+        auto t = std::make_unique<Thrower>(r.ev);
+        p = t.get();
+        return t;
+    };
+    const BaseTransport* seen_t = nullptr;
+    const BaseProtocol* seen_p = nullptr;
+    std::string seen_m;
+    K::open(r);
+    r.loop.set_exception_handler([&](EventLoop&, const ExceptionContext& c) {
+        ++r.log.count;
+        seen_t = c.transport;
+        seen_p = c.protocol;
+        seen_m = c.message;
+    });
+    r.expected_reports = 1;
+    r.t->set_write_buffer_limits(10);
+    r.t->write(std::string(100, 'z'));  // over the mark: pause_writing throws
+    CHECK(r.log.count == 1);
+    CHECK(seen_m == "protocol pause_writing() failed");
+    CHECK(seen_t == r.t.get());
+    CHECK(seen_p == p);
+    CHECK(r.t->is_closing());
+    REQUIRE(run_until(r.loop, [&] { return r.ev.lost == 1; }));
+    CHECK(r.ev.lost_error == std::errc::connection_aborted);
 }
 }
 
