@@ -452,6 +452,57 @@ TEST_CASE_TEMPLATE("a protocol callback that throws is reported with its transpo
     REQUIRE(run_until(r.loop, [&] { return r.ev.lost == 1; }));
     CHECK(r.ev.lost_error == std::errc::connection_aborted);
 }
+
+TEST_CASE("datagram: high == size does not pause, a limit change re-evaluates, kept handles stay safe") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    struct D : DatagramProtocol {
+        int made = 0, lost = 0, pauses = 0, resumes = 0;
+        void connection_made(DatagramTransport&) override { ++made; }
+        void connection_lost(std::error_code) override { ++lost; }
+        void pause_writing() override { ++pauses; }
+        void resume_writing() override { ++resumes; }
+    };
+    D* d = nullptr;
+    DatagramEndpointOptions o;
+    o.local_addr = {"127.0.0.1", 0};
+    auto c = run(loop, loop.create_datagram_endpoint(
+                           [&] {
+                               auto p = std::make_unique<D>();
+                               d = p.get();
+                               return p;
+                           },
+                           o));
+    auto& t = *c.transport;
+    const auto to = *t.extra<SocketAddress>("sockname");
+    t.set_write_buffer_limits(100 + datagram_overhead, 0);
+    t.sendto(std::string(100, 'u'), to);  // exactly the mark with its overhead
+    CHECK(t.get_write_buffer_size() == 100 + datagram_overhead);
+    CHECK(d->pauses == 0);
+    t.set_write_buffer_limits(100, 0);
+    CHECK(d->pauses == 1);
+    t.set_write_buffer_limits(1000, 200);
+    CHECK(d->resumes == 1);
+    t.close();
+    REQUIRE(run_until(loop, [&] { return d->lost == 1; }));
+    auto kept = c.transport;
+    kept->sendto("x", to);
+    kept->abort();
+    CHECK(kept->get_write_buffer_size() == 0);
+    auto open = run(loop, loop.create_datagram_endpoint([] { return std::make_unique<DatagramProtocol>(); }, o));
+    open.transport->sendto(std::string(1000, 'q'), to);
+    loop.close();
+    for (auto* h : {kept.get(), open.transport.get()}) {
+        CHECK(h->is_closing());
+        h->sendto("after close", to);
+        h->set_write_buffer_limits(10, 5);
+        CHECK(h->get_write_buffer_size() == 0);
+        (void)h->get_extra_info("socket");
+        h->close();
+        h->abort();
+    }
+    CHECK(log.count == 0);
+}
 }
 
 // ---- abort drops what the kernel had not accepted ----------------------------------------------
