@@ -3,7 +3,6 @@
 // datagrams sent as batches of sendmsg (linked for Unix sockets, so that they leave in order),
 // and asyncio's close/abort ordering and flow control.
 #include "src/datagram_transport.hpp"
-#include "src/flow_control.hpp"
 
 #include <fmt/core.h>
 #include <sys/stat.h>
@@ -235,7 +234,7 @@ void DatagramSocketTransport::queue(std::string_view data, const SocketAddress* 
     else s.addr.length = 0;
     ++count_;
     core_.want_flush(this);
-    set_buffered(buffered_ + data.size() + datagram_overhead);
+    flow_.add(data.size() + datagram_overhead);
 }
 
 void DatagramSocketTransport::pop_front() {
@@ -320,7 +319,7 @@ void DatagramSocketTransport::on_send(Slot& slot, int res) {
             }
         }
     }
-    if (removed != 0) set_buffered(buffered_ - removed);
+    if (removed != 0) flow_.sub(removed);
     if (lost_scheduled_) {  // aborted from resume_writing
         maybe_release();
         return;
@@ -339,32 +338,9 @@ void DatagramSocketTransport::on_send(Slot& slot, int res) {
     if (closing_) schedule_connection_lost({});
 }
 
-// Every change of the queued byte count comes through here (sendto, completion, error, abort,
-// new limits), so that pause and resume strictly alternate and neither runs once closing.
-void DatagramSocketTransport::set_buffered(std::size_t n) {
-    buffered_ = n;
-    if (closing_) return;
-    if (!protocol_paused_ && buffered_ > high_) {
-        protocol_paused_ = true;
-        try {
-            protocol_->pause_writing();
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol pause_writing() failed");
-        }
-    } else if (protocol_paused_ && buffered_ <= low_) {
-        protocol_paused_ = false;
-        try {
-            protocol_->resume_writing();
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol resume_writing() failed");
-        }
-    }
-}
-
 void DatagramSocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
                                                       std::optional<std::size_t> low) {
-    std::tie(high_, low_) = resolve_write_limits(high, low);
-    set_buffered(buffered_);  // the new limits apply at once (asyncio#329)
+    flow_.set_limits(high, low);
 }
 
 // ---- closing --------------------------------------------------------------------------------
@@ -382,7 +358,7 @@ void DatagramSocketTransport::abort() { force_close({}); }
 void DatagramSocketTransport::force_close(std::error_code ec) {
     if (lost_scheduled_) return;
     closing_ = true;
-    set_buffered(0);
+    flow_.set(0);
     if (chain_pending_ == 0) {
         head_ = count_ = chain_ = 0;
     } else {
@@ -421,6 +397,10 @@ void DatagramSocketTransport::call_connection_lost(std::error_code ec) {
     maybe_release();
 }
 
+void DatagramSocketTransport::flow_failed(const char* message) {
+    fatal_error(std::current_exception(), message);
+}
+
 void DatagramSocketTransport::fatal_error(std::exception_ptr e, const char* message) {
     report(core_, std::move(e), message, this);
     force_close(std::make_error_code(std::errc::connection_aborted));
@@ -446,7 +426,7 @@ void DatagramSocketTransport::loop_closed() {
     flush_scheduled = false;
     rearm_scheduled = false;
     closing_ = lost_scheduled_ = lost_done_ = detached_ = true;
-    buffered_ = 0;
+    flow_.set(0);
     if (!fd_closed_) {
         fd_closed_ = true;
         ::close(fd_);

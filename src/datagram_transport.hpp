@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "src/loop_core.hpp"
+#include "src/write_flow.hpp"
 
 namespace aioring::detail {
 
@@ -19,6 +20,7 @@ class DatagramSocketTransport final : public DatagramTransport,
                                       public Flushable,
                                       public Rearmable,
                                       public LoopResource,
+                                      private WriteFlow::Owner,
                                       public std::enable_shared_from_this<DatagramSocketTransport> {
 public:
     // Takes ownership of `fd`. A connected socket's peer becomes the remote address.
@@ -40,9 +42,9 @@ public:
     void sendto(std::string_view data) override;
     void sendto(std::string_view data, const SocketAddress& addr) override;
     void abort() override;
-    std::size_t get_write_buffer_size() const override { return buffered_; }
+    std::size_t get_write_buffer_size() const override { return flow_.size(); }
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
-        return {low_, high_};
+        return {flow_.low(), flow_.high()};
     }
     void set_write_buffer_limits(std::optional<std::size_t> high,
                                  std::optional<std::size_t> low) override;
@@ -82,7 +84,10 @@ private:
     void pop_front();
     void submit_chain();
     void on_send(Slot& slot, int res);
-    void set_buffered(std::size_t n);
+    // WriteFlow::Owner
+    BaseProtocol* flow_protocol() const override { return protocol_.get(); }
+    bool flow_closing() const override { return closing_; }
+    void flow_failed(const char* message) override;
     void error_received(std::error_code ec);
     void force_close(std::error_code ec);
     void schedule_connection_lost(std::error_code ec);
@@ -117,10 +122,7 @@ private:
     bool chain_failed_ = false;      // a datagram of the chain failed...
     bool chain_broken_ = false;      // ...and the rest were cancelled: resubmit them
     bool link_sends_ = false;        // Unix datagram sockets: chains are linked
-    std::size_t buffered_ = 0;
-    std::size_t high_ = default_high_water;
-    std::size_t low_ = default_low_water;
-    bool protocol_paused_ = false;
+    WriteFlow flow_{*this};  // queued bytes (each datagram + datagram_overhead), pause/resume
 
     // Closing.
     bool made_ = false;

@@ -315,7 +315,8 @@ void LoopCore::call_exception_handler(const ExceptionContext& ctx) {
 }
 
 void report(LoopCore& core, std::exception_ptr e, const char* message, const BaseTransport* t) {
-    core.call_exception_handler(ExceptionContext{message, std::move(e), t});
+    // asyncio's context for a failing protocol callback: message, exception, transport, protocol.
+    core.call_exception_handler(ExceptionContext{message, std::move(e), t, t ? t->get_protocol() : nullptr});
 }
 
 void LoopCore::run_forever() {
@@ -380,6 +381,7 @@ void LoopCore::run_once() {
     drain_threadsafe();
     fire_timers();
     run_ready();
+    if (iteration_hook) [[unlikely]] iteration_hook();
 }
 
 void LoopCore::fire_timers() {

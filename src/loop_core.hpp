@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -117,6 +118,10 @@ public:
     void check_thread() const {
         if (running_ && owner_ != std::this_thread::get_id()) [[unlikely]] wrong_thread();
     }
+
+    // Runs after every loop iteration while set (tests wait on their conditions with it, so
+    // that only real events wake the loop).
+    std::function<void()> iteration_hook;
 
     ExceptionHandler exception_handler;
     void call_exception_handler(const ExceptionContext& ctx);

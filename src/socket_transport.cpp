@@ -2,7 +2,6 @@
 // ring (or single-shot into a BufferedProtocol's memory), one coalesced sendmsg in flight, and
 // asyncio's close/abort/write_eof ordering and flow control.
 #include "src/socket_transport.hpp"
-#include "src/flow_control.hpp"
 
 #include <fmt/core.h>
 #include <netinet/in.h>
@@ -140,7 +139,7 @@ void SocketTransport::on_recv(int res, unsigned flags) {
         // The reader went away (asyncio's _UnixWritePipeTransport._read_ready): with data still
         // owed that is a broken pipe, otherwise a clean close.
         if (res > 0 && !closing_) {
-            if (buffered_ != 0) force_close(std::make_error_code(std::errc::broken_pipe));
+            if (flow_.size() != 0) force_close(std::make_error_code(std::errc::broken_pipe));
             else close();
         }
         maybe_release();
@@ -375,19 +374,18 @@ void SocketTransport::write(std::string_view data) {
         return;
     }
     append(data);
-    buffered_ += data.size();
     core_.want_flush(this);
-    maybe_pause();
+    flow_.add(data.size());
 }
 
 void SocketTransport::write(std::string&& data) {
     if (data.size() < chunk_size / 4) return write(std::string_view(data));
     if (eof_requested_) throw std::logic_error("Cannot call write() after write_eof()");
     if (closing_) return write(std::string_view(data));
-    buffered_ += data.size();
+    const std::size_t n = data.size();
     chunks_.push_back(std::move(data));
     core_.want_flush(this);
-    maybe_pause();
+    flow_.add(n);
 }
 
 void SocketTransport::writelines(std::span<const std::string_view> chunks) {
@@ -395,7 +393,7 @@ void SocketTransport::writelines(std::span<const std::string_view> chunks) {
 }
 
 void SocketTransport::flush() {
-    if (!send_inflight_ && buffered_ != 0 && !lost_scheduled_) submit_send();
+    if (!send_inflight_ && flow_.size() != 0 && !lost_scheduled_) submit_send();
     maybe_release();
 }
 
@@ -437,7 +435,6 @@ void SocketTransport::on_send(int res, unsigned) {
     // Consume what was sent; a short send leaves the rest at the front, sent before anything
     // newer.
     std::size_t sent = static_cast<std::size_t>(res);
-    buffered_ -= sent;
     while (sent != 0) {
         std::string& front = chunks_.front();
         const std::size_t left = front.size() - front_offset_;
@@ -454,8 +451,9 @@ void SocketTransport::on_send(int res, unsigned) {
         }
         chunks_.pop_front();
     }
-    maybe_resume();
-    if (buffered_ != 0) {
+    flow_.sub(static_cast<std::size_t>(res));
+    if (send_observer_) [[unlikely]] send_observer_->bytes_sent(static_cast<std::size_t>(res));
+    if (flow_.size() != 0) {
         if (!lost_scheduled_) submit_send();
         return;
     }
@@ -467,32 +465,9 @@ void SocketTransport::on_send(int res, unsigned) {
     }
 }
 
-void SocketTransport::maybe_pause() {
-    if (protocol_paused_ || closing_ || buffered_ <= high_) return;
-    protocol_paused_ = true;
-    try {
-        protocol_->pause_writing();
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol pause_writing() failed");
-    }
-}
-
-void SocketTransport::maybe_resume() {
-    if (!protocol_paused_ || closing_ || buffered_ > low_) return;
-    protocol_paused_ = false;
-    try {
-        protocol_->resume_writing();
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol resume_writing() failed");
-    }
-}
-
 void SocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
                                               std::optional<std::size_t> low) {
-    std::tie(high_, low_) = resolve_write_limits(high, low);
-    // The new limits apply at once (asyncio#329): pause or resume as they say.
-    maybe_pause();
-    maybe_resume();
+    flow_.set_limits(high, low);
 }
 
 void SocketTransport::write_eof() {
@@ -502,7 +477,7 @@ void SocketTransport::write_eof() {
         close();
         return;
     }
-    if (buffered_ == 0 && !send_inflight_) {
+    if (flow_.size() == 0 && !send_inflight_) {
         shut_wr_ = true;
         ::shutdown(fd_, SHUT_WR);
     }
@@ -514,7 +489,7 @@ void SocketTransport::close() {
     if (closing_) return;
     closing_ = true;
     cancel_recv();
-    if (buffered_ == 0 && !send_inflight_) schedule_connection_lost({});
+    if (flow_.size() == 0 && !send_inflight_) schedule_connection_lost({});
 }
 
 void SocketTransport::abort() { force_close({}); }
@@ -522,16 +497,25 @@ void SocketTransport::abort() { force_close({}); }
 void SocketTransport::force_close(std::error_code ec) {
     if (lost_scheduled_) return;
     closing_ = true;
-    buffered_ = 0;  // dropped; chunks stay until the in-flight send lets go of them
+    flow_.set(0);  // dropped; chunks stay until the in-flight send lets go of them
     if (!send_inflight_) {
         chunks_.clear();
         front_offset_ = 0;
     }
     cancel_recv();
     if (send_inflight_) {
+        // asyncio: the buffered data is lost. The in-flight send waits in the kernel for room
+        // and, under COOP_TASKRUN or without flags, is retried as soon as the peer reads, even
+        // before the loop runs again. So no byte the kernel has not accepted yet may go after
+        // abort() returns: a socket is shut for writing at once (a retry then fails with
+        // EPIPE; what the kernel already holds still goes, then EOF, as a close would do), and
+        // the cancel is submitted now rather than at the next loop iteration (a pipe has no
+        // shutdown; the cancel disarms its waiting write).
+        if (mode_ == Mode::socket) ::shutdown(fd_, SHUT_WR);
         io_uring_sqe* s = core_.ring.sqe();
         io_uring_prep_cancel(s, static_cast<uring::Op*>(&send_op_), 0);
         uring::Ring::ignore_result(s);
+        io_uring_submit(core_.ring.raw());  // an error (EBUSY): the next iteration submits it
     }
     schedule_connection_lost(ec);
 }
@@ -555,6 +539,10 @@ void SocketTransport::call_connection_lost(std::error_code ec) {
     lost_done_ = true;
     if (lost_hook_) std::exchange(lost_hook_, {})();
     maybe_release();
+}
+
+void SocketTransport::flow_failed(const char* message) {
+    fatal_error(std::current_exception(), message);
 }
 
 void SocketTransport::fatal_error(std::exception_ptr e, const char* message) {
@@ -581,7 +569,7 @@ void SocketTransport::loop_closed() {
     flush_scheduled = false;
     rearm_scheduled = false;
     closing_ = lost_scheduled_ = lost_done_ = detached_ = true;
-    buffered_ = 0;
+    flow_.set(0);
     lost_hook_.reset();
     if (!fd_closed_) {
         fd_closed_ = true;

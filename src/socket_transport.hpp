@@ -8,19 +8,68 @@
 #include <sys/uio.h>
 
 #include <array>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "src/loop_core.hpp"
+#include "src/write_flow.hpp"
 
 namespace aioring::detail {
+
+// The write buffer's chunks, oldest first, on a circular array: unlike std::deque, which frees
+// and allocates a block every few pushes and pops, steady writing allocates nothing. Growing
+// moves the strings, not their bytes: every chunk is far bigger than the small-string buffer,
+// so an in-flight sendmsg's iovecs stay valid.
+class ChunkQueue {
+public:
+    bool empty() const { return n_ == 0; }
+    std::size_t size() const { return n_; }
+    std::string& operator[](std::size_t i) { return v_[(head_ + i) & (v_.size() - 1)]; }
+    std::string& front() { return v_[head_]; }
+    std::string& back() { return (*this)[n_ - 1]; }
+    void push_back(std::string&& s) {
+        if (n_ == v_.size()) [[unlikely]] grow();
+        (*this)[n_] = std::move(s);
+        ++n_;
+    }
+    void pop_front() {
+        v_[head_] = std::string();
+        head_ = (head_ + 1) & (v_.size() - 1);
+        --n_;
+    }
+    void clear() {
+        while (n_ != 0) pop_front();
+        head_ = 0;
+    }
+
+private:
+    void grow() {
+        std::vector<std::string> g(v_.empty() ? 8 : 2 * v_.size());  // a power of two
+        for (std::size_t i = 0; i < n_; ++i) g[i] = std::move((*this)[i]);
+        v_ = std::move(g);
+        head_ = 0;
+    }
+    std::vector<std::string> v_;
+    std::size_t head_ = 0;
+    std::size_t n_ = 0;
+};
+
+// Told how many bytes each completed send took off the write buffer (a TLS transport above
+// counts its records out this way).
+class SendObserver {
+public:
+    virtual void bytes_sent(std::size_t n) = 0;
+
+protected:
+    ~SendObserver() = default;
+};
 
 class SocketTransport final : public Transport,
                               public Flushable,
                               public Rearmable,
                               public LoopResource,
+                              private WriteFlow::Owner,
                               public std::enable_shared_from_this<SocketTransport> {
 public:
     // Pipe modes (connect_read_pipe, connect_write_pipe, subprocess pipes): read(2)/writev(2)
@@ -46,7 +95,7 @@ public:
     // caller keeps it alive as long as this transport (an armed receive may point into it).
     std::unique_ptr<BaseProtocol> exchange_protocol(std::unique_ptr<BaseProtocol> protocol);
     // pause_writing was the protocol's last flow-control call.
-    bool is_writing_paused() const { return protocol_paused_; }
+    bool is_writing_paused() const { return flow_.paused(); }
     BaseProtocol* get_protocol() const override { return protocol_.get(); }
     EventLoop& get_loop() const override { return core_.loop; }
     // ReadTransport
@@ -60,9 +109,9 @@ public:
     void write_eof() override;
     bool can_write_eof() const override { return true; }
     void abort() override;
-    std::size_t get_write_buffer_size() const override { return buffered_; }
+    std::size_t get_write_buffer_size() const override { return flow_.size(); }
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
-        return {low_, high_};
+        return {flow_.low(), flow_.high()};
     }
     void set_write_buffer_limits(std::optional<std::size_t> high,
                                  std::optional<std::size_t> low) override;
@@ -71,6 +120,9 @@ public:
     void flush() override;
     void rearm() override;
     void loop_closed() override;
+
+    // Null: nobody. The observer must outlive this transport or reset it.
+    void set_send_observer(SendObserver* o) { send_observer_ = o; }
 
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
@@ -103,8 +155,10 @@ private:
     void submit_send();
     void on_send(int res, unsigned flags);
     void append(std::string_view data);
-    void maybe_pause();
-    void maybe_resume();
+    // WriteFlow::Owner
+    BaseProtocol* flow_protocol() const override { return protocol_.get(); }
+    bool flow_closing() const override { return closing_; }
+    void flow_failed(const char* message) override;
     void force_close(std::error_code ec);
     void schedule_connection_lost(std::error_code ec);
     void call_connection_lost(std::error_code ec);
@@ -153,17 +207,15 @@ private:
     std::unique_ptr<char[]> own_buffer_;  // single-shot receive without a buffer ring
 
     // Writing.
-    std::deque<std::string> chunks_;
+    ChunkQueue chunks_;
     std::vector<std::string> spare_;   // sent chunks kept for reuse (no allocation per write)
     std::size_t front_offset_ = 0;     // bytes of chunks_.front() already sent
     std::size_t inflight_chunks_ = 0;  // chunks the in-flight sendmsg points into
-    std::size_t buffered_ = 0;
+    WriteFlow flow_{*this};            // the buffered byte count and pause/resume
+    SendObserver* send_observer_ = nullptr;
     std::vector<iovec> iov_;
     msghdr msg_{};
     bool send_inflight_ = false;
-    std::size_t high_ = default_high_water;
-    std::size_t low_ = default_low_water;
-    bool protocol_paused_ = false;
     std::uint64_t sends_ = 0;
 
     // Closing.

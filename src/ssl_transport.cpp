@@ -2,7 +2,7 @@
 // close_notify exchange with its timeout, and start_tls. OpenSSL talks to the lower transport
 // through a custom BIO, so there is no memory BIO to copy through.
 #include "src/ssl_transport.hpp"
-#include "src/flow_control.hpp"
+#include "src/write_flow.hpp"
 
 #include <arpa/inet.h>
 #include <fmt/core.h>
@@ -25,13 +25,6 @@ namespace aioring::detail {
 namespace {
 
 constexpr std::size_t record_size = 16 * 1024;  // the most plaintext one TLS record carries
-// Bytes a record adds to its plaintext: 5 header + 8 explicit nonce + 16 tag (TLS 1.2 AES-GCM);
-// TLS 1.3 adds 22.
-constexpr std::size_t record_overhead = 29;
-
-std::size_t with_overhead(std::size_t n) {
-    return n + (n + record_size - 1) / record_size * record_overhead;
-}
 
 // ---- the BIO between OpenSSL and the lower transport ----------------------------------------
 
@@ -155,7 +148,7 @@ PeerCertificate describe(X509* cert) {
 
 SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, SslParams params,
                            bool app_made)
-    : core_(core), app_(std::move(app)), params_(std::move(params)), app_made_(app_made) {
+    : LoopResource(core), core_(core), app_(std::move(app)), params_(std::move(params)), app_made_(app_made) {
     if (!params_.context) throw std::invalid_argument("ssl: no SslContext");
     if (app_ && app_->kind() != BaseProtocol::Kind::stream &&
         app_->kind() != BaseProtocol::Kind::buffered)
@@ -185,15 +178,17 @@ SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, Ss
 
 SslTransport::~SslTransport() { SSL_free(ssl_); }
 
-void SslTransport::attach(Transport& lower, bool lower_paused, std::string initial) {
+void SslTransport::attach(SocketTransport& lower, bool lower_paused, std::string initial) {
     lower_ = &lower;
-    lower_paused_ = user_paused_ = lower_paused;
-    if (app_made_) {  // start_tls: the limits the protocol had set carry over
+    lower.set_send_observer(this);
+    if (app_made_) {
+        // start_tls: the limits the protocol had set, the bytes it wrote that are still below
+        // and its paused state carry over.
         auto [l, h] = lower.get_write_buffer_limits();
-        low_ = l;
-        high_ = h;
+        const std::size_t below = lower.get_write_buffer_size();
+        if (below != 0) sent_push(below, below);
+        flow_.take_over(below, lower_paused, h, l);
     }
-    apply_limits();
     peername_ = lower.extra<SocketAddress>("peername").value_or(SocketAddress{});
     sockname_ = lower.extra<SocketAddress>("sockname").value_or(SocketAddress{});
     backlog_ = std::move(initial);
@@ -237,7 +232,43 @@ std::size_t SslTransport::take_input(char* out, std::size_t len) {
 void SslTransport::put_output(const char* data, std::size_t len) {
     // Records go straight into the lower transport's write buffer, in order; after the lower
     // transport started closing there is nobody to send them to.
-    if (lower_ && !lower_->is_closing()) lower_->write(std::string_view(data, len));
+    if (!lower_ || lower_->is_closing() || len == 0) return;
+    lower_->write(std::string_view(data, len));
+    // Records written outside SSL_write (handshake, alerts, tickets, close_notify) carry no
+    // application bytes.
+    if (sent_open_ || (sent_count_ != 0 && sent_back().plain == 0)) sent_back().cipher += len;
+    else sent_push(len, 0);
+}
+
+void SslTransport::sent_push(std::size_t cipher, std::size_t plain) {
+    if (sent_count_ == sent_.size()) [[unlikely]] {
+        std::vector<Sent> grown;
+        grown.reserve(std::max<std::size_t>(16, 2 * sent_.size()));
+        for (std::size_t i = 0; i < sent_count_; ++i) grown.push_back(sent_[(sent_head_ + i) % sent_.size()]);
+        grown.resize(grown.capacity());
+        sent_ = std::move(grown);
+        sent_head_ = 0;
+    }
+    ++sent_count_;
+    sent_back() = Sent{cipher, plain};
+}
+
+void SslTransport::bytes_sent(std::size_t n) {
+    // The lower transport sent `n` record bytes, oldest first: the plaintext of the records
+    // that are now wholly out leaves the write buffer.
+    std::size_t plain = 0;
+    while (n != 0 && sent_count_ != 0) {
+        Sent& f = sent_[sent_head_];
+        if (n < f.cipher) {
+            f.cipher -= n;
+            break;
+        }
+        n -= f.cipher;
+        plain += f.plain;
+        sent_head_ = (sent_head_ + 1) % sent_.size();
+        --sent_count_;
+    }
+    if (plain != 0) flow_.sub(plain);
 }
 
 // ---- handshake ----------------------------------------------------------------------------------
@@ -285,7 +316,7 @@ void SslTransport::handshake_done() {
     }
     if (auto cb = std::exchange(on_handshake_, {})) cb(nullptr);
     retry_pending_write();
-    sync_flow();
+    flow_.update();  // writes made before connection_made (StreamWriter::start_tls) may pause
     // Application data may have come right behind the peer's Finished.
     if (state_ == State::wrapped) read_app();
 }
@@ -332,7 +363,6 @@ void SslTransport::process() {
     default: break;
     }
     retry_pending_write();
-    sync_flow();
 }
 
 void SslTransport::read_app() {
@@ -437,10 +467,7 @@ void SslTransport::resume_reading() {
         process_scheduled_ = true;
         core_.post([self = shared_from_this()] {
             self->process_scheduled_ = false;
-            if (self->state_ == State::wrapped && self->reading_) {
-                self->read_app();
-                self->sync_flow();
-            }
+            if (self->state_ == State::wrapped && self->reading_) self->read_app();
         });
     }
     if (lower_) lower_->resume_reading();
@@ -479,6 +506,11 @@ void SslTransport::on_lower_lost(std::error_code ec) {
     const bool handshaking = state_ == State::handshaking || state_ == State::unwrapped;
     state_ = State::closed;
     closing_ = true;
+    // Nothing more leaves: the write buffer is gone with the connection.
+    pending_plain_.clear();
+    sent_count_ = 0;
+    flow_.set(0);
+    if (lower_) lower_->set_send_observer(nullptr);
     if (!error_ && handshaking)
         error_ = ec ? ec : make_error_code(SslErrc::handshake_failed);
     if (auto cb = std::exchange(on_handshake_, {})) {
@@ -503,10 +535,12 @@ void SslTransport::write(std::string_view data) {
     if (data.empty() || closing_) return;
     if (state_ != State::wrapped || !pending_plain_.empty()) {
         pending_plain_.append(data);  // sent once the handshake (or a blocked write) is done
-        return;
+    } else {
+        ssl_write(data);
     }
-    ssl_write(data);
-    sync_flow();
+    // Pending or in records below, these bytes are buffered until the socket has sent them
+    // (cpython#127655: a path that buffers without this check exhausts memory).
+    flow_.add(data.size());
 }
 
 void SslTransport::writelines(std::span<const std::string_view> chunks) {
@@ -517,13 +551,20 @@ void SslTransport::ssl_write(std::string_view data) {
     while (!data.empty()) {
         ERR_clear_error();
         std::size_t written = 0;
+        // One record per call, so that the write buffer shrinks record by record as the lower
+        // transport sends them.
+        sent_push(0, 0);
+        sent_open_ = true;
         ++ssl_depth_;
-        int r = SSL_write_ex(ssl_, data.data(), data.size(), &written);
+        int r = SSL_write_ex(ssl_, data.data(), std::min(data.size(), record_size), &written);
         --ssl_depth_;
+        sent_open_ = false;
         if (r == 1) {
+            sent_back().plain = written;
             data.remove_prefix(written);
             continue;
         }
+        if (sent_back().cipher == 0) --sent_count_;
         int e = SSL_get_error(ssl_, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
             pending_plain_.append(data);
@@ -541,58 +582,27 @@ void SslTransport::retry_pending_write() {
     ssl_write(p);
 }
 
+void SslTransport::drop_pending_writes() {
+    // Closing: what never went below is lost (no callback runs any more).
+    flow_.sub(pending_plain_.size());
+    pending_plain_.clear();
+}
+
 void SslTransport::write_eof() {
     throw std::logic_error(
         "write_eof() is not supported by TLS transports (TLS has no half-close): use close(), "
         "which sends close_notify");
 }
 
-// Flow control is on application bytes, as asyncio's: the limits the protocol sets are raised
-// on the lower transport by the records' overhead, so that writing exactly `high` bytes of
-// plaintext does not pause. (A stream of tiny writes pauses a little early: each record adds up
-// to 29 bytes.)
-std::size_t SslTransport::get_write_buffer_size() const {
-    std::size_t n = lower_ ? lower_->get_write_buffer_size() : 0;
-    const std::size_t records = (n + record_size + record_overhead - 1) / (record_size + record_overhead);
-    n -= std::min(n, records * record_overhead);
-    return n + pending_plain_.size();
-}
-
-std::pair<std::size_t, std::size_t> SslTransport::get_write_buffer_limits() const { return {low_, high_}; }
-
 void SslTransport::set_write_buffer_limits(std::optional<std::size_t> high,
                                            std::optional<std::size_t> low) {
-    std::tie(high_, low_) = resolve_write_limits(high, low);
-    apply_limits();
-}
-
-void SslTransport::apply_limits() {
-    if (lower_) lower_->set_write_buffer_limits(with_overhead(high_), with_overhead(low_));
-}
-
-void SslTransport::on_lower_flow(bool paused) {
-    lower_paused_ = paused;
-    sync_flow();
-}
-
-void SslTransport::sync_flow() {
-    // The lower transport's pause/resume, passed on once no OpenSSL call is on the stack (the
-    // protocol may call back into this transport), and never once closing.
-    if (ssl_depth_ != 0 || !app_made_ || closing_ || lower_paused_ == user_paused_) return;
-    user_paused_ = lower_paused_;
-    try {
-        if (user_paused_) app_->pause_writing();
-        else app_->resume_writing();
-    } catch (...) {
-        callback_failed(user_paused_ ? "protocol pause_writing() failed"
-                                     : "protocol resume_writing() failed");
-    }
+    flow_.set_limits(high, low);
 }
 
 // ---- closing ------------------------------------------------------------------------------------
 
 void SslTransport::close() {
-    if (closing_) return;
+    if (closing_ || detached_) return;
     closing_ = true;
     if (state_ == State::wrapped) begin_shutdown();
     else if (state_ != State::closed) abort();
@@ -601,7 +611,7 @@ void SslTransport::close() {
 void SslTransport::begin_shutdown() {
     auto self = shared_from_this();
     retry_pending_write();
-    pending_plain_.clear();
+    drop_pending_writes();
     state_ = State::shutdown;
     ERR_clear_error();
     ++ssl_depth_;
@@ -663,9 +673,28 @@ void SslTransport::finish_shutdown() {
 void SslTransport::abort() {
     closing_ = true;
     state_ = State::closed;
+    // The buffer is dropped, the records below with it (the lower transport aborts too).
+    pending_plain_.clear();
+    sent_count_ = 0;
+    flow_.set(0);
     handshake_timer_.cancel();
     shutdown_timer_.cancel();
     if (lower_) lower_->abort();  // connection_lost follows from the lower transport's
+}
+
+void SslTransport::loop_closed() {
+    // Every operation has completed or been cancelled and no callback runs any more; the lower
+    // transport may be freed right after this (or was already): forget it. As asyncio, no
+    // connection_lost.
+    detached_ = closing_ = app_lost_ = true;
+    state_ = State::closed;
+    lower_ = nullptr;
+    pending_plain_.clear();
+    sent_count_ = 0;
+    flow_.set(0);
+    on_handshake_ = {};
+    handshake_timer_.cancel();
+    shutdown_timer_.cancel();
 }
 
 void SslTransport::protocol_failed(const std::string& what) {
@@ -723,6 +752,10 @@ void SslTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     auto kind = protocol->kind();
     if (kind != BaseProtocol::Kind::stream && kind != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    if (detached_) {  // the loop is gone: nothing runs that could still use the old one
+        app_ = std::move(protocol);
+        return;
+    }
     // The old protocol may be the caller: it is freed once the current callback has returned.
     core_.post([old = std::shared_ptr<BaseProtocol>(std::move(app_))] {});
     app_ = std::move(protocol);

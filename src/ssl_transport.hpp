@@ -10,8 +10,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "src/loop_core.hpp"
+#include "src/socket_transport.hpp"
+#include "src/write_flow.hpp"
 
 namespace aioring::detail {
 
@@ -25,8 +28,10 @@ struct SslParams {
 
 // Ownership: the lower (plain) transport owns an SslLowerProtocol, which holds the SslTransport
 // (std::shared_ptr); the SslTransport owns the application's protocol and points at the lower
-// transport from its connection_made to its connection_lost. User handles are
-// std::shared_ptr<Transport> to the SslTransport and stay safe after the close.
+// transport from its connection_made to its connection_lost, or until the loop closes (it is a
+// LoopResource, as the lower transport is: loop_closed() lets go of the lower transport before
+// that can be freed). User handles are std::shared_ptr<Transport> to the SslTransport and stay
+// safe after the connection is lost and after the loop is closed.
 //
 // Closing: close() sends close_notify after the buffered application data; connection_lost
 // follows once the peer answers (or closes TCP), or ssl_shutdown_timeout passes (with
@@ -34,7 +39,17 @@ struct SslParams {
 // close_notify: eof_received (its return value is ignored, as asyncio does under TLS), then our
 // close_notify, then TCP closes and connection_lost is clean. TCP EOF without close_notify:
 // connection_lost(SslErrc::eof_without_close_notify).
-class SslTransport final : public Transport, public std::enable_shared_from_this<SslTransport> {
+//
+// Flow control is on application bytes, as asyncio's sslproto: the write buffer is the
+// plaintext write() took that has not left through the socket yet, that is the plaintext
+// waiting for the handshake (or for a blocked SSL_write) plus that of the records still in the
+// lower transport's buffer, counted out as the lower transport reports its sends. It has its own
+// WriteFlow and limits; the lower transport's pause/resume is not passed on.
+class SslTransport final : public Transport,
+                           public LoopResource,
+                           private WriteFlow::Owner,
+                           private SendObserver,
+                           public std::enable_shared_from_this<SslTransport> {
 public:
     using HandshakeDone = std::function<void(std::exception_ptr)>;
 
@@ -45,14 +60,15 @@ public:
     // Runs once: after connection_made on success, or with the handshake's error.
     void set_on_handshake(HandshakeDone cb) { on_handshake_ = std::move(cb); }
     void set_app(std::unique_ptr<BaseProtocol> app) { app_ = std::move(app); }
-    // Starts the handshake over `lower` (connected); `initial` is fed to TLS first.
-    void attach(Transport& lower, bool lower_paused, std::string initial);
+    // Starts the handshake over `lower` (connected); `initial` is fed to TLS first. What `lower`
+    // still buffers counts as this transport's (start_tls), and `lower_paused` says whether
+    // the protocol was last told pause_writing.
+    void attach(SocketTransport& lower, bool lower_paused, std::string initial);
 
     // From the lower transport (through SslLowerProtocol).
     void on_lower_data(std::string_view data);
     bool on_lower_eof();
     void on_lower_lost(std::error_code ec);
-    void on_lower_flow(bool paused);
 
     // BaseTransport
     void close() override;
@@ -72,10 +88,15 @@ public:
     void write_eof() override;
     bool can_write_eof() const override { return false; }
     void abort() override;
-    std::size_t get_write_buffer_size() const override;
-    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override;
+    std::size_t get_write_buffer_size() const override { return flow_.size(); }
+    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
+        return {flow_.low(), flow_.high()};
+    }
     void set_write_buffer_limits(std::optional<std::size_t> high,
                                  std::optional<std::size_t> low) override;
+
+    // LoopResource: the loop closed with this transport open; calls on it are ignored from now.
+    void loop_closed() override;
 
     // The BIO's side.
     std::size_t take_input(char* out, std::size_t len);
@@ -97,8 +118,13 @@ private:
     void finish_shutdown();
     void ssl_write(std::string_view data);
     void retry_pending_write();
-    void sync_flow();
-    void apply_limits();
+    void drop_pending_writes();
+    // WriteFlow::Owner: the protocol hears nothing before its connection_made.
+    BaseProtocol* flow_protocol() const override { return app_.get(); }
+    bool flow_closing() const override { return closing_ || !app_made_; }
+    void flow_failed(const char* message) override { callback_failed(message); }
+    // SendObserver: the lower transport sent `n` bytes of records.
+    void bytes_sent(std::size_t n) override;
     void protocol_failed(const std::string& what);
     void callback_failed(const char* message);
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(app_.get()); }
@@ -107,7 +133,7 @@ private:
     std::unique_ptr<BaseProtocol> app_;
     SslParams params_;
     ssl_st* ssl_ = nullptr;
-    Transport* lower_ = nullptr;  // from attach() to the lower connection_lost
+    SocketTransport* lower_ = nullptr;  // from attach() to the lower connection_lost
     State state_ = State::unwrapped;
     HandshakeDone on_handshake_;
     TimerHandle handshake_timer_;
@@ -122,6 +148,20 @@ private:
     std::size_t backlog_off_ = 0;
     std::string pending_plain_;  // application bytes SSL_write could not take yet
 
+    // Output: what went to the lower transport's buffer, in order, as (record bytes, plaintext
+    // bytes they carry); a circular queue, so steady writing allocates nothing.
+    struct Sent {
+        std::size_t cipher;
+        std::size_t plain;
+    };
+    std::vector<Sent> sent_;
+    std::size_t sent_head_ = 0;
+    std::size_t sent_count_ = 0;
+    bool sent_open_ = false;  // inside SSL_write: its records go to the back entry
+    Sent& sent_back() { return sent_[(sent_head_ + sent_count_ - 1) % sent_.size()]; }
+    void sent_push(std::size_t cipher, std::size_t plain);
+    WriteFlow flow_{*this};
+
     int ssl_depth_ = 0;  // inside an OpenSSL call: protocol callbacks wait for it to return
     bool app_made_ = false;
     bool app_lost_ = false;
@@ -130,22 +170,23 @@ private:
     bool in_read_ = false;
     bool process_scheduled_ = false;
     bool eof_called_ = false;
-    bool lower_paused_ = false;  // the lower transport's last pause/resume_writing
-    bool user_paused_ = false;   // what the protocol was last told
-    std::size_t high_ = default_high_water;  // on application bytes
-    std::size_t low_ = default_low_water;
+    bool detached_ = false;  // the loop closed first
 };
 
 // The lower transport's protocol: forwards everything to the SslTransport it keeps alive.
 class SslLowerProtocol final : public Protocol {
 public:
     explicit SslLowerProtocol(std::shared_ptr<SslTransport> t) : t_(std::move(t)) {}
-    void connection_made(Transport& lower) override { t_->attach(lower, false, {}); }
+    // The lower transport is always a SocketTransport (make_socket_transport).
+    void connection_made(Transport& lower) override {
+        t_->attach(static_cast<SocketTransport&>(lower), false, {});
+    }
     void data_received(std::string_view data) override { t_->on_lower_data(data); }
     bool eof_received() override { return t_->on_lower_eof(); }
     void connection_lost(std::error_code ec) override { t_->on_lower_lost(ec); }
-    void pause_writing() override { t_->on_lower_flow(true); }
-    void resume_writing() override { t_->on_lower_flow(false); }
+    // The TLS transport keeps its own flow control: the lower one's is not passed on.
+    void pause_writing() override {}
+    void resume_writing() override {}
     // The TLS transport above (StreamWriter::start_tls points its stream at it at once).
     const std::shared_ptr<SslTransport>& tls() const { return t_; }
 

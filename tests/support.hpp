@@ -5,39 +5,79 @@
 #include <aioring/aioring.hpp>
 #include <doctest/doctest.h>
 
+#include "src/loop_core.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace testing {
 
 using namespace aioring;
 
-// Runs `loop` until `pred()` is true; false if `timeout` seconds pass first.
+// Runs `loop` until `pred()` is true; false if `timeout` seconds pass first. The predicate is
+// checked after every loop iteration, and nothing else wakes the loop: the deadline only exists
+// to fail the test, so a missing wake-up fails it instead of being hidden by a polling timer.
+// A condition that changes outside the loop (another thread, a child) must wake it, e.g. with
+// call_soon_threadsafe.
 inline bool run_until(EventLoop& loop, std::function<bool()> pred, double timeout = 20.0) {
     if (pred()) return true;
-    const double deadline = loop.time() + timeout;
-    bool ok = false;
-    std::function<void()> tick;
-    tick = [&] {
-        if (pred()) {
+    bool ok = false, late = false;
+    auto& hook = loop.core().iteration_hook;
+    auto saved = std::exchange(hook, [&] {
+        // Once the deadline has fired, a condition that comes true in the same iteration (the
+        // deadline's own wake-up let it through) is a failure too.
+        if (!ok && !late && pred()) {
             ok = true;
             loop.stop();
-        } else if (loop.time() > deadline) {
-            loop.stop();
-        } else {
-            loop.call_later(0.0005, [&] { tick(); });
         }
-    };
-    loop.call_soon([&] { tick(); });
+    });
+    struct Restore {
+        std::function<void()>& hook;
+        std::function<void()> saved;
+        ~Restore() { hook = std::move(saved); }
+    } restore{hook, std::move(saved)};
+    auto deadline = loop.call_later(timeout, [&] {
+        late = true;
+        loop.stop();
+    });
     loop.run_forever();
+    deadline.cancel();
     return ok;
+}
+
+// As run_until, for a condition that another process makes true and that nothing can make
+// wake the loop (a child's exit seen by waitpid, its output read by the test): checked every
+// millisecond. Not for anything the loop itself must wake up for.
+inline bool run_until_polling(EventLoop& loop, std::function<bool()> pred, double timeout = 20.0) {
+    TimerHandle next;
+    std::function<void()> tick = [&] { next = loop.call_later(0.001, [&] { tick(); }); };
+    tick();
+    const bool ok = run_until(loop, pred, timeout);
+    next.cancel();
+    return ok;
+}
+
+// Runs exactly `iterations` loop iterations without blocking in the kernel (lets started tasks
+// run until they suspend).
+inline void run_iterations(EventLoop& loop, int iterations) {
+    int left = iterations;
+    std::function<void()> step = [&] {
+        if (--left > 0) loop.call_soon([&] { step(); });
+        else loop.stop();
+    };
+    loop.call_soon([&] { step(); });
+    loop.run_forever();
 }
 
 // Runs a future to completion with a deadline; fails the test on timeout.
@@ -153,25 +193,81 @@ inline std::string read_n(int fd, std::size_t n) {
 
 inline void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
-// Reads what a non-blocking peer fd has into `out` while the loop runs; true once `pred(out)`
-// holds. `eof`, when given, is set at end of stream.
+// Reads a peer fd on a thread of its own while the loop runs, and wakes the loop (with
+// call_soon_threadsafe) whenever it got something, so that run_until sees it without polling.
+class PeerReader {
+public:
+    PeerReader(EventLoop& loop, int fd) : loop_(loop), fd_(fd) {
+        set_nonblocking(fd_);
+        REQUIRE(::pipe2(stop_, O_CLOEXEC) == 0);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~PeerReader() {
+        char c = 0;
+        [[maybe_unused]] auto r = ::write(stop_[1], &c, 1);
+        thread_.join();
+        ::close(stop_[0]);
+        ::close(stop_[1]);
+    }
+    PeerReader(const PeerReader&) = delete;
+    PeerReader& operator=(const PeerReader&) = delete;
+    // Appends what was read since the last call to `out`; true once EOF was read.
+    bool take(std::string& out) {
+        std::lock_guard lock(mutex_);
+        out.append(got_);
+        got_.clear();
+        return eof_;
+    }
+
+private:
+    void run() {
+        char buf[65536];
+        for (;;) {
+            pollfd p[2] = {{fd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+            if (::poll(p, 2, -1) < 0) continue;
+            if (p[1].revents) return;
+            ssize_t n = ::read(fd_, buf, sizeof buf);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) continue;
+                n = 0;  // an error ends the stream as EOF does
+            }
+            {
+                std::lock_guard lock(mutex_);
+                if (n > 0) got_.append(buf, static_cast<std::size_t>(n));
+                else eof_ = true;
+            }
+            try {
+                loop_.call_soon_threadsafe([] {});
+            } catch (const LoopError&) {  // the loop closed: nobody waits any more
+            }
+            if (n == 0) return;
+        }
+    }
+    EventLoop& loop_;
+    int fd_;
+    int stop_[2] = {-1, -1};
+    std::mutex mutex_;
+    std::string got_;
+    bool eof_ = false;
+    std::thread thread_;
+};
+
+// Reads what a peer fd has into `out` while the loop runs; true once `pred(out)` holds. `eof`,
+// when given, is set at end of stream.
 inline bool read_while_running(EventLoop& loop, int fd, std::string& out,
                                std::function<bool(const std::string&)> pred, bool* eof = nullptr,
                                double timeout = 20.0) {
-    set_nonblocking(fd);
-    return run_until(loop, [&] {
-        char buf[65536];
-        for (;;) {
-            ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n > 0) {
-                out.append(buf, static_cast<std::size_t>(n));
-                continue;
-            }
-            if (n == 0 && eof) *eof = true;
-            break;
-        }
-        return pred(out);
-    }, timeout);
+    bool ok;
+    {
+        PeerReader reader(loop, fd);
+        ok = run_until(loop, [&] {
+            const bool at_eof = reader.take(out);
+            if (at_eof && eof) *eof = true;
+            return pred(out);
+        }, timeout);
+        if (reader.take(out) && eof) *eof = true;  // what came after the last check
+    }
+    return ok;
 }
 
 // Reads from the peer fd until `n` bytes have come (the loop runs meanwhile).

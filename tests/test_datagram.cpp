@@ -2,6 +2,7 @@
 // asyncio's DatagramTransport/DatagramProtocol contract, multishot bursts, flow control, close
 // and abort, errors that keep the endpoint open, and the udp_echo examples.
 #include "process.hpp"
+#include "alloc_counter.hpp"
 #include "support.hpp"
 
 #include <poll.h>
@@ -14,19 +15,6 @@
 #include <thread>
 
 using namespace testing;
-
-// Counts operator new on threads that ask for it, to check that the hot path allocates nothing.
-namespace {
-std::atomic<long> allocations{0};
-thread_local bool count_allocations = false;
-}  // namespace
-void* operator new(std::size_t n) {
-    if (count_allocations) allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -414,11 +402,15 @@ TEST_CASE("echoing datagrams allocates nothing per datagram once warmed up") {
     // A blocking peer on its own thread: send, wait for the echo, again (its allocations are
     // not counted).
     std::atomic<bool> peer_done{false};
-    std::thread peer([me, &peer_done] {
+    std::thread peer([me, &peer_done, &loop] {
         struct Done {
             std::atomic<bool>& d;
-            ~Done() { d = true; }
-        } done{peer_done};
+            EventLoop& loop;
+            ~Done() {
+                d = true;
+                loop.call_soon_threadsafe([] {});  // run_until sees the flag after an iteration
+            }
+        } done{peer_done, loop};
         Peer p;
         timeval tv{10, 0};
         ::setsockopt(p.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 #include <future>
+#include <fstream>
 #include <thread>
 
 using namespace testing;
@@ -132,10 +133,24 @@ TEST_CASE("call_soon_threadsafe wakes a loop blocked in the kernel") {
     bool woke = false;
     std::thread t;
     loop.call_soon([&] {
-        t = std::thread([&] { loop.call_soon_threadsafe([&] { woke = true; }); });
+        const pid_t loop_tid = ::gettid();
+        t = std::thread([&, loop_tid] {
+            // Call only once the loop thread sleeps (in io_uring_enter: nothing else blocks it),
+            // so that the callback cannot just be picked up by the loop's next iteration.
+            const std::string stat = "/proc/self/task/" + std::to_string(loop_tid) + "/stat";
+            for (int i = 0; i < 100000; ++i) {
+                std::ifstream f(stat);
+                std::string line;
+                std::getline(f, line);
+                const auto close = line.rfind(')');
+                if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'S') break;
+                std::this_thread::yield();
+            }
+            loop.call_soon_threadsafe([&] { woke = true; });
+        });
     });
-    // No timer is pending, so only the eventfd can wake the loop up.
-    REQUIRE(run_until(loop, [&] { return woke; }));
+    // No timer is pending but run_until's deadline, so only the eventfd can wake the loop up.
+    REQUIRE(run_until(loop, [&] { return woke; }, 5));
     t.join();
 }
 

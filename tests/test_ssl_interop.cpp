@@ -172,7 +172,7 @@ TEST_CASE("openssl s_client as the peer: echo, then our close_notify ends its se
     Child client({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port), "-CAfile", certs().ca,
                   "-servername", "localhost", "-verify_return_error", "-quiet"});
     client.send("ping from s_client\n");
-    REQUIRE(run_until(loop, [&] { return client.poll_done() && ev.lost == 1; }));
+    REQUIRE(run_until_polling(loop, [&] { return client.poll_done() && ev.lost == 1; }));
     CHECK(client.output.find("ping from s_client") != std::string::npos);
     CHECK(ev.made == 1);
     CHECK(!ev.lost_error);
@@ -203,7 +203,7 @@ async def main():
 asyncio.run(main())
 )";
     Child py({"python3", "-c", script, certs().cert, certs().key});
-    REQUIRE(run_until(loop, [&] {
+    REQUIRE(run_until_polling(loop, [&] {
         py.poll_done();
         return py.output.find('\n') != std::string::npos;
     }));
@@ -253,7 +253,7 @@ async def main():
 asyncio.run(main())
 )";
     Child py({"python3", "-c", script, std::to_string(port), certs().ca});
-    REQUIRE(run_until(loop, [&] { return py.poll_done() && ev.lost == 1; }));
+    REQUIRE(run_until_polling(loop, [&] { return py.poll_done() && ev.lost == 1; }));
     CHECK(py.output == "ok http/1.1\n");
     CHECK(WIFEXITED(py.status));
     CHECK(WEXITSTATUS(py.status) == 0);

@@ -19,8 +19,7 @@ using namespace testing;
 namespace {
 
 void settle(EventLoop& loop) {
-    int n = 0;
-    REQUIRE(run_until(loop, [&] { return ++n > 3; }));
+    run_iterations(loop, 4);
 }
 
 // Streams over one end of a socketpair; the other end is returned in `peer`.
@@ -225,6 +224,7 @@ TEST_CASE("drain waits while writing is paused; every waiter resumes; cancel lea
     std::thread peer([&] {
         read_n(sp.b, 1 << 20);
         peer_done = true;
+        loop.call_soon_threadsafe([] {});  // run_until sees the flag after a loop iteration
     });
     REQUIRE(run_until(loop, [&] { return d1.done() && d3.done() && peer_done; }));
     peer.join();

@@ -12,8 +12,7 @@ using namespace testing;
 namespace {
 
 void settle(EventLoop& loop) {
-    int n = 0;
-    REQUIRE(run_until(loop, [&] { return ++n > 3; }));
+    run_iterations(loop, 4);
 }
 
 Task<void> wait_event(Event& ev, std::vector<int>& log, int id) {

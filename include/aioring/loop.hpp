@@ -38,6 +38,7 @@ struct ExceptionContext {
     std::string message;
     std::exception_ptr exception;           // may be null
     const BaseTransport* transport = nullptr;  // the transport involved, if any
+    const BaseProtocol* protocol = nullptr;    // its protocol, when a protocol callback threw
 };
 using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
 
