@@ -267,6 +267,19 @@ TEST_CASE("a 100 KB bad value or option name gives a short error line in every p
     }
 }
 
+TEST_CASE("a newline or control byte in a bad argument stays on one escaped error line") {
+    // Found by fuzz/cli_args.cpp: `--port<LF>` gave a two-line error.
+    testing::Process name({example("echo_server"), "--port\n\x01"});
+    CHECK(name.wait() == 2);
+    CHECK(name.err.rfind("error: unknown option '--port\\n\\x01'\n", 0) == 0);
+    testing::Process value({example("tcp_echo_client"), "--port", "80\n80"});
+    CHECK(value.wait() == 2);
+    CHECK(value.err.rfind("error: bad value for --port: '80\\n80' (expected an integer from 0 to 65535)\n", 0) == 0);
+    testing::Process stray({example("udp_echo_server"), "--", "a\tb"});
+    CHECK(stray.wait() == 2);
+    CHECK(stray.err.rfind("error: unexpected argument 'a\\tb'\n", 0) == 0);
+}
+
 TEST_CASE("--version prints NAME aioring VERSION and exits 0 in every program") {
     for (const char* name : all_programs) {
         CAPTURE(name);
@@ -282,6 +295,27 @@ TEST_CASE("--version prints NAME aioring VERSION and exits 0 in every program") 
         CHECK(version.find_first_not_of("0123456789.\n") == std::string::npos);
         CHECK(count_lines(p.out) == 1);
         CHECK(p.err.empty());
+    }
+}
+
+TEST_CASE("echo_server --threads 4 under aioring-load --threads 2: every byte verified, clean stop") {
+    const std::string load = std::string(AIORING_TOOLS_DIR) + "/aioring-load";
+    REQUIRE(::access(load.c_str(), X_OK) == 0);
+    for (const char* api : {"protocol", "streams"}) {
+        CAPTURE(api);
+        testing::Process server({example("echo_server"), "--api", api, "--port", "0", "--threads", "4"});
+        const int port = server.serving_port();
+        REQUIRE(port > 0);
+        testing::Process client({load, "--port", std::to_string(port), "--connections", "16",
+                                 "--threads", "2", "--pipeline", "4", "--duration", "1",
+                                 "--warmup", "0", "--json", "--no-progress"});
+        REQUIRE(client.wait(30) == 0);
+        CAPTURE(client.out);
+        CHECK(client.out.find("\"errors\": 0") != std::string::npos);
+        CHECK(client.out.find("\"messages\": 0,") == std::string::npos);
+        server.signal(SIGTERM);
+        CHECK(server.wait(5) == 0);
+        CHECK(server.err.empty());  // no sanitizer report, no exception
     }
 }
 }

@@ -23,10 +23,27 @@
 
 namespace cli {
 
-// A value as an error message repeats it: at most `max` bytes, with the full length after a cut.
+// A value as an error message repeats it: on one line (control characters escaped as \n, \t,
+// \xNN) and at most about `max` bytes, with the full length after a cut.
 inline std::string clip(std::string_view v, std::size_t max = 64) {
-    if (v.size() <= max) return std::string(v);
-    return std::string(v.substr(0, max)) + "... (" + std::to_string(v.size()) + " bytes)";
+    std::string out;
+    for (const char ch : v) {
+        if (out.size() >= max) return out + "... (" + std::to_string(v.size()) + " bytes)";
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c == 0x7f) {
+            const char hex[] = "0123456789abcdef";
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
 }
 
 // The program's name: the first word after "usage: " in its usage text, else argv[0]'s base name.
@@ -39,6 +56,20 @@ inline std::string program_name(const std::string& usage, const char* argv0) {
     std::string_view a = argv0 ? argv0 : "";
     if (auto slash = a.rfind('/'); slash != std::string_view::npos) a.remove_prefix(slash + 1);
     return std::string(a);
+}
+
+// Where the parser ends the program (--help, --version, a usage error): std::exit, or, when
+// AIORING_CLI_THROW_ON_EXIT is defined (the fuzzer), an Exit exception and nothing printed.
+struct Exit {
+    int code;
+    std::string message;
+};
+[[noreturn]] inline void exit_program(int code, [[maybe_unused]] std::string message = {}) {
+#ifdef AIORING_CLI_THROW_ON_EXIT
+    throw Exit{code, std::move(message)};
+#else
+    std::exit(code);
+#endif
 }
 
 class Args {
@@ -55,13 +86,18 @@ public:
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
             if (a == "--help" || a == "-h") {
+#ifndef AIORING_CLI_THROW_ON_EXIT
                 std::fputs(usage_.c_str(), stdout);
-                std::exit(0);
+#endif
+                exit_program(0, usage_);
             }
             if (a == "--version") {
-                std::printf("%s aioring %s\n", program_name(usage_, argv[0]).c_str(),
-                            AIORING_VERSION);
-                std::exit(0);
+                const std::string line =
+                    program_name(usage_, argv[0]) + " aioring " + AIORING_VERSION + "\n";
+#ifndef AIORING_CLI_THROW_ON_EXIT
+                std::fputs(line.c_str(), stdout);
+#endif
+                exit_program(0, line);
             }
             if (stop_at_positional && (a.size() < 2 || a.compare(0, 2, "--") != 0)) {
                 for (; i < argc; ++i) positional_.push_back(argv[i]);
@@ -128,8 +164,10 @@ public:
     }
 
     [[noreturn]] void fail(const std::string& message) const {
+#ifndef AIORING_CLI_THROW_ON_EXIT
         std::fprintf(stderr, "error: %s\n%s", message.c_str(), usage_.c_str());
-        std::exit(2);
+#endif
+        exit_program(2, "error: " + message);
     }
 
 private:
