@@ -128,7 +128,22 @@ const char* const all_programs[] = {
 
 int count_lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
+// Fd numbers from 3 up to `below` that a child inherits from this process (ctest may leave one
+// open): RLIMIT_NOFILE bounds fd numbers, so those take room under the limit.
+int inherited_below(int below) {
+    int n = 0;
+    for (int fd = 3; fd < below; ++fd) {
+        const int flags = ::fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC)) ++n;
+    }
+    return n;
+}
+
+// The program gets `nofile` fd numbers of its own, as if it had inherited only 0, 1 and 2.
 std::vector<std::string> with_limit(int nofile, std::vector<std::string> argv) {
+    int limit = nofile;
+    while (limit - inherited_below(limit) < nofile) ++limit;
+    nofile = limit;
     std::vector<std::string> v = {"/usr/bin/prlimit", "--nofile=" + std::to_string(nofile) + ":" +
                                                           std::to_string(nofile), "--"};
     v.insert(v.end(), argv.begin(), argv.end());
@@ -207,7 +222,23 @@ TEST_CASE("every program at tiny fd limits: one line naming the cause and exit 1
     CHECK(tls_server.wait(5) == 0);
 }
 
-TEST_CASE("echo_server --threads 256 under a 512-fd limit: one line, exit 1, no thread left behind") {
+// Under TSan this case is skipped: liburing maps its rings with raw syscalls TSan does not see,
+// so a failed worker's ring unmapped and the next worker's mapped at the same address read as
+// a data race between the two threads (io_uring_prep_read in Wakeup::arm).
+#if defined(__SANITIZE_THREAD__)
+constexpr bool under_tsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool under_tsan = true;
+#else
+constexpr bool under_tsan = false;
+#endif
+#else
+constexpr bool under_tsan = false;
+#endif
+
+TEST_CASE("echo_server --threads 256 under a 512-fd limit: one line, exit 1, no thread left behind" *
+          doctest::skip(under_tsan)) {
     for (const char* api : {"protocol", "streams"}) {
         CAPTURE(api);
         testing::Process p(with_limit(512, {example("echo_server"), "--api", api, "--port", "0", "--threads", "256"}));
