@@ -7,6 +7,8 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -71,6 +73,7 @@ Future<std::shared_ptr<Server>> start(EventLoop& loop, const Config& c, std::uin
                                       bool reuse_port, serve::Connections& connections) {
     ServerOptions options;
     options.reuse_port = reuse_port;
+    options.start_serving = false;  // once every loop has its server: no accept before that
     options.ssl = c.ssl;
     if (c.api == "streams")
         return loop.create_task(
@@ -85,7 +88,7 @@ Future<std::shared_ptr<Server>> start(EventLoop& loop, const Config& c, std::uin
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: echo_server [--api protocol|buffered|streams] [--host HOST] [--port PORT]\n"
                    "                   [--threads N] [--cert FILE --key FILE]\n"
@@ -108,6 +111,7 @@ int main(int argc, char** argv) {
 
     serve::block_stop_signals();
     EventLoop loop;
+    serve::handle_stop_signals(loop);
     serve::Connections connections;
     std::shared_ptr<Server> server;
     try {
@@ -118,32 +122,49 @@ int main(int argc, char** argv) {
     }
     const std::uint16_t port = server->addresses().front().port();
 
-    // The other loops share the port actually bound.
+    // The other loops share the port actually bound. `loop` is set while a worker's loop runs;
+    // `mutex` keeps it from being freed while the main thread stops it.
     struct Worker {
-        std::atomic<EventLoop*> loop{nullptr};
+        std::mutex mutex;
+        EventLoop* loop = nullptr;
+        std::shared_ptr<Server> server;  // its server, while `loop` is set
         std::atomic<bool> ready{false};
         std::thread thread;
+        void set_loop(EventLoop* l, std::shared_ptr<Server> s = nullptr) {
+            std::lock_guard lock(mutex);
+            loop = l;
+            server = std::move(s);
+        }
+        void stop() {
+            std::lock_guard lock(mutex);
+            if (EventLoop* l = loop) l->call_soon_threadsafe([l] { l->stop(); });
+        }
+        void start_serving() {
+            std::lock_guard lock(mutex);
+            if (EventLoop* l = loop) l->call_soon_threadsafe([s = server] { s->start_serving(); });
+        }
     };
     std::vector<std::unique_ptr<Worker>> workers;
-    std::atomic<bool> failed{false};
-    for (int i = 1; i < threads; ++i) {
-        auto w = std::make_unique<Worker>();
-        Worker* wp = w.get();
-        w->thread = std::thread([&, wp] {
+    std::mutex error_mutex;
+    std::string first_error;  // of all the workers that failed, the first one's cause
+    auto fail = [&](std::string cause) {
+        std::lock_guard lock(error_mutex);
+        if (first_error.empty()) first_error = std::move(cause);
+    };
+    // A worker's error (no fd for its loop, the port) is recorded; nothing escapes the thread.
+    auto serve_worker = [&](Worker* wp) {
+        try {
             EventLoop l;
+            struct Unset {
+                Worker* w;
+                ~Unset() { w->set_loop(nullptr); }  // before `l` goes
+            } unset{wp};
             serve::Connections conns;
-            std::shared_ptr<Server> s;
-            try {
-                s = l.run_until_complete(start(l, c, port, true, conns));
-            } catch (const std::exception& e) {
-                std::fprintf(stderr, "%s\n", cli::cause(e).c_str());
-                failed = true;
-                wp->ready = true;
-                return;
-            }
-            wp->loop = &l;
+            std::shared_ptr<Server> s = l.run_until_complete(start(l, c, port, true, conns));
+            wp->set_loop(&l, s);
             wp->ready = true;
             l.run_forever();  // until the main thread asks it to stop
+            wp->set_loop(nullptr);
             s->close();
             conns.close_all();
             const double deadline = l.time() + 1.5;
@@ -151,29 +172,55 @@ int main(int argc, char** argv) {
                 l.call_later(0.005, [&l] { l.stop(); });
                 l.run_forever();
             }
-            wp->loop = nullptr;
-        });
-        workers.push_back(std::move(w));
+        } catch (const std::exception& e) {
+            fail(cli::cause(e));
+        }
+        wp->ready = true;
+    };
+    auto stop_workers = [&] {
+        for (auto& w : workers) w->stop();
+    };
+    auto join_workers = [&] {
+        for (auto& w : workers)
+            if (w->thread.joinable()) w->thread.join();
+    };
+    try {
+        for (int i = 1; i < threads; ++i) {
+            workers.push_back(std::make_unique<Worker>());
+            Worker* wp = workers.back().get();
+            wp->thread = std::thread(serve_worker, wp);
+        }
+    } catch (const std::exception& e) {  // a thread could not be started (EAGAIN)
+        fail(std::string("cannot start a thread: ") + cli::cause(e));
+        if (!workers.empty() && !workers.back()->thread.joinable()) workers.back()->ready = true;
     }
     for (auto& w : workers)
         while (!w->ready) std::this_thread::yield();
-    if (failed) {
-        for (auto& w : workers)
-            if (EventLoop* l = w->loop) l->call_soon_threadsafe([l] { l->stop(); });
-        for (auto& w : workers) w->thread.join();
+    std::string error;
+    {
+        std::lock_guard lock(error_mutex);
+        error = first_error;
+    }
+    if (!error.empty()) {
+        std::fprintf(stderr, "echo_server: %s\n", cli::clip(error, 300).c_str());
+        stop_workers();
+        join_workers();
         return 1;
     }
 
+    for (auto& w : workers) w->start_serving();
+    server->start_serving();
     std::printf("Serving on %s\n", serve::describe(*server).c_str());
     serve::run_until_signal(
         loop,
         [&] {
-            for (auto& w : workers)
-                if (EventLoop* l = w->loop) l->call_soon_threadsafe([l] { l->stop(); });
+            stop_workers();
             server->close();
             connections.close_all();
         },
         [&] { return connections.open.empty(); });
-    for (auto& w : workers) w->thread.join();
+    join_workers();
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("echo_server", argc, argv, program); }

@@ -46,7 +46,7 @@ Task<> main_task(EventLoop& loop) {
     ::close(wsock);
 }
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv, "usage: socketpair_protocol\n", {});
     EventLoop loop;
     try {
@@ -57,3 +57,5 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("socketpair_protocol", argc, argv, program); }

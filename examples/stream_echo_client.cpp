@@ -25,7 +25,7 @@ Task<void> tcp_echo_client(std::string host, std::uint16_t port, std::string mes
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: stream_echo_client [--host 127.0.0.1] [--port 8888] "
                    "[--message 'Hello World!']\n"
@@ -40,3 +40,5 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("stream_echo_client", argc, argv, program); }

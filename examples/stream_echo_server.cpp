@@ -54,30 +54,35 @@ Task<int> main_task(EventLoop& loop, std::string host, std::uint16_t port, Conne
     ClientConnected cb = [&conns](StreamReader r, StreamWriter w) -> Task<void> {
         return handle_echo(conns, std::move(r), std::move(w));
     };
-    auto server = co_await start_server(std::move(cb), host, port);
-    for (const SocketAddress& a : server->addresses())
-        std::printf("Serving on %s\n", a.to_string().c_str());
-    auto stop = [&loop, server] {
-        server->close();
+    // Signals first: no fd for the signalfd is a start-up error, before the server listens.
+    auto server = std::make_shared<std::shared_ptr<Server>>();
+    auto stopped = std::make_shared<bool>(false);
+    auto stop = [&loop, server, stopped] {
+        *stopped = true;
+        if (*server) (*server)->close();
         loop.remove_signal_handler(SIGINT);
         loop.remove_signal_handler(SIGTERM);
     };
     loop.add_signal_handler(SIGINT, stop);
     loop.add_signal_handler(SIGTERM, stop);
-    co_await server->serve_forever();
+    *server = co_await start_server(std::move(cb), host, port);
+    if (*stopped) (*server)->close();  // a signal came while it started
+    for (const SocketAddress& a : (*server)->addresses())
+        std::printf("Serving on %s\n", a.to_string().c_str());
+    co_await (*server)->serve_forever();
     // Let open connections close (an idle reader sees EOF once its transport is closed); the
     // server's wait_closed waits for them too.
     conns.stopping = true;
     if (conns.open.empty()) conns.idle.set();
     for (auto& w : conns.open) w.close();
     co_await conns.idle.wait();
-    co_await server->wait_closed();
+    co_await (*server)->wait_closed();
     co_return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: stream_echo_server [--host 127.0.0.1] [--port 8888]\n"
                    "The asyncio documentation's TCP echo server using streams.\n",
@@ -92,3 +97,5 @@ int main(int argc, char** argv) {
         return 1;
     }
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("stream_echo_server", argc, argv, program); }

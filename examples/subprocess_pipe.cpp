@@ -171,7 +171,7 @@ Task<int> main_task(EventLoop& loop, std::vector<std::string> argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv, usage, {}, {"shell"}, /*stop_at_positional=*/true);
     std::vector<std::string> cmd = args.positional();
     if (cmd.empty()) args.fail("missing CMD");
@@ -188,3 +188,5 @@ int main(int argc, char** argv) {
         return 1;
     }
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("subprocess_pipe", argc, argv, program); }

@@ -42,7 +42,7 @@ Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port, std::str
     transport->close();
 }
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: tcp_echo_client [--host HOST] [--port PORT] [--message TEXT]\n"
                    "  Sends TEXT, prints the echo, stops when the server closes (asyncio's example).\n",
@@ -57,3 +57,5 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("tcp_echo_client", argc, argv, program); }

@@ -32,7 +32,7 @@ private:
     Transport* transport_ = nullptr;
 };
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: tcp_echo_server [--host HOST] [--port PORT]\n"
                    "  Echoes each message back and closes the connection (asyncio's example).\n",
@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
     const auto port = args.port();
     serve::block_stop_signals();
     EventLoop loop;
+    serve::handle_stop_signals(loop);
     serve::Connections connections;
     std::shared_ptr<Server> server;
     try {
@@ -56,3 +57,5 @@ int main(int argc, char** argv) {
         [&] { return connections.open.empty(); });
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("tcp_echo_server", argc, argv, program); }

@@ -57,7 +57,7 @@ Task<> run_client(EventLoop& loop, std::string host, std::uint16_t port, std::st
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: tls_echo_client [--host HOST] [--port PORT] [--message TEXT] [--cafile FILE]\n"
                    "                       [--server-hostname NAME] [--insecure] [--alpn LIST]\n"
@@ -87,3 +87,5 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("tls_echo_client", argc, argv, program); }

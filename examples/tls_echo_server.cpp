@@ -38,7 +38,7 @@ private:
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: tls_echo_server [--host HOST] [--port PORT] --cert FILE --key FILE [--alpn LIST]\n"
                    "  Echoes every byte over TLS. --alpn takes protocols in preference order: h2,http/1.1\n",
@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
 
     serve::block_stop_signals();
     EventLoop loop;
+    serve::handle_stop_signals(loop);
     loop.set_exception_handler([](EventLoop& l, const ExceptionContext& c) {
         if (c.message != "SSL handshake failed" || !c.exception) return l.default_exception_handler(c);
         std::string cause = "unknown error";
@@ -99,3 +100,5 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("tls_echo_server", argc, argv, program); }

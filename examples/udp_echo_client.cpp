@@ -58,7 +58,7 @@ Task<bool> main_task(EventLoop& loop, std::string host, std::uint16_t port, std:
     co_return replied;
 }
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: udp_echo_client [--host 127.0.0.1] [--port 9999] [--message TEXT] "
                    "[--timeout 5]\n"
@@ -78,3 +78,5 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("udp_echo_client", argc, argv, program); }

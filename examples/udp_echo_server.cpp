@@ -56,7 +56,7 @@ Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port, bool qui
     co_await closed;
 }
 
-int main(int argc, char** argv) {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: udp_echo_server [--host 127.0.0.1] [--port 9999] [--quiet]\n"
                    "Echoes every datagram back to its sender. --quiet: print nothing per datagram\n"
@@ -72,3 +72,5 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+
+int main(int argc, char** argv) { return cli::guarded_main("udp_echo_server", argc, argv, program); }

@@ -26,7 +26,10 @@ namespace aioring {
 namespace detail {
 
 namespace {
-thread_local std::vector<LoopCore*> live_loops;
+// This thread's live loops, linked through next_live. A plain pointer, not a container: a
+// thread_local with a destructor is gone before a static or global EventLoop is destroyed at
+// exit (thread storage ends first), and the loop's destructor must still unlink itself.
+thread_local LoopCore* live_loops = nullptr;
 
 uring::SetupMode to_setup(RingMode m) {
     switch (m) {
@@ -39,8 +42,9 @@ uring::SetupMode to_setup(RingMode m) {
 }  // namespace
 
 bool is_live_loop(const EventLoop* loop) {
-    return std::any_of(live_loops.begin(), live_loops.end(),
-                       [loop](LoopCore* c) { return &c->loop == loop; });
+    for (LoopCore* c = live_loops; c; c = c->next_live)
+        if (&c->loop == loop) return true;
+    return false;
 }
 
 // call_soon_threadsafe's wake-up: an eventfd read kept armed on the ring.
@@ -169,13 +173,18 @@ LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
                      uring::BufferRing::Consumption::incremental),
       owner_(std::this_thread::get_id()) {
     wakeup_ = std::make_unique<Wakeup>(*this);
-    live_loops.push_back(this);
+    next_live = live_loops;
+    live_loops = this;
 }
 
 LoopCore::~LoopCore() {
     close();
     drop_queues();  // what was scheduled after close()
-    live_loops.erase(std::find(live_loops.begin(), live_loops.end(), this));
+    for (LoopCore** p = &live_loops; *p; p = &(*p)->next_live)
+        if (*p == this) {
+            *p = next_live;
+            break;
+        }
 }
 
 LoopResource::LoopResource(LoopCore& core) : core_(&core) {
@@ -322,7 +331,7 @@ void report(LoopCore& core, std::exception_ptr e, const char* message, const Bas
 void LoopCore::run_forever() {
     if (closed_) throw LoopError("Event loop is closed");
     if (running_) throw LoopError("This event loop is already running");
-    for (LoopCore* other : live_loops)
+    for (LoopCore* other = live_loops; other; other = other->next_live)
         if (other != this && other->running_)
             throw LoopError("Cannot run the event loop while another loop is running");
     owner_ = std::this_thread::get_id();

@@ -127,6 +127,7 @@ public:
     void call_exception_handler(const ExceptionContext& ctx);
 
     std::vector<std::coroutine_handle<>> roots;  // pending root tasks, freed at close
+    LoopCore* next_live = nullptr;  // this thread's live loops: a list that needs no destructor
 
     std::unique_ptr<Resolver> resolver;
     std::unique_ptr<Executor> executor;  // run_in_executor's pool, made on first use

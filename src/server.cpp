@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <limits>
 #include <system_error>
 
 #include "src/op_awaiter.hpp"
@@ -24,6 +25,9 @@ namespace {
 
 // asyncio pauses accepting for a moment when the process is out of fds or memory.
 constexpr double accept_retry_delay = 0.25;
+// While those errors last, the exception handler hears of them once per this many seconds, with
+// the number of retries that failed in between (not 4 lines a second).
+constexpr double accept_report_interval = 5.0;
 
 class ServerImpl final : public Server,
                          public LoopResource,
@@ -156,11 +160,23 @@ private:
                 // server, report, and stop accepting for a moment rather than spin on it.
                 const bool resources = res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
                                        res == -ENOMEM;
-                server.core_.call_exception_handler(ExceptionContext{
-                    fmt::format("accept() {} ({}); retrying in {} s",
-                                resources ? "out of system resource" : "failed",
-                                std::strerror(-res), accept_retry_delay),
-                    nullptr, nullptr});
+                const double now = server.core_.time();
+                if (now >= server.next_accept_report_) {
+                    std::string more;
+                    if (server.unreported_accept_errors_ != 0)
+                        more = fmt::format(" ({} more since the last report)",
+                                           server.unreported_accept_errors_);
+                    server.core_.call_exception_handler(ExceptionContext{
+                        fmt::format("accept() {} ({}); retrying every {} s, reported once per {} s{}",
+                                    resources ? "out of system resource" : "failed",
+                                    std::strerror(-res), accept_retry_delay,
+                                    accept_report_interval, more),
+                        nullptr, nullptr});
+                    server.unreported_accept_errors_ = 0;
+                    server.next_accept_report_ = now + accept_report_interval;
+                } else {
+                    ++server.unreported_accept_errors_;
+                }
                 if (armed) cancel();
                 backing_off = true;
                 retry.cancel();
@@ -231,6 +247,8 @@ private:
     std::vector<Future<void>> forever_;
     std::shared_ptr<ServerImpl> self_;  // while listening ops may complete
     std::size_t active_ = 0;            // accepted connections not yet lost
+    double next_accept_report_ = -std::numeric_limits<double>::infinity();  // errors before: counted
+    std::size_t unreported_accept_errors_ = 0;
     bool detached_ = false;             // the loop closed first
     bool serving_ = false;
     bool closed_ = false;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cassert>
+#include <cmath>
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
@@ -189,6 +190,9 @@ Subprocess::~Subprocess() {
 
 void Subprocess::start(const std::vector<std::string>& args, const SubprocessOptions& options,
                        Callback on_made) {
+    if (!std::isfinite(options.kill_grace) || options.kill_grace < 0)
+        throw std::invalid_argument("subprocess: kill_grace must be a finite number of seconds >= 0");
+    kill_grace_ = options.kill_grace;
     ignore_sigpipe();
     FdGuard ours[3] = {FdGuard(-1), FdGuard(-1), FdGuard(-1)};
     pid_ = spawn_child(args, options, ours);
@@ -267,6 +271,7 @@ void Subprocess::complete(int res, unsigned) {
     }
     ::close(pidfd_);
     pidfd_ = -1;
+    kill_timer_.cancel();
     try {
         proto()->process_exited();
     } catch (...) {
@@ -337,7 +342,18 @@ void Subprocess::close() {
     closed_ = true;
     for (int i = 0; i < 3; ++i)
         if (pipes_[i] && pipe_open_[i]) pipes_[i]->close();
-    if (!returncode_) kill();
+    if (returncode_) return;
+    if (kill_grace_ == 0) {
+        kill();
+        return;
+    }
+    // The doc's terminate(), then SIGKILL for a child that ignores or traps SIGTERM. The timer
+    // holds no reference: the transport lives until connection_lost, which needs the exit.
+    terminate();
+    std::weak_ptr<Subprocess> weak = weak_from_this();
+    kill_timer_ = core_.loop.call_later(kill_grace_, [weak] {
+        if (auto self = weak.lock()) self->kill();
+    });
 }
 
 void Subprocess::send_signal(int sig) {

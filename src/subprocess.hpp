@@ -81,6 +81,8 @@ private:
     bool closed_ = false;
     bool watch_armed_ = false;
     bool finished_ = false;  // connection_lost scheduled
+    double kill_grace_ = 3.0;
+    TimerHandle kill_timer_;  // close()'s SIGKILL after the grace, cancelled at the exit
 };
 
 }  // namespace aioring::detail

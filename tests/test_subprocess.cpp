@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -300,7 +301,7 @@ TEST_CASE("cancelling subprocess_exec while it starts kills the child and leaves
     CHECK(f.cancel());
     REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
     CHECK(f.cancelled());
-    CHECK(ev.code_at_exit == -SIGKILL);
+    CHECK(ev.code_at_exit == -SIGTERM);  // close(): sleep does not trap SIGTERM
     CHECK(ev.order_ok);
     REQUIRE(run_until(loop, [&] { return *ev.destroyed == 1; }));
     CHECK(open_fds() == fds);
@@ -329,19 +330,108 @@ TEST_CASE("a loop closed with a child running kills and reaps it, and frees ever
     CHECK(no_zombies());
 }
 
-TEST_CASE("close() kills a running child, closes its pipes, and connection_lost follows") {
+TEST_CASE("close() terminates a running child, closes its pipes, and connection_lost follows") {
     EventLoop loop;
     ExceptionLog log(loop);
     SubEvents ev;
-    auto c = spawn(loop, ev, {"sleep", "100"});
+    SubprocessOptions o;
+    o.kill_grace = 1000;  // were SIGKILL sent, it would be a failure to finish
+    auto c = spawn(loop, ev, {"sleep", "100"}, o);
     c.transport->close();
     CHECK(c.transport->is_closing());
     REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
-    CHECK(c.transport->get_returncode() == -SIGKILL);
+    CHECK(c.transport->get_returncode() == -SIGTERM);
+    CHECK(ev.exited == 1);
     CHECK(ev.pipe_lost[0] == 1);
     CHECK(ev.pipe_lost[1] == 1);
     CHECK(ev.pipe_lost[2] == 1);
     CHECK(ev.order_ok);
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("close(): a child that ignores SIGTERM gets SIGKILL after kill_grace") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    // The child records each SIGTERM in a file and goes on; only SIGKILL ends it.
+    char path[] = "/tmp/aioring-term-XXXXXX";
+    const int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    SubprocessOptions o;
+    o.kill_grace = 0.2;
+    const std::string script =
+        "import signal, sys, time\n"
+        "def on_term(*a):\n"
+        "    with open(sys.argv[1], 'a') as f: f.write('term\\n')\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(100)\n";
+    auto c = spawn(loop, ev, {"python3", "-c", script, path}, o);
+    REQUIRE(run_until(loop, [&] { return ev.out == "ready\n"; }));
+    c.transport->close();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(c.transport->get_returncode() == -SIGKILL);
+    CHECK(ev.exited == 1);
+    CHECK(ev.pipe_lost[0] == 1);
+    CHECK(ev.pipe_lost[1] == 1);
+    CHECK(ev.pipe_lost[2] == 1);
+    CHECK(ev.order_ok);
+    FILE* f = std::fopen(path, "r");
+    REQUIRE(f != nullptr);
+    char buf[64] = {};
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    ::unlink(path);
+    CHECK(std::string(buf, n) == "term\n");  // SIGTERM first, exactly once
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("close() with kill_grace 0 sends SIGKILL at once; a bad kill_grace is rejected") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    SubprocessOptions o;
+    o.kill_grace = 0;
+    auto c = spawn(loop, ev, {"sleep", "100"}, o);
+    c.transport->close();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(c.transport->get_returncode() == -SIGKILL);
+    CHECK(ev.order_ok);
+    for (double bad : {-1.0, std::nan(""), HUGE_VAL}) {
+        SubprocessOptions b;
+        b.kill_grace = bad;
+        SubEvents ev2;
+        auto f = loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev2); },
+                                      {"true"}, b);
+        REQUIRE(run_until(loop, [&] { return f.done(); }));
+        CHECK_THROWS_AS(f.result(), std::invalid_argument);
+        CHECK(ev2.made == 0);
+    }
+    CHECK(log.count == 0);
+    CHECK(no_zombies());
+}
+
+TEST_CASE("a child that exits on SIGTERM: the transport is freed and the grace passes safely") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    SubEvents ev;
+    SubprocessOptions o;
+    o.kill_grace = 0.05;
+    auto c = spawn(loop, ev, {"sleep", "100"}, o);
+    c.transport->close();
+    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+    CHECK(c.transport->get_returncode() == -SIGTERM);
+    c.transport.reset();
+    REQUIRE(run_until(loop, [&] { return *ev.destroyed == 1; }));
+    // The grace has passed by the time this timer runs (ASan: no use of the freed transport).
+    bool later = false;
+    loop.call_later(0.2, [&] { later = true; });
+    REQUIRE(run_until(loop, [&] { return later; }));
+    CHECK(ev.exited == 1);
+    CHECK(ev.lost == 1);
     CHECK(log.count == 0);
     CHECK(no_zombies());
 }
@@ -434,7 +524,7 @@ TEST_CASE("a protocol callback that throws goes to the exception handler and kil
     REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
     CHECK(log.count == 1);
     CHECK(log.messages[0].find("boom") != std::string::npos);
-    CHECK(c.transport->get_returncode() == -SIGKILL);
+    CHECK(c.transport->get_returncode() == -SIGTERM);  // close(): sh exits on SIGTERM
     CHECK(ev.order_ok);
 }
 

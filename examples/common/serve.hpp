@@ -42,12 +42,18 @@ inline void block_stop_signals() {
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-// Runs `loop` until SIGINT/SIGTERM, then calls `stop` (which closes servers and connections) and
-// keeps the loop turning until `idle()` says everything has closed, or 1.5 s have passed.
-inline void run_until_signal(aioring::EventLoop& loop, const std::function<void()>& stop,
-                             const std::function<bool()>& idle) {
+// SIGINT and SIGTERM stop `loop`. Called before the server prints `Serving on`, so that a
+// signalfd that cannot be had (no fd left) is a start-up error, not a later one.
+inline void handle_stop_signals(aioring::EventLoop& loop) {
     loop.add_signal_handler(SIGINT, [&loop] { loop.stop(); });
     loop.add_signal_handler(SIGTERM, [&loop] { loop.stop(); });
+}
+
+// Runs `loop` (after handle_stop_signals) until SIGINT/SIGTERM, then calls `stop` (which closes
+// servers and connections) and keeps the loop turning until `idle()` says everything has
+// closed, or 1.5 s have passed.
+inline void run_until_signal(aioring::EventLoop& loop, const std::function<void()>& stop,
+                             const std::function<bool()>& idle) {
     loop.run_forever();
     stop();
     const double deadline = loop.time() + 1.5;

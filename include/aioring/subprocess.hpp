@@ -34,6 +34,9 @@ struct SubprocessOptions {
     std::optional<std::string> cwd;                          // empty: ours
     std::optional<std::map<std::string, std::string>> env;   // replaces the environment
     bool close_fds = true;  // close every fd above 2 in the child (ours are O_CLOEXEC anyway)
+    // close() asks a running child to stop with SIGTERM, and sends SIGKILL if it still runs
+    // this many seconds later (0: SIGKILL at once). Negative, NaN or infinite: std::invalid_argument.
+    double kill_grace = 3.0;
 };
 
 // The protocol of a subprocess; the transport owns it. Call order:
@@ -72,8 +75,10 @@ public:
     virtual void send_signal(int sig) = 0;
     virtual void terminate() = 0;  // SIGTERM
     virtual void kill() = 0;       // SIGKILL
-    // Closes the pipes and kills the child (SIGKILL, as asyncio) if it still runs;
-    // connection_lost follows once it has exited and the pipes are closed.
+    // Closes the pipes and, if the child still runs, asks it to stop (terminate(): SIGTERM),
+    // then kills it (SIGKILL) when it has not exited after SubprocessOptions::kill_grace
+    // seconds. process_exited and connection_lost follow once it has exited and the pipes are
+    // closed, whichever signal ended it.
     void close() override = 0;
 };
 
