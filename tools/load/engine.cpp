@@ -198,7 +198,7 @@ private:
     Shared& shared_;
     std::mutex loop_m_;
     EventLoop* loop_ = nullptr;  // while run() has one, for request_stop
-    unsigned id_;
+    [[maybe_unused]] unsigned id_;  // which worker, for debugging
     std::size_t first_, count_;
     std::vector<std::shared_ptr<Transport>> transports_;
     std::vector<Conn*> conns_;
