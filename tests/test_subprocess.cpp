@@ -220,6 +220,7 @@ TEST_CASE("death by a signal gives -N: terminate, kill, send_signal and the chil
 }
 
 TEST_CASE("a command that does not exist fails with ENOENT and leaves no zombie or fd") {
+    Events sev;
     EventLoop loop;
     ExceptionLog log(loop);
     const int fds = open_fds();
@@ -251,7 +252,6 @@ TEST_CASE("a command that does not exist fails with ENOENT and leaves no zombie 
     bad.stdout = sp::STDOUT;
     auto b = loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev); }, {"true"}, bad);
     CHECK_THROWS_AS(b.result(), std::invalid_argument);
-    Events sev;
     auto wrong = loop.subprocess_exec([&] { return std::make_unique<RecordingProtocol>(sev); }, {"true"});
     CHECK_THROWS_AS(wrong.result(), std::invalid_argument);
     CHECK(open_fds() == fds);
