@@ -197,7 +197,7 @@ Task<std::string> readline_task(std::shared_ptr<StreamState> s) {
     std::string line;
     std::optional<LimitOverrunError> overrun;
     try {
-        std::string sep = "\n";  // named: see the GCC 12 note in streams.hpp
+        std::string sep = "\n";
         line = co_await readuntil_task(s, std::move(sep));
     } catch (IncompleteReadError& e) {
         line = std::move(e.partial);

@@ -726,7 +726,7 @@ Task<Seen> cat_communicate(std::string data) {
     o.stdin = sp::PIPE;
     o.stdout = sp::PIPE;
     o.stderr = sp::PIPE;
-    std::vector<std::string> args{"cat"};  // (GCC 12: no braced list in a co_await expression)
+    std::vector<std::string> args{"cat"};
     Process p = co_await create_subprocess_exec(std::move(args), o);
     Seen seen;
     seen.pid = p.pid;
