@@ -1,5 +1,5 @@
-// The asyncio documentation's examples and echo_server, driven from outside as the contract
-// (shared/CONTRACT.md) describes them: the lines they print and their exit statuses.
+// The asyncio documentation's examples and echo_server, driven from outside as docs/cli.md
+// describes them: the lines they print and their exit statuses.
 #include <sys/socket.h>
 
 #include <thread>

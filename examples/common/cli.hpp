@@ -1,4 +1,4 @@
-// Command-line handling shared by the examples and tools, per shared/CONTRACT.md: --help prints
+// Command-line handling shared by the examples and tools, as docs/cli.md describes: --help prints
 // the usage on stdout (exit 0); an unknown flag or a bad value prints one line and the usage on
 // stderr (exit 2); output is flushed per line.
 #pragma once
@@ -105,7 +105,7 @@ private:
     std::vector<std::string> positional_;
 };
 
-// The words for an error, as the contract wants them on stderr ("Connection refused").
+// The words for an error, as docs/cli.md wants them on stderr ("Connection refused").
 inline std::string cause(const std::exception& e) {
     if (auto* se = dynamic_cast<const std::system_error*>(&e)) return se->code().message();
     return e.what();

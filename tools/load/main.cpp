@@ -1,5 +1,5 @@
 // aioring-load: a load generator for echo-style TCP and UDP servers, built on aioring.
-// shared/CONTRACT.md "The load tool" is its interface: flags, JSON keys, exit codes.
+// docs/aioring-load.md is its interface: flags, JSON keys, exit codes.
 #include <unistd.h>
 
 #include <atomic>

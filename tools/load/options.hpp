@@ -1,4 +1,4 @@
-// aioring-load's command line (shared/CONTRACT.md, "The load tool"), parsed without exiting so
+// aioring-load's command line (docs/aioring-load.md), parsed without exiting so
 // that tests can check every usage error.
 #pragma once
 
