@@ -35,8 +35,6 @@ Task<> main_task(EventLoop& loop) {
     const int rsock = fds[0], wsock = fds[1];
     ConnectOptions options;
     options.sock = rsock;
-    // A named future, not a temporary inside the co_await expression: g++ 12 destroys such
-    // temporaries twice when the awaited operation throws.
     auto connecting = loop.create_connection(
         [&] { return std::make_unique<MyProtocol>(on_con_lost); }, "", 0, options);
     auto [transport, protocol] = co_await connecting;

@@ -49,8 +49,6 @@ Task<void> handle_echo(Connections& conns, StreamReader reader, StreamWriter wri
 }
 
 Task<int> main_task(EventLoop& loop, std::string host, std::uint16_t port, Connections& conns) {
-    // The callback is named first: GCC 12 mishandles class temporaries passed to a coroutine
-    // inside a co_await expression.
     ClientConnected cb = [&conns](StreamReader r, StreamWriter w) -> Task<void> {
         return handle_echo(conns, std::move(r), std::move(w));
     };

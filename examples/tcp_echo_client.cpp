@@ -32,8 +32,6 @@ private:
 
 Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port, std::string message) {
     auto on_con_lost = loop.create_future<bool>();
-    // Named, not a temporary of the co_await expression: g++ 12 destroys such temporaries twice
-    // when the awaited operation throws (here: connection refused).
     auto connecting = loop.create_connection(
         [&] { return std::make_unique<EchoClientProtocol>(message, on_con_lost); }, host, port);
     auto [transport, protocol] = co_await connecting;

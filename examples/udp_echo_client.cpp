@@ -44,8 +44,6 @@ Task<bool> main_task(EventLoop& loop, std::string host, std::uint16_t port, std:
     auto on_con_lost = loop.create_future<bool>();
     DatagramEndpointOptions options;
     options.remote_addr = {host, port};
-    // Named, not a temporary of the co_await expression (g++ 12 destroys those twice when it
-    // throws).
     auto endpoint = loop.create_datagram_endpoint(
         [&] { return std::make_unique<EchoClientProtocol>(message, on_con_lost); }, options);
     auto conn = co_await endpoint;

@@ -40,8 +40,6 @@ Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port, bool qui
     auto closed = loop.create_future();
     DatagramEndpointOptions options;
     options.local_addr = {host, port};
-    // Named, not temporaries of the co_await expression (g++ 12 destroys those twice when it
-    // throws).
     auto endpoint = loop.create_datagram_endpoint(
         [closed, quiet] { return std::make_unique<EchoServerProtocol>(closed, quiet); }, options);
     auto conn = co_await endpoint;

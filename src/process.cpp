@@ -97,8 +97,7 @@ Task<std::pair<std::string, std::string>> communicate_task(
     std::shared_ptr<SubprocessTransport> t, std::shared_ptr<ProcessState> s,
     std::optional<StreamWriter> in, std::optional<StreamReader> out,
     std::optional<StreamReader> err, std::string input) {
-    // Named tasks and no structured binding: GCC 12 mishandles temporaries and bindings
-    // around co_await. gather cancels all three (and waits for them) if this task is cancelled.
+    // gather cancels all three (and waits for them) if this task is cancelled.
     Task<std::string> feeding = in ? feed_stdin(*in, std::move(input)) : nothing();
     Task<std::string> reading_out = out ? read_to_eof(*out) : nothing();
     Task<std::string> reading_err = err ? read_to_eof(*err) : nothing();

@@ -227,7 +227,7 @@ Task<std::string> readline_task(std::shared_ptr<StreamState> s) {
     std::string line;
     std::optional<LimitOverrunError> overrun;
     try {
-        std::string sep = "\n";  // named: see the GCC 12 note in streams.hpp
+        std::string sep = "\n";
         line = co_await readuntil_task(s, std::move(sep));
     } catch (IncompleteReadError& e) {
         line = std::move(e.partial);
@@ -412,14 +412,9 @@ Task<void> start_tls_task(std::shared_ptr<detail::StreamState> s,
 }
 }  // namespace
 
-Task<void> StreamWriter::start_tls(std::shared_ptr<SslContext> sslcontext) const {
-    const StartTlsOptions options;
-    return start_tls_task(s_, std::move(sslcontext), options);
-}
-
 Task<void> StreamWriter::start_tls(std::shared_ptr<SslContext> sslcontext,
-                                   const StartTlsOptions& options) const {
-    return start_tls_task(s_, std::move(sslcontext), options);
+                                   StartTlsOptions options) const {
+    return start_tls_task(s_, std::move(sslcontext), std::move(options));
 }
 
 // ---- StreamReaderProtocol
@@ -521,8 +516,6 @@ private:
 }  // namespace
 
 namespace {
-// The coroutines take their options as named copies made outside any co_await (see the GCC 12
-// note in streams.hpp).
 Task<StreamPair> open_connection_task(std::string host, std::uint16_t port, std::size_t limit,
                                       ConnectOptions options) {
     EventLoop& loop = co_await get_running_loop();
@@ -556,14 +549,9 @@ Task<std::shared_ptr<Server>> start_unix_server_task(ClientConnected client_conn
 }
 }  // namespace
 
-Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit) {
-    const ConnectOptions options;
-    return open_connection_task(std::move(host), port, limit, options);
-}
-
 Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit,
-                                 const ConnectOptions& options) {
-    return open_connection_task(std::move(host), port, limit, options);
+                                 ConnectOptions options) {
+    return open_connection_task(std::move(host), port, limit, std::move(options));
 }
 
 Task<StreamPair> open_unix_connection(std::string path, std::size_t limit) {
@@ -576,27 +564,17 @@ Task<StreamPair> open_unix_connection(std::string path, std::size_t limit) {
 }
 
 Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
-                                           std::uint16_t port, std::size_t limit) {
-    const ServerOptions options;
-    return start_server_task(std::move(client_connected), std::move(host), port, limit, options);
-}
-
-Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
                                            std::uint16_t port, std::size_t limit,
-                                           const ServerOptions& options) {
-    return start_server_task(std::move(client_connected), std::move(host), port, limit, options);
-}
-
-Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
-                                                std::string path, std::size_t limit) {
-    const ServerOptions options;
-    return start_unix_server_task(std::move(client_connected), std::move(path), limit, options);
+                                           ServerOptions options) {
+    return start_server_task(std::move(client_connected), std::move(host), port, limit,
+                             std::move(options));
 }
 
 Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
                                                 std::string path, std::size_t limit,
-                                                const ServerOptions& options) {
-    return start_unix_server_task(std::move(client_connected), std::move(path), limit, options);
+                                                ServerOptions options) {
+    return start_unix_server_task(std::move(client_connected), std::move(path), limit,
+                                  std::move(options));
 }
 
 }  // namespace aioring

@@ -60,9 +60,9 @@ private:
 
 TEST_SUITE("buffered protocol") {
 TEST_CASE("connection_made -> (get_buffer -> buffer_updated)* -> eof_received -> connection_lost") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     Buffered* proto = nullptr;
     auto conn = run(loop, loop.connect_accepted_socket(
@@ -89,9 +89,9 @@ TEST_CASE("connection_made -> (get_buffer -> buffer_updated)* -> eof_received ->
 }
 
 TEST_CASE("a buffered protocol echoes and eof_received true keeps it half-open") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     Buffered* proto = nullptr;
     auto conn = run(loop, loop.connect_accepted_socket(
@@ -116,9 +116,9 @@ TEST_CASE("a buffered protocol echoes and eof_received true keeps it half-open")
 }
 
 TEST_CASE("get_buffer returning an empty buffer aborts the transport with an error") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] {
@@ -136,9 +136,9 @@ TEST_CASE("get_buffer returning an empty buffer aborts the transport with an err
 }
 
 TEST_CASE("get_buffer that throws later in the connection aborts it and the loop goes on") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     Buffered* proto = nullptr;
     auto conn = run(loop, loop.connect_accepted_socket(
@@ -161,9 +161,9 @@ TEST_CASE("get_buffer that throws later in the connection aborts it and the loop
 }
 
 TEST_CASE("no buffer_updated while reading is paused; the bytes come after resume_reading") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     Buffered* proto = nullptr;
     auto conn = run(loop, loop.connect_accepted_socket(
@@ -194,10 +194,10 @@ TEST_CASE("no buffer_updated while reading is paused; the bytes come after resum
 }
 
 TEST_CASE("a peer reset reaches a buffered protocol as connection-reset") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     TcpListener listener;
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<Buffered>(ev, 128); },
                                                  "127.0.0.1", listener.port));
     int peer = listener.accept();

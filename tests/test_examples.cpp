@@ -1,6 +1,6 @@
-// The asyncio documentation's examples and echo_server, driven from outside as their command-line
-// contract describes them: the lines they print and their exit statuses, also at tiny fd limits
-// and with hostile command lines.
+// The asyncio documentation's examples and echo_server, driven from outside as docs/cli.md
+// describes them: the lines they print and their exit statuses, also at tiny fd limits and with
+// hostile command lines.
 #include <sys/socket.h>
 
 #include <algorithm>

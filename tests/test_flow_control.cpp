@@ -31,9 +31,9 @@ private:
 };
 
 struct Fixture {
+    Events ev;
     EventLoop loop;
     ExceptionLog log{loop};
-    Events ev;
     std::vector<std::size_t> pauses, resumes;
     SocketPair sp;
     Connection<> conn;

@@ -39,9 +39,9 @@ std::string pattern(std::size_t n) {
 
 TEST_SUITE("pipes") {
 TEST_CASE("connect_read_pipe delivers data, then EOF closes it with no error") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     Pipe p;
     auto conn = run(loop, loop.connect_read_pipe(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, p.take_r()));
@@ -64,9 +64,9 @@ TEST_CASE("connect_read_pipe delivers data, then EOF closes it with no error") {
 }
 
 TEST_CASE("a read pipe delivers nothing while paused, and everything in order after resume") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     Pipe p;
     auto conn = run(loop, loop.connect_read_pipe(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, p.take_r()));
@@ -118,9 +118,9 @@ TEST_CASE("a read pipe with a BufferedProtocol receives into the protocol's memo
 }
 
 TEST_CASE("a write pipe pauses over the high-water mark and resumes as the reader drains") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     Pipe p;
     auto conn = run(loop, loop.connect_write_pipe(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, p.take_w()));
@@ -146,9 +146,9 @@ TEST_CASE("a write pipe pauses over the high-water mark and resumes as the reade
 }
 
 TEST_CASE("a write pipe whose reader goes away with data buffered loses the connection with EPIPE") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     Pipe p;
     auto conn = run(loop, loop.connect_write_pipe(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, p.take_w()));
@@ -166,9 +166,9 @@ TEST_CASE("a write pipe whose reader goes away with data buffered loses the conn
 }
 
 TEST_CASE("an idle write pipe closes cleanly when its reader goes away") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     Pipe p;
     auto conn = run(loop, loop.connect_write_pipe(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, p.take_w()));
@@ -183,9 +183,9 @@ TEST_CASE("an idle write pipe closes cleanly when its reader goes away") {
 }
 
 TEST_CASE("close() on a write pipe flushes first; abort() drops the buffer") {
+    Events ev1, ev2;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev1, ev2;
     Pipe p1, p2;
     auto c1 = run(loop, loop.connect_write_pipe(
                             [&] { return std::make_unique<RecordingProtocol>(ev1); }, p1.take_w()));
@@ -259,9 +259,9 @@ TEST_CASE("a write pipe feeds a read pipe: 8 MiB end to end with flow control bo
 }
 
 TEST_CASE("a read pipe on /dev/null sees EOF at once; bad fds are rejected") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     REQUIRE(fd >= 0);
     auto conn = run(loop, loop.connect_read_pipe(

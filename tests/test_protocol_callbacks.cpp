@@ -8,9 +8,9 @@ using namespace testing;
 
 TEST_SUITE("protocol callbacks") {
 TEST_CASE("echo over a socketpair: data arrives and connection_lost follows EOF") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
@@ -33,6 +33,7 @@ TEST_CASE("echo over a socketpair: data arrives and connection_lost follows EOF"
 }
 
 TEST_CASE("a TCP server and client echo through create_server and create_connection") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     struct Echo : Protocol {
@@ -44,7 +45,6 @@ TEST_CASE("a TCP server and client echo through create_server and create_connect
     REQUIRE(server->addresses().size() == 1);
     const auto port = server->addresses()[0].port();
     CHECK(port != 0);
-    Events ev;
     auto conn = run(loop, loop.create_connection(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, "127.0.0.1", port));
     conn.transport->write("ping");
@@ -63,9 +63,9 @@ TEST_CASE("a TCP server and client echo through create_server and create_connect
 
 TEST_SUITE("protocol callbacks") {
 TEST_CASE("connection_lost follows close() with no error and nothing comes after it") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
@@ -89,9 +89,9 @@ TEST_CASE("connection_lost follows close() with no error and nothing comes after
 }
 
 TEST_CASE("eof_received returning false closes the transport") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev, false); }, sp.take_a()));
@@ -107,9 +107,9 @@ TEST_CASE("eof_received returning false closes the transport") {
 }
 
 TEST_CASE("eof_received returning true keeps the transport half-open and writes still work") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev, true); }, sp.take_a()));
@@ -128,9 +128,9 @@ TEST_CASE("eof_received returning true keeps the transport half-open and writes 
 }
 
 TEST_CASE("close() flushes the buffered data, then connection_lost with no error") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
@@ -148,9 +148,9 @@ TEST_CASE("close() flushes the buffered data, then connection_lost with no error
 }
 
 TEST_CASE("abort() drops the buffer and connection_lost follows") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
@@ -170,9 +170,9 @@ TEST_CASE("abort() drops the buffer and connection_lost follows") {
 }
 
 TEST_CASE("writes after close are ignored") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
@@ -190,9 +190,9 @@ TEST_CASE("writes after close are ignored") {
 }
 
 TEST_CASE("write_eof: the peer sees EOF after the buffered data, and reading goes on") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
@@ -214,9 +214,9 @@ TEST_CASE("write_eof: the peer sees EOF after the buffered data, and reading goe
 }
 
 TEST_CASE("a protocol callback that throws: the exception handler is called, the transport aborted, the loop goes on") {
+    Events ev, other_ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev, other_ev;
     SocketPair sp, other;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] {
@@ -261,10 +261,10 @@ TEST_CASE("connection_made that throws aborts the transport and reports it") {
 }
 
 TEST_CASE("get_extra_info gives peername, sockname and socket; an unknown name gives the default") {
+    Events ev;
     EventLoop loop;
     auto server = run(loop, loop.create_server([] { return std::make_unique<EchoProtocol>(); }, "127.0.0.1", 0));
     const auto port = server->addresses()[0].port();
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", port));
     auto peer = conn.transport->extra<SocketAddress>("peername");

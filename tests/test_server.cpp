@@ -88,6 +88,7 @@ TEST_CASE("create_server with an empty host listens on IPv4 and IPv6") {
 }
 
 TEST_CASE("::1 works for servers and clients, and peername prints as [HOST]:PORT") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     Counter c;
@@ -95,7 +96,6 @@ TEST_CASE("::1 works for servers and clients, and peername prints as [HOST]:PORT
     REQUIRE(server->addresses().size() == 1);
     CHECK(server->addresses()[0].family() == AF_INET6);
     const auto port = server->addresses()[0].port();
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "::1", port));
     conn.transport->write("six");

@@ -138,12 +138,12 @@ TEST_SUITE("ssl interop") {
 TEST_CASE("openssl s_server as the peer, TLS 1.2 and 1.3") {
     for (const char* version : {"-tls1_2", "-tls1_3"}) {
         CAPTURE(version);
+        Events ev;
         EventLoop loop;
         ExceptionLog log(loop);
         const auto port = free_port();
         Child server({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert",
                       certs().cert, "-key", certs().key, "-naccept", "1", "-quiet", "-rev", version});
-        Events ev;
         ConnectOptions o;
         o.ssl = client_ctx();
         o.server_hostname = "localhost";
@@ -161,12 +161,12 @@ TEST_CASE("openssl s_server as the peer, TLS 1.2 and 1.3") {
 }
 
 TEST_CASE("openssl s_client as the peer: echo, then our close_notify ends its session") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     ServerOptions so;
     so.ssl = SslContext::server();
     so.ssl->load_cert_chain(certs().cert, certs().key);
-    Events ev;
     auto server = run(loop, loop.create_server([&] { return std::make_unique<Echo>(&ev, true); }, "127.0.0.1", 0, so));
     const auto port = server->addresses()[0].port();
     Child client({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port), "-CAfile", certs().ca,
@@ -182,6 +182,7 @@ TEST_CASE("openssl s_client as the peer: echo, then our close_notify ends its se
 }
 
 TEST_CASE("a Python asyncio TLS server: 1 MiB echoed, then a clean close both ways") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     const std::string script = R"(
@@ -208,7 +209,6 @@ asyncio.run(main())
         return py.output.find('\n') != std::string::npos;
     }));
     const auto port = static_cast<std::uint16_t>(std::stoi(py.output));
-    Events ev;
     ConnectOptions o;
     o.ssl = client_ctx();
     o.server_hostname = "localhost";
@@ -226,13 +226,13 @@ asyncio.run(main())
 }
 
 TEST_CASE("a Python asyncio TLS client: echo, then its close_notify is answered with ours") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     ServerOptions so;
     so.ssl = SslContext::server();
     so.ssl->load_cert_chain(certs().cert, certs().key);
     so.ssl->set_alpn_protocols({"h2", "http/1.1"});
-    Events ev;
     auto server = run(loop, loop.create_server([&] { return std::make_unique<Echo>(&ev); }, "127.0.0.1", 0, so));
     const auto port = server->addresses()[0].port();
     const std::string script = R"(

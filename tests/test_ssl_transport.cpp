@@ -130,10 +130,10 @@ TEST_CASE("streams pass TLS through: start_server and open_connection with ssl")
 }
 
 TEST_CASE("handshake, echo, and a client close: close_notify both ways, clean connection_lost") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     TlsServer srv(loop, server_ctx());
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", srv.port, tls(client_ctx())));
     CHECK(ev.made == 1);
@@ -175,10 +175,10 @@ TEST_CASE("handshake, echo, and a client close: close_notify both ways, clean co
 }
 
 TEST_CASE("the server closes first: eof_received, then a clean connection_lost") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     TlsServer srv(loop, server_ctx(), /*close_after_first=*/true);
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev, true); },
                                                  "127.0.0.1", srv.port, tls(client_ctx())));
     conn.transport->write("bye");
@@ -193,6 +193,7 @@ TEST_CASE("the server closes first: eof_received, then a clean connection_lost")
 }
 
 TEST_CASE("a peer that closes TCP without close_notify: connection_lost with an error, no eof") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     struct Dropper : Protocol {
@@ -206,7 +207,6 @@ TEST_CASE("a peer that closes TCP without close_notify: connection_lost with an 
     ServerOptions so;
     so.ssl = server_ctx();
     auto server = run(loop, loop.create_server([] { return std::make_unique<Dropper>(); }, "127.0.0.1", 0, so));
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", server->addresses()[0].port(),
                                                  tls(client_ctx())));
@@ -221,10 +221,10 @@ TEST_CASE("a peer that closes TCP without close_notify: connection_lost with an 
 }
 
 TEST_CASE("abort() completes at once, without close_notify") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     TlsServer srv(loop, server_ctx());
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", srv.port, tls(client_ctx())));
     conn.transport->write("x");
@@ -279,6 +279,7 @@ TEST_CASE("verification failures name the cause: unknown CA, wrong host name") {
 }
 
 TEST_CASE("handshake timeout and a peer that disconnects mid-handshake fail the connection") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     struct Silent : Protocol {};
@@ -299,7 +300,6 @@ TEST_CASE("handshake timeout and a peer that disconnects mid-handshake fail the 
 
     // Server side: a client that connects and says nothing.
     TlsServer srv(loop, server_ctx(), false, 0.2);
-    Events ev;
     auto plain = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                   "127.0.0.1", srv.port));
     REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
@@ -405,6 +405,7 @@ TEST_CASE("a BufferedProtocol over TLS gets exactly the plaintext bytes") {
 }
 
 TEST_CASE("close() inside data_received leaves the received view intact") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     struct CloseFirst : Protocol {
@@ -421,7 +422,6 @@ TEST_CASE("close() inside data_received leaves the received view intact") {
     ServerOptions so;
     so.ssl = server_ctx();
     auto server = run(loop, loop.create_server([&] { return std::make_unique<CloseFirst>(&seen); }, "127.0.0.1", 0, so));
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", server->addresses()[0].port(), tls(client_ctx())));
     // Two records in one segment: the second must not be decrypted over the first.
@@ -436,10 +436,10 @@ TEST_CASE("close() inside data_received leaves the received view intact") {
 }
 
 TEST_CASE("flow control counts application bytes: the high-water mark in plaintext") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     TlsServer srv(loop, server_ctx());
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", srv.port, tls(client_ctx())));
     auto& t = *conn.transport;
@@ -525,10 +525,10 @@ TEST_CASE("writes made during start_tls's handshake count: 64 MiB pause the writ
 }
 
 TEST_CASE("pause_reading holds decrypted data until resume_reading") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     TlsServer srv(loop, server_ctx());
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", srv.port, tls(client_ctx())));
     conn.transport->pause_reading();
@@ -597,6 +597,7 @@ TEST_CASE("TLS 1.2 and 1.3, ALPN agreement and SNI from server_hostname") {
 }
 
 TEST_CASE("start_tls upgrades in place; bytes that came with STARTTLS are not lost") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     auto sctx = server_ctx();
@@ -653,7 +654,6 @@ TEST_CASE("start_tls upgrades in place; bytes that came with STARTTLS are not lo
     server_plain = sconn.transport;
     // Client: plain first; it sends STARTTLS and upgrades at once, so its ClientHello shares a
     // write with the command.
-    Events ev;
     auto cconn = run(loop, loop.connect_accepted_socket([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                         std::exchange(sp.b, -1)));
     cconn.transport->write("STARTTLS\n");
@@ -675,6 +675,7 @@ TEST_CASE("start_tls upgrades in place; bytes that came with STARTTLS are not lo
 }
 
 TEST_CASE("start_tls carries a paused writer over: resume_writing comes from the TLS transport") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     const std::size_t plain = 1 << 20;
@@ -704,7 +705,6 @@ TEST_CASE("start_tls carries a paused writer over: resume_writing comes from the
         void connection_lost(std::error_code) override { tls.reset(); }
     };
     SocketPair sp;
-    Events ev;
     auto client = run(loop, loop.connect_accepted_socket([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                          sp.take_a()));
     client.transport->set_write_buffer_limits(64 * 1024);
@@ -739,6 +739,7 @@ TEST_CASE("start_tls carries a paused writer over: resume_writing comes from the
 }
 
 TEST_CASE("close() gives up after ssl_shutdown_timeout when the peer never answers") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     // The server's protocol stops reading, so our close_notify is never read nor answered.
@@ -754,7 +755,6 @@ TEST_CASE("close() gives up after ssl_shutdown_timeout when the peer never answe
     ServerOptions so;
     so.ssl = server_ctx();
     auto server = run(loop, loop.create_server([&] { return std::make_unique<Deaf>(&deaf); }, "127.0.0.1", 0, so));
-    Events ev;
     auto o = tls(client_ctx());
     o.ssl_shutdown_timeout = 0.2;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
@@ -770,12 +770,13 @@ TEST_CASE("close() gives up after ssl_shutdown_timeout when the peer never answe
 }
 
 TEST_CASE("TLS over a Unix socket: create_unix_server and create_unix_connection with ssl") {
+    Events sev;
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     const std::string path = certs().dir + "/tls.sock";
     ServerOptions so;
     so.ssl = server_ctx();
-    Events sev;
     auto server = run(loop, loop.create_unix_server(
                                 [&] {
                                     auto p = std::make_unique<Echo>();
@@ -783,7 +784,6 @@ TEST_CASE("TLS over a Unix socket: create_unix_server and create_unix_connection
                                     return p;
                                 },
                                 path, so));
-    Events ev;
     auto conn = run(loop, loop.create_unix_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                       path, tls(client_ctx())));
     conn.transport->write("over unix");
@@ -801,6 +801,8 @@ TEST_CASE("TLS over a Unix socket: create_unix_server and create_unix_connection
 }
 
 TEST_CASE("client certificates: the server sees peercert; no certificate, no connection") {
+    Events ev;
+    Events ev2;
     EventLoop loop;
     ExceptionLog log(loop);
     auto sctx = server_ctx();
@@ -829,7 +831,6 @@ TEST_CASE("client certificates: the server sees peercert; no certificate, no con
     const auto port = server->addresses()[0].port();
     auto cctx = client_ctx();
     cctx->load_cert_chain(certs().cert, certs().key);
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", port, tls(cctx)));
     REQUIRE(run_until(loop, [&] { return made == 1; }));
@@ -838,7 +839,6 @@ TEST_CASE("client certificates: the server sees peercert; no certificate, no con
     REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
     // Without a certificate: TLS 1.3 lets the client finish first; the server's alert then ends
     // the connection with an error.
-    Events ev2;
     auto f = loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev2); }, "127.0.0.1", port,
                                     tls(client_ctx()));
     REQUIRE(run_until(loop, [&] { return f.done() && (f.exception() || ev2.lost == 1); }));

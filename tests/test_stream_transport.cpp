@@ -53,9 +53,9 @@ private:
 
 TEST_SUITE("stream transport") {
 TEST_CASE("pause_reading and resume_reading are idempotent, also after close") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
@@ -83,9 +83,9 @@ TEST_CASE("no data_received while paused, even for data already received; delive
     LoopOptions o;
     o.buffer_size = 4;  // the peer's bytes complete as several receives in one batch
     o.stream_buffer_size = 4;
+    Events ev;
     EventLoop loop(o);
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     std::vector<std::string> chunks;
     auto conn = run(loop, loop.connect_accepted_socket(
@@ -116,9 +116,9 @@ TEST_CASE("no data_received while paused, even for data already received; delive
 }
 
 TEST_CASE("pausing inside data_received again holds the rest until the next resume") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     int calls = 0;
     auto conn = run(loop, loop.connect_accepted_socket(
@@ -147,10 +147,10 @@ TEST_CASE("pausing inside data_received again holds the rest until the next resu
 }
 
 TEST_CASE("a peer reset gives connection_lost with a connection-reset error") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     TcpListener listener;
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", listener.port));
     int peer = listener.accept();
@@ -166,6 +166,7 @@ TEST_CASE("a peer reset gives connection_lost with a connection-reset error") {
 }
 
 TEST_CASE("a refused connect fails the awaitable with connection_refused") {
+    Events ev;
     EventLoop loop;
     // A bound socket that does not listen: its port refuses, and nobody else can take it.
     int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -175,7 +176,6 @@ TEST_CASE("a refused connect fails the awaitable with connection_refused") {
     REQUIRE(::bind(holder, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     socklen_t len = sizeof a;
     ::getsockname(holder, reinterpret_cast<sockaddr*>(&a), &len);
-    Events ev;
     auto f = loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); }, "127.0.0.1",
                                     ntohs(a.sin_port));
     REQUIRE(run_until(loop, [&] { return f.done(); }));
@@ -192,11 +192,11 @@ TEST_CASE("a refused connect fails the awaitable with connection_refused") {
 }
 
 TEST_CASE("create_connection tries each resolved address; localhost works through the resolver") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     auto server = run(loop, loop.create_server([] { return std::make_unique<EchoProtocol>(); },
                                                "127.0.0.1", 0));
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "localhost", server->addresses()[0].port()));
     conn.transport->write("resolved");
@@ -209,9 +209,9 @@ TEST_CASE("create_connection tries each resolved address; localhost works throug
 }
 
 TEST_CASE("create_connection binds local_addr") {
+    Events ev;
     EventLoop loop;
     TcpListener listener;
-    Events ev;
     ConnectOptions o;
     o.local_addr = std::pair<std::string, std::uint16_t>{"127.0.0.1", 0};
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
@@ -247,10 +247,10 @@ TEST_CASE("TCP_NODELAY is on by default; ConnectOptions::nodelay = false turns i
 }
 
 TEST_CASE("100 MiB in one write() arrive intact") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     TcpListener listener;
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", listener.port));
     int peer = listener.accept();
@@ -275,10 +275,10 @@ TEST_CASE("100 MiB in one write() arrive intact") {
 }
 
 TEST_CASE("10000 small writes in one iteration leave in a few sendmsg calls") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     SocketPair sp;
-    Events ev;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));
     const auto before = std::any_cast<std::uint64_t>(conn.transport->get_extra_info("send_calls"));
@@ -298,10 +298,10 @@ TEST_CASE("10000 small writes in one iteration leave in a few sendmsg calls") {
 }
 
 TEST_CASE("set_protocol switches between Protocol and BufferedProtocol mid-connection") {
+    Events first, second, third;
     EventLoop loop;
     ExceptionLog log(loop);
     SocketPair sp;
-    Events first, second, third;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(first); }, sp.take_a()));
     Transport& t = *conn.transport;
@@ -328,10 +328,10 @@ TEST_CASE("set_protocol switches between Protocol and BufferedProtocol mid-conne
 }
 
 TEST_CASE("bytes a paused BufferedProtocol received go to the protocol that replaces it") {
+    Events first, second;
     EventLoop loop;
     ExceptionLog log(loop);
     SocketPair sp;
-    Events first, second;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<Buffered>(first); }, sp.take_a()));
     Transport& t = *conn.transport;
@@ -359,10 +359,10 @@ TEST_CASE("bytes a paused BufferedProtocol received go to the protocol that repl
 }
 
 TEST_CASE("set_protocol from inside data_received keeps the order of the bytes") {
+    Events first, second;
     EventLoop loop;
     ExceptionLog log(loop);
     SocketPair sp;
-    Events first, second;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] {
                                   auto p = std::make_unique<RecordingProtocol>(first);

@@ -221,6 +221,7 @@ TEST_CASE("death by a signal gives -N: terminate, kill, send_signal and the chil
 }
 
 TEST_CASE("a command that does not exist fails with ENOENT and leaves no zombie or fd") {
+    Events sev;
     EventLoop loop;
     ExceptionLog log(loop);
     const int fds = open_fds();
@@ -252,7 +253,6 @@ TEST_CASE("a command that does not exist fails with ENOENT and leaves no zombie 
     bad.stdout = sp::STDOUT;
     auto b = loop.subprocess_exec([&] { return std::make_unique<Recorder>(ev); }, {"true"}, bad);
     CHECK_THROWS_AS(b.result(), std::invalid_argument);
-    Events sev;
     auto wrong = loop.subprocess_exec([&] { return std::make_unique<RecordingProtocol>(sev); }, {"true"});
     CHECK_THROWS_AS(wrong.result(), std::invalid_argument);
     CHECK(open_fds() == fds);
@@ -742,7 +742,13 @@ TEST_CASE("20 MiB through the wrapper and cat with a slow reader: its memory sta
     CHECK(ev.out == data);
     CHECK(ev.pauses >= 1);  // the wrapper pushed back on its stdin
     CHECK(max_rss > 0);
-#if !defined(__SANITIZE_ADDRESS__)
+// (GCC says ASan with __SANITIZE_ADDRESS__, clang 16 with __has_feature: its runtime inflates RSS.)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AIORING_TEST_UNDER_ASAN 1
+#endif
+#endif
+#if !defined(__SANITIZE_ADDRESS__) && !defined(AIORING_TEST_UNDER_ASAN)
     // Far below the 20 MiB that went through it (a few MiB of code and buffers).
     CHECK(max_rss < 12 * 1024);
 #endif
@@ -810,7 +816,7 @@ Task<Seen> cat_communicate(std::string data) {
     o.stdin = sp::PIPE;
     o.stdout = sp::PIPE;
     o.stderr = sp::PIPE;
-    std::vector<std::string> args{"cat"};  // (GCC 12: no braced list in a co_await expression)
+    std::vector<std::string> args{"cat"};
     Process p = co_await create_subprocess_exec(std::move(args), o);
     Seen seen;
     seen.pid = p.pid;

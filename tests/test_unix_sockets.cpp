@@ -88,9 +88,9 @@ TEST_CASE("create_unix_server and create_unix_connection in the abstract namespa
 }
 
 TEST_CASE("a unix connection to a path nobody serves fails with a clear error") {
+    Events ev;
     EventLoop loop;
     TempDir dir;
-    Events ev;
     auto f = loop.create_unix_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                          dir.path + "/nobody.sock");
     REQUIRE(run_until(loop, [&] { return f.done(); }));
@@ -116,6 +116,7 @@ TEST_CASE("a unix server on a path that is in use fails with address_in_use") {
 }
 
 TEST_CASE("a big write over a unix connection is flushed by close()") {
+    Events ev;
     EventLoop loop;
     ExceptionLog log(loop);
     const std::string name = "@aioring-big-" + std::to_string(::getpid());
@@ -129,7 +130,6 @@ TEST_CASE("a big write over a unix connection is flushed by close()") {
         void connection_lost(std::error_code) override { ++*lost; }
     };
     auto server = run(loop, loop.create_unix_server([&] { return std::make_unique<Sink>(&received, &lost); }, name));
-    Events ev;
     auto conn = run(loop, loop.create_unix_connection(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, name));
     std::string big(3 << 20, 'u');

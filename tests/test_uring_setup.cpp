@@ -103,10 +103,10 @@ TEST_CASE("a bad AIORING_RING_MODE value is rejected with a message") {
 
 TEST_CASE("AIORING_NO_MULTISHOT=1 still receives and accepts") {
     ScopedEnv env("AIORING_NO_MULTISHOT", "1");
+    Events ev;
     EventLoop loop;
     check_echo(loop);
     auto server = run(loop, loop.create_server([] { return std::make_unique<Echo>(); }, "127.0.0.1", 0));
-    Events ev;
     auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                                  "127.0.0.1", server->addresses()[0].port()));
     conn.transport->write("one");
@@ -125,9 +125,9 @@ TEST_CASE("a small buffer ring that runs dry is not EOF: the receive re-arms") {
     o.buffer_size = 64;
     o.stream_buffer_count = 2;  // the same with incremental buffers
     o.stream_buffer_size = 64;
+    Events ev;
     EventLoop loop(o);
     ExceptionLog log(loop);
-    Events ev;
     SocketPair sp;
     auto conn = run(loop, loop.connect_accepted_socket(
                               [&] { return std::make_unique<RecordingProtocol>(ev); }, sp.take_a()));

@@ -2,6 +2,8 @@
 // the single submit-and-wait per loop iteration and batched CQE dispatch.
 #include "uring/ring.hpp"
 
+#include "uring/kernel_check.hpp"
+
 #include <sys/utsname.h>
 
 #include <cerrno>
@@ -44,6 +46,7 @@ static unsigned flags_for(SetupMode m) {
 }
 
 Ring::Ring(unsigned sq_entries, unsigned cq_entries, SetupMode strongest) {
+    check_kernel();
     if (auto cap = mode_from_env(); cap && *cap > strongest) strongest = *cap;
     int err = 0;
     for (int m = static_cast<int>(strongest); m <= static_cast<int>(SetupMode::basic); ++m) {

@@ -1,8 +1,8 @@
-// Command-line handling shared by the examples: --help prints the usage on stdout (exit 0),
-// --version prints `NAME aioring VERSION` (exit 0); an unknown flag, a bad value or a stray
-// argument (also after `--`) prints one line and the usage on stderr (exit 2), with any value it
-// repeats cut to a sane length; output is flushed per line. guarded_main turns an exception that
-// would escape main into one line on stderr and exit 1.
+// Command-line handling shared by the examples (docs/cli.md is their reference): --help prints
+// the usage on stdout (exit 0), --version prints `NAME aioring VERSION` (exit 0); an unknown
+// flag, a bad value or a stray argument (also after `--`) prints one line and the usage on
+// stderr (exit 2), with any value it repeats cut to a sane length; output is flushed per line.
+// guarded_main turns an exception that would escape main into one line on stderr and exit 1.
 #pragma once
 
 #include <cerrno>
@@ -178,7 +178,7 @@ private:
     std::vector<std::string> positional_;
 };
 
-// The words for an error, as the contract wants them on stderr ("Connection refused").
+// The words for an error, as docs/cli.md wants them on stderr ("Connection refused").
 inline std::string cause(const std::exception& e) {
     if (auto* se = dynamic_cast<const std::system_error*>(&e)) return se->code().message();
     return e.what();

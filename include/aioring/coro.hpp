@@ -82,8 +82,7 @@ struct WaitResult {
     bool cancelled = false;  // the task was cancelled: the caller throws CancelledError
 };
 
-// Suspends on `list` until woken or cancelled. (Awaiters here have constructors: GCC 12
-// destroys a braced aggregate temporary in a co_await expression twice.)
+// Suspends on `list` until woken or cancelled.
 struct WaitAwaiter {
     explicit WaitAwaiter(WaitList& l) : list(l) {}
     WaitList& list;
@@ -258,8 +257,6 @@ Task<T> wait_for(Future<T> f, double timeout) {
 template <class T>
 Task<T> wait_for(Task<T> t, double timeout) {
     EventLoop& loop = co_await get_running_loop();
-    // Named first: GCC 12 destroys a prvalue argument of a coroutine call inside a co_await
-    // expression twice.
     auto f = loop.create_task(std::move(t));
     if constexpr (std::is_void_v<T>) co_await wait_for(std::move(f), timeout);
     else co_return co_await wait_for(std::move(f), timeout);

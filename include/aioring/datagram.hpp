@@ -68,6 +68,8 @@ public:
 // create_datagram_endpoint's keyword arguments. Either address may be omitted; with neither,
 // `family` must be given. Host names resolve without blocking the loop.
 struct DatagramEndpointOptions {
+    // Not an aggregate: `DatagramEndpointOptions{}` in co_await is safe with GCC 12 (README).
+    DatagramEndpointOptions() = default;
     std::optional<std::pair<std::string, std::uint16_t>> local_addr;   // bind here
     std::optional<std::pair<std::string, std::uint16_t>> remote_addr;  // connect here
     // Unix datagram sockets (family AF_UNIX): bind to / connect to a path. A stale socket file

@@ -94,6 +94,8 @@ struct DatagramConnection {
 using ProtocolFactory = std::function<std::unique_ptr<BaseProtocol>()>;
 
 struct ConnectOptions {
+    // Not an aggregate: `ConnectOptions{}` in co_await is safe with GCC 12 (README).
+    ConnectOptions() = default;
     int family = AF_UNSPEC;
     int flags = 0;                                     // getaddrinfo flags
     std::optional<std::pair<std::string, std::uint16_t>> local_addr;
@@ -119,6 +121,8 @@ struct ConnectOptions {
 };
 
 struct ServerOptions {
+    // Not an aggregate: `ServerOptions{}` in co_await is safe with GCC 12 (README).
+    ServerOptions() = default;
     int family = AF_UNSPEC;
     int flags = AI_PASSIVE;
     int backlog = 100;
@@ -135,6 +139,8 @@ struct ServerOptions {
 
 // start_tls's parameters (asyncio's keyword arguments).
 struct StartTlsOptions {
+    // Not an aggregate: `StartTlsOptions{}` in co_await is safe with GCC 12 (README).
+    StartTlsOptions() = default;
     bool server_side = false;
     std::string server_hostname;
     double ssl_handshake_timeout = 60.0;

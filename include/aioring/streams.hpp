@@ -212,9 +212,8 @@ public:
     // they came in plaintext and must not pass for part of the TLS session (the STARTTLS
     // injection bug). A failed handshake closes the connection and throws SslError; cancelling
     // aborts the connection.
-    Task<void> start_tls(std::shared_ptr<SslContext> sslcontext) const;
     Task<void> start_tls(std::shared_ptr<SslContext> sslcontext,
-                         const StartTlsOptions& options) const;
+                         StartTlsOptions options = {}) const;
 
     const std::shared_ptr<detail::StreamState>& state() const { return s_; }
 
@@ -252,28 +251,18 @@ private:
 };
 
 // `auto [reader, writer] = co_await open_connection(host, port);`
-//
-// The option structs come through separate overloads, not default arguments: GCC 12 corrupts a
-// class temporary passed by value to a coroutine inside a co_await expression (a braced
-// ConnectOptions{...}, a default argument, a Future returned by a call): it is copied bitwise
-// and destroyed twice. Pass such arguments as named variables.
 Task<StreamPair> open_connection(std::string host, std::uint16_t port,
-                                 std::size_t limit = default_stream_limit);
-Task<StreamPair> open_connection(std::string host, std::uint16_t port, std::size_t limit,
-                                 const ConnectOptions& options);
+                                 std::size_t limit = default_stream_limit,
+                                 ConnectOptions options = {});
 Task<StreamPair> open_unix_connection(std::string path, std::size_t limit = default_stream_limit);
 // Returns the same Server as create_server.
 Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
                                            std::uint16_t port,
-                                           std::size_t limit = default_stream_limit);
-Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std::string host,
-                                           std::uint16_t port, std::size_t limit,
-                                           const ServerOptions& options);
+                                           std::size_t limit = default_stream_limit,
+                                           ServerOptions options = {});
 Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
                                                 std::string path,
-                                                std::size_t limit = default_stream_limit);
-Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
-                                                std::string path, std::size_t limit,
-                                                const ServerOptions& options);
+                                                std::size_t limit = default_stream_limit,
+                                                ServerOptions options = {});
 
 }  // namespace aioring

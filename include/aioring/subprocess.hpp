@@ -28,6 +28,8 @@ constexpr int INHERIT = -4;  // ours (asyncio's None)
 // fork of the parent's memory), with the default signal mask, and SIGPIPE and SIGXFSZ set back
 // to their default action (as Python's restore_signals).
 struct SubprocessOptions {
+    // Not an aggregate: `SubprocessOptions{}` in co_await is safe with GCC 12 (README).
+    SubprocessOptions() = default;
     int stdin = subprocess::PIPE;
     int stdout = subprocess::PIPE;
     int stderr = subprocess::PIPE;

@@ -273,7 +273,7 @@ private:
     bool arrived_ = false;
     std::mutex loop_m_;
     EventLoop* loop_ = nullptr;  // while run() has one, for request_stop
-    unsigned id_;
+    [[maybe_unused]] unsigned id_;  // which worker, for debugging
     std::size_t first_, count_;
     // By slot; null while a slot has no connection.
     std::vector<std::shared_ptr<Transport>> transports_;
