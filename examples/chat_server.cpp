@@ -119,7 +119,8 @@ Task<int> main_task(EventLoop& loop, Chat& chat, std::string host, std::uint16_t
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: chat_server [--host 127.0.0.1] [--port 8888] [--idle-timeout 300]\n"
                    "A line-based chat server: name yourself, then every line goes to the "
@@ -137,3 +138,6 @@ int main(int argc, char** argv) {
         return 1;
     }
 }
+}  // namespace
+
+int main(int argc, char** argv) { return cli::guarded_main("chat_server", argc, argv, program); }

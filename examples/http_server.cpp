@@ -153,7 +153,8 @@ private:
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+int program(int argc, char** argv) {
     cli::Args args(argc, argv,
                    "usage: http_server [--host HOST] [--port PORT]\n"
                    "  Answers every HTTP/1.1 request with 'Hello, World!' on keep-alive connections.\n",
@@ -182,3 +183,6 @@ int main(int argc, char** argv) {
         [&] { return connections.open.empty(); });
     return 0;
 }
+}  // namespace
+
+int main(int argc, char** argv) { return cli::guarded_main("http_server", argc, argv, program); }
