@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Compiler checks. GCC before 13 miscompiles one coroutine pattern that aioring's API invites;
 # say so once, at configure time, with the ways around it.
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Finds the Debian-packaged dependencies; a missing one stops configure with the package to install.
 find_package(PkgConfig QUIET)
 if(NOT PkgConfig_FOUND)

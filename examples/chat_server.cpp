@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A line-based chat server on TaskGroup and timeout scopes: each client names itself (within
 // 30 s), then every line it sends goes to the others. Per client, a TaskGroup runs the reading
 // loop (with an idle timeout) beside a sending task fed by a bounded queue, so that a slow

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The benchmark server: echoes every byte back on persistent connections, with back-pressure
 // (while a connection's writing is paused it stops reading from it). --api picks the callback
 // Protocol, a BufferedProtocol, or coroutine streams (read, write, drain). --threads N runs N loops

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A minimal HTTP/1.1 keep-alive server on the Protocol API: every request (GET, HEAD, or one
 // with a Content-Length body) gets "Hello, World!" on the same connection, pipelined requests
 // in order; "Connection: close" (or HTTP/1.0 without keep-alive) closes after the reply. It is

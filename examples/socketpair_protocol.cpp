@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The asyncio documentation's "Register an open socket to wait for data using a protocol":
 // one end of a socketpair wrapped in a transport, the other sends "abc".
 #include <aioring/aioring.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The asyncio documentation's "TCP echo client using streams": sends a message, prints the
 // reply (up to 100 bytes) and closes.
 #include <aioring/aioring.hpp>

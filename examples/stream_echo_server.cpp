@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The asyncio documentation's "TCP echo server using streams": reads up to 100 bytes per
 // connection, echoes them and closes. SIGINT/SIGTERM close the server and open connections.
 #include <aioring/aioring.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // subprocess_pipe [--shell] CMD [ARG...]: a transparent wrapper. Our stdin goes to the child's
 // stdin and its stdout/stderr to ours, through connect_read_pipe, connect_write_pipe and
 // subprocess_exec, with flow control both ways; we exit as the child did (128 + N for signal N).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The asyncio documentation's "TCP Echo Client" (Protocol version): sends a message, prints what
 // comes back, and stops once the server closes the connection.
 #include <aioring/aioring.hpp>

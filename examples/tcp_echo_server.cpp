@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The asyncio documentation's "TCP Echo Server" (Protocol version): prints each connection and
 // message, echoes the data back, then closes that connection.
 #include <aioring/aioring.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A TLS echo client: connects (verifying the server's certificate and host name unless
 // --insecure), sends one message, waits for all of it to come back, and closes with close_notify.
 #include <aioring/aioring.hpp>

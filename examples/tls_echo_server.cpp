@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A TLS echo server: prints who connected with which TLS version, cipher and ALPN protocol,
 // echoes every byte on a persistent connection, and answers the peer's close_notify with its own.
 // A failed handshake is printed and the server goes on.

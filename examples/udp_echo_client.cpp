@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The asyncio documentation's "UDP Echo Client": sends one message to the echo server and
 // closes the socket when the reply comes. No reply within --timeout seconds: exit 1.
 #include <aioring/aioring.hpp>

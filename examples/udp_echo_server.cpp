@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The asyncio documentation's "UDP Echo Server": echoes every datagram back to its sender,
 // printing what it receives and sends. Stops cleanly on SIGINT/SIGTERM.
 #include <aioring/aioring.hpp>

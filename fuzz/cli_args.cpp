@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the examples' command-line parser (examples/common/cli.hpp) fed arbitrary
 // argument vectors (NUL-separated in the input) with echo_server's and subprocess_pipe's flag
 // sets. It must end in a value or a usage error (never a crash or an uncaught exception), and

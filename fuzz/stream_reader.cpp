@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: StreamReader's readline/readuntil/readexactly/read under random chunking
 // and limits, through its public API (feed_data/feed_eof from loop callbacks, reads in a task),
 // checked against a model of the byte stream: every byte a read returns is the next byte of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the TLS server transport's record path fed garbage and truncated records.
 // A socketpair: our end is wrapped (connect_accepted_socket) and upgraded with start_tls as the
 // server; the other end is a peer thread that, by the first input byte, (0) sends the input raw

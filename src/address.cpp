@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SocketAddress: formatting and parsing of IPv4, IPv6 and Unix addresses.
 #include <aioring/address.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // create_connection, create_unix_connection, connect_accepted_socket: resolve without blocking
 // the loop, connect through the ring (one address after the other, or happy eyeballs' staggered
 // race), then wrap in a transport.

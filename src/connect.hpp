@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // create_connection's internals after name resolution: the address order (RFC 8305
 // interleaving) and the connection race over a given list of addresses.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The coroutine layer's out-of-line parts: wait lists (resumption through the loop's ready
 // queue, cancellation by unlinking) and gather's wait.
 #include <aioring/coro.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Datagram transport and create_datagram_endpoint: multishot recvmsg into the loop's
 // provided-buffer ring (single-shot recvmsg into an own buffer without multishot), queued
 // datagrams sent as batches of sendmsg (linked for Unix sockets, so that they leave in order),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Datagram transport over a UDP or Unix datagram socket: multishot recvmsg into the loop's
 // provided-buffer ring, queued datagrams sent as sendmsg batches, asyncio's flow control.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The loop's bounded worker pool, and the thread-safe hand-over to the loop.
 #include "src/executor.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The loop's worker pool for run_in_executor/to_thread: threads started on demand up to a
 // bound, blocking every signal (signals belong to the loop's signalfd).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Future state: completion, cancellation and done callbacks scheduled on the loop.
 #include <aioring/future.hpp>
 #include <aioring/loop.hpp>

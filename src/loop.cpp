@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The event loop: ready queue, timers, thread wake-ups (eventfd), signals (signalfd), all
 // waited for in the ring's single submit-and-wait per iteration.
 #include <aioring/loop.hpp>

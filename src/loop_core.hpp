@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The event loop's internals: the ring, the provided-buffer ring, the ready queue, timers and
 // the per-iteration work lists that transports register in (flush, re-arm).
 #pragma once

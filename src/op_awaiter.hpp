@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Awaiting one io_uring operation from a coroutine: the op lives in the awaiter (in the
 // coroutine frame), the coroutine resumes from the completion, and cancelling the task submits
 // an async cancel for the op.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // create_subprocess_exec/create_subprocess_shell: a SubprocessProtocol that hands each pipe to
 // a StreamReaderProtocol (asyncio's SubprocessStreamProtocol), and Process's wait/communicate.
 #include <aioring/process.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // getaddrinfo on a small pool of worker threads that block every signal (signals belong to the
 // loop's signalfd).
 #include "src/resolver.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // getaddrinfo on worker threads, so that resolving never blocks the loop. Results come back
 // through call_soon_threadsafe.
 #pragma once

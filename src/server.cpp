@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // create_server / create_unix_server: listening sockets with a multishot accept each; every
 // accepted socket becomes a SocketTransport with a fresh protocol.
 #include <aioring/loop.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stream transport over a connected socket: multishot receive into the loop's provided-buffer
 // ring (or single-shot into a BufferedProtocol's memory), one coalesced sendmsg in flight, and
 // asyncio's close/abort/write_eof ordering and flow control.

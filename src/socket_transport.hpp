@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stream transport over a connected socket (TCP or Unix): one receive op, one send op,
 // asyncio's flow control and its close/abort/write_eof ordering.
 #pragma once

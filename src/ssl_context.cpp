@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SslContext: an SSL_CTX with asyncio's defaults, and the ssl error category.
 #include <aioring/ssl.hpp>
 

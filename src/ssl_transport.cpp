@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TLS transport over a plain stream transport: handshake, application data in both directions,
 // close_notify exchange with its timeout, and start_tls. OpenSSL talks to the lower transport
 // through a custom BIO, so there is no memory BIO to copy through.

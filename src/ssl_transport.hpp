@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TLS transport: OpenSSL layered over the plain stream transport below it through a BIO that
 // reads the lower transport's received bytes in place and writes records straight into the
 // lower transport's write buffer (one copy each way beyond OpenSSL's own work).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Streams over the public Transport API: the connection state shared by StreamReader and
 // StreamWriter handles, the StreamReaderProtocol feeding it, and the stream openers.
 #include <aioring/streams.hpp>

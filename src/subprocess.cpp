@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // subprocess_exec/subprocess_shell and connect_read_pipe/connect_write_pipe: posix_spawn with
 // the child's standard streams redirected, pipe-mode stream transports for the pipes, and the
 // exit reaped exactly once through a pidfd polled on the ring.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The subprocess transport: a child started with posix_spawn, its pipes as pipe-mode stream
 // transports, and its exit watched through a pidfd polled on the ring.
 #pragma once

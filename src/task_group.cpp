@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TaskGroup's bookkeeping (asyncio's taskgroups.py, step by step) and the timeout scope
 // (asyncio's timeouts.py).
 #include <aioring/task_group.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Internal: owning handles for raw transport references (see transport_handle.hpp).
 #include "src/transport_handle.hpp"
 

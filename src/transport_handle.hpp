@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Internal: the owning handles behind the Transport& that protocols receive, for layers above
 // the transports (streams) that hold a raw pointer but must hand loop.start_tls a shared_ptr.
 #pragma once

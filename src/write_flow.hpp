@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where pause_writing and resume_writing are decided, for every transport kind.
 //
 // DESIGN. asyncio's write flow control is one small state machine, and every way it has gone

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Counts operator new on the threads that ask for it, to check that a hot path allocates
 // nothing. It replaces the global operator new, so a test executable includes it from one
 // source file only (each tests/test_*.cpp is an executable of its own).

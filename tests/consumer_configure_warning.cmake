@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Configures aioring (library only) with each compiler and checks the GCC < 13 coroutine
 # warning: shown with GCC 12, naming the GCC bug and both ways around it; absent with clang.
 # cmake -DSOURCE_DIR=... -DWORK_DIR=... -DGCC=g++-12 -DCLANG=clang++-16 -P consumer_configure_warning.cmake

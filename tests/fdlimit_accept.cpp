@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A server at the process's fd limit: accept() fails with EMFILE; the server keeps its listening
 // socket, retries on a timer (no busy loop), reports the error once per interval with the count
 // of failed retries in between, and accepts the waiting connection once an fd is free.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Installs the built aioring into a temporary prefix, then builds and runs a consumer against
 # it twice: the CMake project in tests/consumer (find_package) and the same main.cpp compiled
 # by hand with `pkg-config --cflags --libs aioring` (with --static for a static build). Also

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs a program as a child with pipes, for tests that check a program's printed lines and exit
 // status from outside, as a user would.
 #pragma once

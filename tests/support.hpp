@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test support: run the loop until a condition holds (with a deadline that only exists to fail
 // the test), a recording protocol that checks asyncio's callback order, and blocking peers.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stream receives through the provided-buffer ring, with incremental buffers (Linux 6.12) and
 // without (AIORING_NO_INCREMENTAL=1, the NAME.noinc ctest variant): small messages and bursts
 // on one connection, connections sharing buffers, pausing, a ring that runs dry.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // BufferedProtocol on real sockets: the kernel receives into the protocol's own memory;
 // get_buffer -> buffer_updated per receive, eof_received, connection_lost, and what an empty
 // or throwing get_buffer does.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // examples/chat_server from outside, as a user sees it: lines relayed between clients, the
 // idle timeout, and SIGTERM cancelling every handler with exit status 0.
 #include <sys/socket.h>

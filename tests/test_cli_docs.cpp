@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // docs/cli.md against the programs: every example has a section, and every flag a section
 // lists appears in that program's --help (so the reference and the programs stay in step).
 #include <dirent.h>

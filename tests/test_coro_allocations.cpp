@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Allocations of the coroutine layer in steady state, counted by replacing operator new: the
 // awaits of a stream read/write/drain round trip allocate nothing (what remains is the socket
 // transport's write queue, a std::deque that takes a new node every 16 writes), a queue

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Temporaries inside a co_await expression whose operation throws: GCC before 13 destroys a
 // braced aggregate temporary twice (the README's "Compilers" section). The option structs have
 // constructors, so `XOptions{}` there is a constructor call and safe; these cases fail the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Datagram transports on real sockets (UDP on 127.0.0.1 and ::1, Unix datagram paths):
 // asyncio's DatagramTransport/DatagramProtocol contract, multishot bursts, flow control, close
 // and abort, errors that keep the endpoint open, and the udp_echo examples.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The asyncio documentation's examples and echo_server, driven from outside as docs/cli.md
 // describes them: the lines they print and their exit statuses, also at tiny fd limits and with
 // hostile command lines.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // asyncio's write flow control, exactly as documented: pause_writing strictly over the high-water
 // mark, resume_writing at the low-water mark or below, always paired, never once closing.
 #include "support.hpp"

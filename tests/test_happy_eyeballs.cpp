@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Happy eyeballs (RFC 8305) in create_connection and open_connection, as asyncio 3.8+ has it:
 // address interleaving by family, staggered attempts, the first connection wins, the others are
 // cancelled and closed, every failure named. Real sockets on loopback: an address that never

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The minimum kernel: EventLoop set-up on a kernel that is too old (AIORING_PRETEND_KERNEL
 // pretends) fails at once, naming the missing feature and the release that has it.
 #include <cstdlib>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring-load's pieces that need no network: the latency histogram's accuracy (against exact
 // percentiles of random samples), its merging, and the command line's checks.
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `aioring-load merge`: results read back exactly, merged bucket by bucket, and the files a
 // user could hand it by mistake refused with one line.
 #include <doctest/doctest.h>

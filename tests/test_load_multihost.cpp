@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Several hosts, simulated: a server network namespace joined by a veth pair to each of three
 // client namespaces (created and removed here, addresses only inside them). One copy of
 // aioring-load runs in each client namespace, all started together with --start-at; `merge`

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring-load's request templates and reply framers, without a network: every stream of
 // replies is cut at every place and in random pieces, and must frame the same each time.
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring-load's framed and HTTP protocols against real servers: small framed servers made
 // here (a line protocol, a length-prefixed one), the http_server example, a keep-alive Python
 // server with Content-Length, chunked and 404 replies, and python3 -m http.server (HTTP/1.0,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring-load against in-process echo servers: each mode runs clean, the open loop keeps its
 // rate, a corrupting or closing server is counted, and the binary's exit codes follow the
 // contract (2 for bad input, 1 when nothing answers).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The event loop: ordering of call_soon and timers, stop, run_until_complete, thread wake-ups,
 // signals, the exception handler, getaddrinfo, and misuse that must throw.
 #include "support.hpp"

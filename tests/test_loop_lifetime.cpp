@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A loop's lifetime against the program's: a static EventLoop is destroyed at exit, after this
 // thread's thread_local objects are gone (found by fuzz/stream_reader.cpp: the loop's destructor
 // unlinked itself from a thread_local registry that had been freed; ASan: heap-use-after-free).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // connect_read_pipe / connect_write_pipe on pipe() fds: data and EOF, pause/resume_reading,
 // write flow control, write_eof, and a reader that goes away (EPIPE, never SIGPIPE).
 #include "support.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // asyncio's protocol state machine on real sockets: connection_made -> data_received* ->
 // eof_received? -> connection_lost, each exactly once, for Protocol and BufferedProtocol.
 #include "support.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Servers: create_server on IPv4, IPv6 and every interface, the Server object's lifecycle
 // (start_serving, is_serving, close, wait_closed, serve_forever) and fd exhaustion on accept.
 #include "support.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TLS interop with independent peers on loopback: `openssl s_server` and `openssl s_client`, and
 // Python asyncio's TLS server and client (Debian's python3), over TLS 1.2 and 1.3.
 #include "support.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TLS transports between our own client and server on loopback: handshake, echo, the close
 // matrix (close_notify both ways, bare TCP close), timeouts, verification failures, flow control
 // with bulk data, BufferedProtocol, TLS 1.2/1.3, ALPN, SNI and start_tls. Certificates are made

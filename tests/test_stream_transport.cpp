@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The stream transport on real sockets: reading pause/resume, peer reset, refused connects,
 // big writes, write coalescing, and switching the protocol mid-connection.
 #include <linux/sockios.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // StreamReader and StreamWriter on real sockets: the read family, flow control both ways,
 // drain(), cancellation leaving nothing in flight, wait_for on reads, start_server and
 // open_connection under 1000 concurrent clients, and client callback failures.

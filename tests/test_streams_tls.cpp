@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // StreamWriter::start_tls: a plain stream connection (start_server / open_connection) upgraded
 // to TLS in place, after which the same reader and writer carry plaintext over TLS; a failed
 // verification; unread plaintext in the reader. Certificates are made by the openssl tool.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // subprocess_exec/subprocess_shell with SubprocessProtocol: callback order, exit statuses,
 // signals, a command that cannot start, pipes that close early or break, no fd or zombie leak,
 // 50 MiB through cat both ways with flow control, and the subprocess_pipe example.

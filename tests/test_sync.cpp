@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Event, Lock, Semaphore and Queue: FIFO wake-ups, mutual exclusion, maxsize, and what a
 // cancelled waiter leaves behind.
 #include <aioring/sync.hpp>

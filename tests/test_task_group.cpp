@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TaskGroup (asyncio 3.11 semantics): children awaited at the end, the first failure cancels the
 // rest and the body, every error reported in an ExceptionGroup, the parent's cancellation
 // cancelling the children; and Task.cancel(msg), cancelling() and uncancel().

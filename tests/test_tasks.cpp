@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tasks and their tools: create_task, cancel, sleep, wait_for, gather, aioring::run, and
 // exceptions nobody retrieved reaching the loop's exception handler.
 #include <aioring/coro.hpp>

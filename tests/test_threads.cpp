@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Threads: to_thread/run_in_executor on the loop's bounded pool, and run_coroutine_threadsafe
 // with its thread-safe future.
 #include <aioring/threads.hpp>

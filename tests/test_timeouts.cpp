@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Timeout scopes (asyncio's `async with asyncio.timeout()`): around several awaits,
 // reschedulable, TimeoutError only for the scope's own cancellation, nesting as asyncio's.
 #include <aioring/sync.hpp>

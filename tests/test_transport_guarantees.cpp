@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The guarantees every writing transport gives, run against each kind (TCP, Unix stream, write
 // pipe, TLS; datagram endpoints where they apply): callback order, the flow-control edges, write
 // after close, abort drops the buffer, and a kept handle after the connection is lost and after

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unix stream sockets: create_unix_server / create_unix_connection on a path and in the
 // abstract namespace, with the same transport behaviour as TCP.
 #include "support.hpp"

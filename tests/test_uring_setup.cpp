@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Ring set-up: every fallback mode can be asked for (by option or by AIORING_RING_MODE), the
 // loop reports what it got, and a transport echoes in each of them.
 #include "support.hpp"

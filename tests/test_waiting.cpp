@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Waiting on many: wait() with FIRST_COMPLETED / FIRST_EXCEPTION / ALL_COMPLETED and a
 // timeout, as_completed, and shield.
 #include <aioring/coro.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test certificates for the TLS suites, made once per test binary by the openssl tool (EC keys:
 // fast): a CA, a server certificate it signed for localhost and 127.0.0.1, and an unrelated
 // self-signed one; plus the server and client contexts most cases use.

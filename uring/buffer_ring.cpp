@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Maps and registers a provided-buffer ring (IORING_REGISTER_PBUF_RING) and fills it.
 #include "uring/buffer_ring.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A provided-buffer ring: `count` buffers of `size` bytes that the kernel picks from for
 // multishot receives. liburing 2.3 has no io_uring_setup_buf_ring, so the ring is mapped here.
 #pragma once

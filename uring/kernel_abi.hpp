@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Kernel ABI newer than liburing 2.3's headers: the one place where such constants are
 // defined. Values are the kernel's (include/uapi/linux/io_uring.h); where a newer liburing
 // defines them, the static_asserts check that they agree.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The minimum kernel: a clear error at ring set-up that names the missing feature and the
 // release that has it, instead of a failure deep inside an operation later on.
 #include "uring/kernel_check.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The oldest kernel aioring runs on, checked when a ring is set up.
 #pragma once
 

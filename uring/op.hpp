@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An in-flight io_uring operation: the base every completion target derives from.
 // Its address is the SQE's user_data, so it must outlive its final completion.
 #pragma once

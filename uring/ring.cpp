@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Ring set-up with the DEFER_TASKRUN -> COOP_TASKRUN -> basic fallback chain, feature probing,
 // the single submit-and-wait per loop iteration and batched CQE dispatch.
 #include "uring/ring.hpp"

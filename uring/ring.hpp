@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The proactor: one io_uring per event loop. It hands out SQEs, submits and waits in one
 // io_uring_enter, and dispatches each CQE to the Op whose address is its user_data.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Command-line handling shared by the examples (docs/cli.md is their reference): --help prints
 // the usage on stdout (exit 0), --version prints `NAME aioring VERSION` (exit 0); an unknown
 // flag, a bad value or a stray argument (also after `--`) prints one line and the usage on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The coroutine-streams echo behind `echo_server --api streams`: per connection, read whatever
 // is available, write it back, drain (so a client that does not read stops this one reading),
 // until EOF; then close, which flushes what is still owed.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared by the example servers: stop cleanly on SIGINT/SIGTERM (close the listening sockets, let
 // open transports close, exit 0 within 2 seconds), and keep track of open connections.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TLS set-up shared by the examples and tools: a server context from PEM files (a missing or
 // unreadable file throws with its name), client contexts with or without verification, and the
 // "--alpn h2,http/1.1" list.

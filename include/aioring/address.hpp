@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A socket address (IPv4, IPv6 or Unix) as transports report it: `peername`, `sockname`,
 // datagram sources. Prints as HOST:PORT, [HOST]:PORT, or the Unix path.
 #pragma once

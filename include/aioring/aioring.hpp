@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring: asyncio's transports and protocols in C++20 on io_uring. The umbrella header.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A move-only `void()` callable that stores small callables inline (no heap for the loop's
 // hot path); larger ones go to the heap.
 #pragma once

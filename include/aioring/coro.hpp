@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The coroutine layer's tools, as asyncio names them: get_running_loop, sleep, wait_for, gather
 // and aioring::run; and the wait list that Event, Lock, Queue and the streams suspend on.
 // Every awaitable here must be awaited from a task (create_task, run_until_complete, run).

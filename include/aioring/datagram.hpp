@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // asyncio's datagram transport and protocol (UDP and Unix datagram sockets), and the options of
 // EventLoop::create_datagram_endpoint.
 #pragma once

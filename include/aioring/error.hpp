@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The exceptions of the coroutine layer, named as asyncio names them.
 #pragma once
 

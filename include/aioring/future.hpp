@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Future<T>: asyncio's Future for one loop. Done callbacks run from the loop, never inline,
 // and a coroutine awaiting it resumes from the loop too. Cancelling a task cancels the future
 // it awaits.

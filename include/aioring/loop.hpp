@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // EventLoop: asyncio's event loop API over one io_uring, for one thread.
 // One iteration: submit and wait (one io_uring_enter, bounded by the nearest timer), dispatch
 // completions, move due timers to the ready queue, run the callbacks that were ready when the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The coroutine API for subprocesses, as asyncio.subprocess has it: create_subprocess_exec and
 // create_subprocess_shell return a Process whose pipes are a StreamWriter (stdin) and
 // StreamReaders (stdout, stderr). (Apart from subprocess.hpp, which loop.hpp includes.)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // asyncio's protocols. Every callback has an empty default; the transport owns its protocol.
 //   Protocol:          connection_made -> data_received* -> eof_received? -> connection_lost
 //   BufferedProtocol:  connection_made -> (get_buffer -> buffer_updated)* -> eof_received? ->

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Server: what create_server/create_unix_server (and start_server) return, as asyncio's.
 // Each listening socket accepts with a multishot accept; every accepted connection gets a new
 // protocol from the factory.

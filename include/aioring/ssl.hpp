@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TLS configuration (asyncio's ssl.SSLContext, on OpenSSL 3) and the errors TLS transports
 // report. <openssl/...> stays out of this header: the raw handles are forward-declared.
 #pragma once

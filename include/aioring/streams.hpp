@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // asyncio's streams: StreamReader and StreamWriter over any stream transport, through a
 // protocol adapter (StreamReaderProtocol); open_connection, start_server and the Unix variants.
 // StreamWriter::drain() is pause_writing/resume_writing turned into an awaitable.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Subprocesses and pipes, as asyncio has them: SubprocessTransport and SubprocessProtocol
 // (loop.subprocess_exec/subprocess_shell), the options for the child's standard streams, and
 // what connect_read_pipe/connect_write_pipe return.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // asyncio's synchronization primitives for tasks of one loop: Event, Lock, Semaphore,
 // Condition, Barrier, and Queue<T>/LifoQueue<T>/PriorityQueue<T> (maxsize, join). Waiters are
 // served in FIFO order; a waiter whose task is cancelled gets CancelledError and passes on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Task<T>: a lazy, move-only coroutine. Awaiting it runs it (symmetric transfer) and yields its
 // value or rethrows its exception. EventLoop::create_task schedules one on the loop and returns
 // a Future<T> whose cancel() throws CancelledError at the task's suspension point.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Structured concurrency, as asyncio 3.11+ has it: TaskGroup (children awaited at the end of
 // the group, the first failure cancels the rest) and timeout scopes (timeout/timeout_at around
 // several awaits). C++ has no `async with`: the block is a Task that the group or the scope

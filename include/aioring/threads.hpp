@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Threads: run_in_executor/to_thread run blocking work on the loop's bounded worker pool, and
 // run_coroutine_threadsafe hands a coroutine to a loop from another thread and returns a
 // future that thread can block on (asyncio's concurrent.futures.Future).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // asyncio's transports. A transport owns its protocol; the loop keeps it alive until
 // connection_lost has returned and its io_uring operations have completed, and a handle the
 // user keeps (std::shared_ptr) stays safe to call after the close: calls are then ignored.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Uses the installed headers and library: the documentation's socketpair example, in short.
 #include <aioring/aioring.hpp>
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """tools/dev bench: aioring's echo servers against their peers under aioring-load.
 
 Runs every server (aioring's echo_server per API, Python asyncio and uvloop with Protocol and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // LD_PRELOAD shim for tools/dev bench --instructions: counts the bytes a server copies with
 // memcpy/memmove (and their _chk and mempcpy forms) into a 64-bit counter in a file named by
 // AIORING_COPY_COUNTER, mapped shared so that the bench reads it while the server runs.

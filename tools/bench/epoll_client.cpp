@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bench's yardstick for aioring-load: a minimal epoll ping-pong client (one thread, level-
 // triggered, nonblocking sockets, each connection sends --size bytes and waits for them back).
 // It checks nothing; it only counts. Prints one JSON object: messages and msgs_per_s.

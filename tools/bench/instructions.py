@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """tools/dev bench --instructions: user-space instructions per message and per MiB, server side.
 
 Runs aioring's echo_server (--api protocol|buffered|streams) and the raw liburing echo under

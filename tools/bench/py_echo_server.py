@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Python echo servers for the bench: asyncio or uvloop, Protocol or streams API.
 
 usage: py_echo_server.py [--loop asyncio|uvloop] [--api protocol|streams] [--host H] [--port P]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bench's floor: a minimal raw liburing TCP echo server. Multishot accept, multishot recv
 // into a provided-buffer ring, each received buffer sent straight back (one send in flight per
 // connection, so echoes stay in order), the buffer returned to the ring when its send is done.

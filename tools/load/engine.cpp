@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring-load's engine. Each thread owns an EventLoop and its share of the connections, one
 // slot each; a connection is a Protocol that writes requests (slices of a fixed pattern for
 // echo, rendered templates for framed and http, marked messages for marker) and frames what

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The load generator itself: N threads, one aioring EventLoop each, the connections spread
 // across them; closed loop (pipeline) or open loop (rate); every request accounted for.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Quantiles and merging for the load tool's log-linear latency histogram.
 #include "histogram.hpp"
 

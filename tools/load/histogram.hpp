@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A log-linear latency histogram in the manner of HdrHistogram: exact below 256 ns, then 128
 // equal sub-buckets per power of two, so every recorded value is reported within 1/256 of
 // itself (well inside 1%) from 1 ns up to about 18 minutes. Recording is a shift and an add.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring-load: a load generator for TCP and UDP servers (echo, framed, HTTP, marker), on aioring.
 // docs/aioring-load.md is its interface: flags, JSON keys, exit codes; `merge` is a subcommand.
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Latency markers: written as fixed-width text, found by a byte-at-a-time matcher that needs no
 // buffer, so a marker split across any number of reads is found all the same.
 #include "marker.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The marker protocol's scanner, tcpkali-style: each request carries a 32-byte latency marker
 // naming its connection and number, and whatever comes back (an echo, a relay, a stream with
 // anything in between and cut anywhere) is searched for markers. Pure: no loop, no socket.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reads aioring-load's JSON results back (nlohmann-json) and merges them exactly: the
 // histograms bucket by bucket, so that the percentiles are those of all the samples together.
 #include "merge.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `aioring-load merge FILE...`: the --json results of several runs (one per host) as one
 // result of the same shape, counts summed, rates added, histograms merged bucket by bucket.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Parses aioring-load's flags: every value checked, every mistake a one-line message.
 #include "options.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring-load's command line (docs/aioring-load.md), parsed without exiting so
 // that tests can check every usage error.
 #pragma once

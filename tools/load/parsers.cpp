@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Request templates and the framed and HTTP/1.1 reply parsers: byte-at-a-time correct, with
 // the common cases (a whole reply in one piece) taken in bulk.
 #include "parsers.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // aioring-load's request templates and reply framers: pure and incremental. A framer is fed the
 // bytes of a connection in whatever pieces they arrive and says where each reply ends; nothing
 // here knows a loop or a socket, so each piece can be tested (and fuzzed) on its own.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Formats a load run's result as the contract's JSON object or as a human summary.
 #include "result.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a load run measured, merged across threads, and the two ways of printing it: the human
 // summary and the single JSON object of docs/aioring-load.md.
 #pragma once

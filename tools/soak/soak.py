@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Soak benchmark (not a test): churns connections against echo_server with each API
 (protocol, buffered, streams) and with TLS, and samples the server's RSS and open fds over time.
 

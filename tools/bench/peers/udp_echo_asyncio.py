@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """UDP echo server on Python asyncio, the bench's peer for aioring's udp_echo_server.
 
 usage: udp_echo_asyncio.py [--host 127.0.0.1] [--port 9999]
