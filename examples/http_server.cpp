@@ -157,7 +157,7 @@ private:
 namespace {
 int program(int argc, char** argv) {
     cli::Args args(argc, argv,
-                   "usage: http_server [--host HOST] [--port PORT]\n"
+                   "usage: http_server [--host 127.0.0.1] [--port 8080]\n"
                    "  Answers every HTTP/1.1 request with 'Hello, World!' on keep-alive connections.\n",
                    {{"host", "127.0.0.1"}, {"port", "8080"}});
     const std::string host = args.str("host");
@@ -165,6 +165,7 @@ int program(int argc, char** argv) {
 
     serve::block_stop_signals();
     EventLoop loop;
+    serve::handle_stop_signals(loop);
     serve::Connections connections;
     std::shared_ptr<Server> server;
     try {

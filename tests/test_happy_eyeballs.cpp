@@ -298,7 +298,7 @@ TEST_CASE("interleave = 1 tries the other family second, before the first family
     auto f = detail::connect_to_addresses(loop, counting(made, created),
                                           {hang1.info(), hang2.info(), good.info()}, "", eyeballs(0.25));
     bool second_v6_tried = false;
-    REQUIRE(run_until(loop, [&] {
+    REQUIRE(run_until_polling(loop, [&] {
         if (syn_sent_to(hang2.port) != 0) second_v6_tried = true;
         return f.done();
     }));
@@ -323,7 +323,7 @@ TEST_CASE("a new attempt starts every delay while the earlier ones are still pen
     auto f = detail::connect_to_addresses(loop, counting(made, created),
                                           {hang1.info(), hang2.info(), hang3.info()}, "", o);
     // All three attempts are in flight at the same time.
-    REQUIRE(run_until(loop, [&] {
+    REQUIRE(run_until_polling(loop, [&] {
         return syn_sent_to(hang1.port) == 1 && syn_sent_to(hang2.port) == 1 && syn_sent_to(hang3.port) == 1;
     }));
     CHECK(fd_count() == base + 3);
@@ -421,7 +421,7 @@ TEST_CASE("cancelling create_connection cancels every attempt and closes their s
     int made = 0, created = 0;
     auto f = detail::connect_to_addresses(loop, counting(made, created), {hang6.info(), hang4.info()},
                                           "", eyeballs(0.01));
-    REQUIRE(run_until(loop, [&] { return syn_sent_to(hang6.port) == 1 && syn_sent_to(hang4.port) == 1; }));
+    REQUIRE(run_until_polling(loop, [&] { return syn_sent_to(hang6.port) == 1 && syn_sent_to(hang4.port) == 1; }));
     CHECK(fd_count() == base + 2);
     f.cancel();
     REQUIRE(run_until(loop, [&] { return f.done(); }));
@@ -444,7 +444,7 @@ TEST_CASE("a loop closed during the attempts closes their sockets") {
         int made = 0, created = 0;
         auto f = detail::connect_to_addresses(loop, counting(made, created), {hang6.info(), hang4.info()},
                                               "", eyeballs(0.01));
-        REQUIRE(run_until(loop, [&] { return syn_sent_to(hang6.port) == 1 && syn_sent_to(hang4.port) == 1; }));
+        REQUIRE(run_until_polling(loop, [&] { return syn_sent_to(hang6.port) == 1 && syn_sent_to(hang4.port) == 1; }));
         loop.close();
         CHECK(!f.done());
         CHECK(created == 0);
@@ -461,7 +461,7 @@ TEST_CASE("cancelling open_connection during the attempts leaves no socket behin
     const int base = fd_count();
     ConnectOptions o = eyeballs(0.01);
     auto f = loop.create_task(open_connection("127.0.0.1", hang.port, default_stream_limit, o));
-    REQUIRE(run_until(loop, [&] { return syn_sent_to(hang.port) == 1; }));
+    REQUIRE(run_until_polling(loop, [&] { return syn_sent_to(hang.port) == 1; }));
     f.cancel();
     REQUIRE(run_until(loop, [&] { return f.done(); }));
     CHECK(f.cancelled());
@@ -478,7 +478,7 @@ TEST_CASE("without a delay the attempts stay one at a time") {
     const int base = fd_count();
     int made = 0, created = 0;
     auto f = detail::connect_to_addresses(loop, counting(made, created), {hang.info(), good.info()}, "", {});
-    REQUIRE(run_until(loop, [&] { return syn_sent_to(hang.port) == 1; }));
+    REQUIRE(run_until_polling(loop, [&] { return syn_sent_to(hang.port) == 1; }));
     // Long past where a 0.05 s delay would have started the second attempt.
     run_until(loop, [] { return false; }, 0.3);
     CHECK(!f.done());

@@ -202,8 +202,7 @@ TEST_CASE("cancelling the parent cancels the children and the group raises Cance
         }
     };
     auto f = loop.create_task(main(log, cancelled));
-    int turns = 0;
-    REQUIRE(run_until(loop, [&] { return ++turns > 3; }));
+    run_iterations(loop, 4);
     CHECK(f.cancel("shutdown"));
     CHECK(f.cancelling() == 1);
     CHECK_THROWS_AS(run(loop, f), CancelledError);
@@ -262,8 +261,7 @@ TEST_CASE("a failure while the parent is cancelled from outside: errors win, can
         }
     };
     auto f = loop.create_task(main(log, next_await_cancelled));
-    int turns = 0;
-    REQUIRE(run_until(loop, [&] { return ++turns > 3; }));
+    run_iterations(loop, 4);
     f.cancel();
     CHECK_THROWS_AS(run(loop, f), CancelledError);
     CHECK(next_await_cancelled);
@@ -344,8 +342,7 @@ TEST_CASE("a loop closed with a group waiting frees the group and its children")
             co_await tg.run(body(tg));
         };
         auto f = loop.create_task(main(log));
-        int turns = 0;
-        REQUIRE(run_until(loop, [&] { return ++turns > 3; }));
+        run_iterations(loop, 4);
         CHECK_FALSE(f.done());
         loop.close();
     }
@@ -367,8 +364,7 @@ TEST_CASE("cancel(msg) comes with the CancelledError; cancelling() counts the re
         }
     };
     auto f = loop.create_task(sleeper(seen));
-    int turns = 0;
-    REQUIRE(run_until(loop, [&] { return ++turns > 2; }));
+    run_iterations(loop, 3);
     CHECK(f.cancelling() == 0);
     CHECK(f.cancel("first"));
     CHECK(f.cancel("second"));

@@ -83,7 +83,8 @@ TEST_CASE("cancelling the awaiting task drops the result of a job still running"
     };
     auto main = [](decltype(slow)& f) -> Task<int> { co_return co_await to_thread(f); };
     auto t = loop.create_task(main(slow));
-    REQUIRE(run_until(loop, [&] { return started.load(); }));
+    // A worker thread's flag wakes nothing: polled.
+    REQUIRE(run_until_polling(loop, [&] { return started.load(); }));
     t.cancel();
     CHECK_THROWS_AS(run(loop, t), CancelledError);
     go = true;
@@ -128,7 +129,8 @@ TEST_CASE("run_coroutine_threadsafe: another thread schedules a coroutine and bl
         }
         finished = true;
     });
-    const bool done = run_until(loop, [&] { return finished.load(); });
+    // Set by the other thread after its last call into the loop: polled.
+    const bool done = run_until_polling(loop, [&] { return finished.load(); });
     other.join();
     REQUIRE(done);
     CHECK(got == 42);
@@ -142,8 +144,7 @@ TEST_CASE("a loop closed under a coroutine from another thread fails its future"
     auto loop = std::make_unique<EventLoop>();
     auto forever = []() -> Task<void> { co_await sleep(3600); };
     auto f = run_coroutine_threadsafe(forever(), *loop);
-    int turns = 0;
-    REQUIRE(run_until(*loop, [&] { return ++turns > 2; }));
+    run_iterations(*loop, 3);
     loop->close();
     CHECK_THROWS_AS(f.result(10.0), LoopError);
     CHECK_THROWS_AS(run_coroutine_threadsafe(forever(), *loop), LoopError);

@@ -218,8 +218,7 @@ TEST_CASE("a cancel from outside stays CancelledError, even with the scope expir
         }
     };
     auto f = loop.create_task(main(saw));
-    int turns = 0;
-    REQUIRE(run_until(loop, [&] { return ++turns > 2; }));
+    run_iterations(loop, 3);
     f.cancel();
     CHECK_THROWS_AS(run(loop, f), CancelledError);
     CHECK(saw == "cancelled");

@@ -122,8 +122,7 @@ TEST_CASE("cancelling the waiting task raises CancelledError and leaves the futu
         (void)co_await wait(std::move(fs));
     };
     auto w = loop.create_task(waiter(inner));
-    int turns = 0;
-    REQUIRE(run_until(loop, [&] { return ++turns > 2; }));
+    run_iterations(loop, 3);
     w.cancel();
     CHECK_THROWS_AS(run(loop, w), CancelledError);
     CHECK_FALSE(inner.done());
@@ -205,8 +204,7 @@ TEST_CASE("cancelling the task awaiting a shielded future leaves the future runn
         }
     };
     auto w = loop.create_task(waiter(inner, cancelled));
-    int turns = 0;
-    REQUIRE(run_until(loop, [&] { return ++turns > 2; }));
+    run_iterations(loop, 3);
     w.cancel();
     CHECK_THROWS_AS(run(loop, w), CancelledError);
     CHECK(cancelled);
