@@ -5,6 +5,7 @@
 BEGIN { in_header = 1 }
 {
     line = $0
+    if (line ~ /^\/\/ SPDX-License-Identifier:/) { print ""; next }  # the licence tag is no doc
     if (in_header) {
         if (line ~ /^\/\/ ?/) {
             text = line

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // asyncio's synchronization primitives for tasks of one loop: Event, Lock, Semaphore,
-// Condition, Barrier, and Queue<T>/LifoQueue<T>/PriorityQueue<T> (maxsize, join). Waiters are
+// Condition, Barrier, and Queue, LifoQueue and PriorityQueue (maxsize, join). Waiters are
 // served in FIFO order; a waiter whose task is cancelled gets CancelledError and passes on
 // anything a wake-up had already handed it.
 #pragma once
