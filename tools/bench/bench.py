@@ -273,6 +273,9 @@ def main():
     ap.add_argument("--warmup", type=float, default=None)
     ap.add_argument("--only", default="", help="comma-separated substrings of server names")
     ap.add_argument("--workloads", default="", help="comma-separated substrings of workload names")
+    ap.add_argument("--baseline", default="",
+                    help="another build tree (e.g. of an earlier commit): its echo_server APIs "
+                         "run beside this build's, as 'baseline <api>'")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 3)
     duration = args.duration or (2.0 if args.quick else 5.0)
@@ -288,6 +291,10 @@ def main():
     atexit.register(shutil.rmtree, certdir, True)
     cert, key = make_certificate(certdir)
     candidates = servers(args.build, cert, key)
+    if args.baseline:
+        base_echo = os.path.join(args.baseline, "examples", "echo_server")
+        candidates += [(f"baseline {api}", [base_echo, "--api", api], "tcp")
+                       for api in ("protocol", "buffered", "streams")]
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
         candidates = [s for s in candidates if any(k in s[0] for k in keys)]
