@@ -501,6 +501,9 @@ TimerHandle EventLoop::call_at(double when, Callback cb) { return core_->call_at
 void EventLoop::call_soon_threadsafe(Callback cb) { core_->call_soon_threadsafe(std::move(cb)); }
 void EventLoop::run_forever() { core_->run_forever(); }
 void EventLoop::stop() { core_->stop(); }
+std::function<void()> EventLoop::set_iteration_hook(std::function<void()> hook) {
+    return std::exchange(core_->iteration_hook, std::move(hook));
+}
 void EventLoop::close() { core_->close(); }
 bool EventLoop::is_running() const { return core_->is_running(); }
 bool EventLoop::is_closed() const { return core_->is_closed(); }
