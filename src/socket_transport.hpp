@@ -97,6 +97,8 @@ public:
     std::unique_ptr<BaseProtocol> exchange_protocol(std::unique_ptr<BaseProtocol> protocol);
     // pause_writing was the protocol's last flow-control call.
     bool is_writing_paused() const { return flow_.paused(); }
+    // A pipe transport (connect_read_pipe, connect_write_pipe, a subprocess's pipes).
+    bool is_pipe() const { return mode_ != Mode::socket; }
     BaseProtocol* get_protocol() const override { return protocol_.get(); }
     EventLoop& get_loop() const override { return core_.loop; }
     // ReadTransport
