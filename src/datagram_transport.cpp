@@ -55,7 +55,7 @@ bool same_address(const SocketAddress& a, const SocketAddress& b) {
 
 DatagramSocketTransport::DatagramSocketTransport(LoopCore& core, int fd,
                                                  std::unique_ptr<BaseProtocol> protocol)
-    : LoopResource(core), core_(core), fd_(fd), protocol_(std::move(protocol)) {
+    : TransportBase(core, *this, std::move(protocol)), fd_(fd) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::datagram)
         throw std::invalid_argument("a datagram transport needs a DatagramProtocol");
@@ -74,14 +74,12 @@ DatagramSocketTransport::~DatagramSocketTransport() {
 }
 
 void DatagramSocketTransport::start(Callback on_made) {
-    self_ = shared_from_this();
+    adopt(shared_from_this());
     core_.post([this, on_made = std::move(on_made)]() mutable {
         made_ = true;
-        try {
+        run_callback("protocol connection_made() failed", [&] {
             datagram()->connection_made(*this);
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol connection_made() failed");
-        }
+        });
         if (!closing_ && !recv_armed_) arm_recv();
         if (on_made) on_made();
     });
@@ -164,11 +162,9 @@ void DatagramSocketTransport::on_recv(int res, unsigned flags) {
 
 void DatagramSocketTransport::deliver(std::string_view data, const SocketAddress& addr) {
     if (closing_) return;
-    try {
+    run_callback("protocol datagram_received() failed", [&] {
         datagram()->datagram_received(data, addr);
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol datagram_received() failed");
-    }
+    });
 }
 
 void DatagramSocketTransport::receive_error(int err) {
@@ -188,11 +184,9 @@ void DatagramSocketTransport::rearm() {
 }
 
 void DatagramSocketTransport::error_received(std::error_code ec) {
-    try {
+    run_callback("protocol error_received() failed", [&] {
         datagram()->error_received(ec);
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol error_received() failed");
-    }
+    });
 }
 
 // ---- sending --------------------------------------------------------------------------------
@@ -378,45 +372,17 @@ void DatagramSocketTransport::force_close(std::error_code ec) {
     schedule_connection_lost(ec);
 }
 
-void DatagramSocketTransport::schedule_connection_lost(std::error_code ec) {
-    if (lost_scheduled_) return;
-    lost_scheduled_ = true;
-    closing_ = true;
-    core_.post([self = shared_from_this(), ec] { self->call_connection_lost(ec); });
-}
-
-void DatagramSocketTransport::call_connection_lost(std::error_code ec) {
-    assert(!lost_done_);
-    if (made_) {
-        try {
-            protocol_->connection_lost(ec);
-        } catch (...) {
-            report(core_, std::current_exception(), "protocol connection_lost() failed", this);
-        }
-    }
-    lost_done_ = true;
-    maybe_release();
-}
-
-void DatagramSocketTransport::flow_failed(const char* message) {
-    fatal_error(std::current_exception(), message);
-}
-
-void DatagramSocketTransport::fatal_error(std::exception_ptr e, const char* message) {
-    report(core_, std::move(e), message, this);
+void DatagramSocketTransport::abort_after_failure() {
     force_close(std::make_error_code(std::errc::connection_aborted));
 }
 
-void DatagramSocketTransport::maybe_release() {
-    // The fd closes, and the loop lets go, only once connection_lost has returned and no op
-    // (or pending flush/re-arm) can still refer to this transport.
-    if (!lost_done_ || recv_armed_ || chain_pending_ != 0 || flush_scheduled || rearm_scheduled)
-        return;
+void DatagramSocketTransport::released() {
+    // The fd closes only once connection_lost has returned and no op (or pending flush/re-arm)
+    // can still refer to this endpoint.
     if (!fd_closed_) {
         fd_closed_ = true;
         ::close(fd_);
     }
-    if (self_) core_.post([self = std::move(self_)] {});  // freed after this call returns
 }
 
 void DatagramSocketTransport::loop_closed() {
@@ -432,7 +398,6 @@ void DatagramSocketTransport::loop_closed() {
         fd_closed_ = true;
         ::close(fd_);
     }
-    auto self = std::move(self_);  // may free this endpoint on return
 }
 
 // ---- the rest -------------------------------------------------------------------------------
@@ -454,7 +419,7 @@ void DatagramSocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protoco
     }
     // The old protocol may be the caller (set_protocol from inside a callback): it is freed
     // once that callback has returned.
-    core_.post([old = std::shared_ptr<BaseProtocol>(std::exchange(protocol_, std::move(protocol)))] {});
+    retire(std::exchange(protocol_, std::move(protocol)));
 }
 
 // ---- create_datagram_endpoint ---------------------------------------------------------------

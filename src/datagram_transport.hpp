@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "src/loop_core.hpp"
+#include "src/transport_base.hpp"
 #include "src/write_flow.hpp"
 
 namespace aioring::detail {
@@ -20,8 +21,7 @@ namespace aioring::detail {
 class DatagramSocketTransport final : public DatagramTransport,
                                       public Flushable,
                                       public Rearmable,
-                                      public LoopResource,
-                                      private WriteFlow::Owner,
+                                      public TransportBase,
                                       public std::enable_shared_from_this<DatagramSocketTransport> {
 public:
     // Takes ownership of `fd`. A connected socket's peer becomes the remote address.
@@ -85,22 +85,17 @@ private:
     void pop_front();
     void submit_chain();
     void on_send(Slot& slot, int res);
-    // WriteFlow::Owner
-    BaseProtocol* flow_protocol() const override { return protocol_.get(); }
-    bool flow_closing() const override { return closing_; }
-    void flow_failed(const char* message) override;
     void error_received(std::error_code ec);
     void force_close(std::error_code ec);
-    void schedule_connection_lost(std::error_code ec);
-    void call_connection_lost(std::error_code ec);
-    void fatal_error(std::exception_ptr e, const char* message);
-    void maybe_release();
+    // TransportBase
+    void abort_after_failure() override;
+    bool busy() const override {
+        return recv_armed_ || chain_pending_ != 0 || flush_scheduled || rearm_scheduled;
+    }
+    void released() override;
     DatagramProtocol* datagram() const { return static_cast<DatagramProtocol*>(protocol_.get()); }
 
-    LoopCore& core_;
     int fd_;
-    std::unique_ptr<BaseProtocol> protocol_;
-    std::shared_ptr<DatagramSocketTransport> self_;  // the loop's reference, until lost and idle
     RecvOp recv_op_{*this};
     SocketAddress peername_;  // the remote address of a connected endpoint
     SocketAddress sockname_;
@@ -125,13 +120,8 @@ private:
     bool link_sends_ = false;        // Unix datagram sockets: chains are linked
     WriteFlow flow_{*this};  // queued bytes (each datagram + datagram_overhead), pause/resume
 
-    // Closing.
-    bool made_ = false;
-    bool closing_ = false;
-    bool lost_scheduled_ = false;
-    bool lost_done_ = false;
+    // Closing (the rest of the state is TransportBase's).
     bool fd_closed_ = false;
-    bool detached_ = false;  // the loop closed under this endpoint: calls are ignored
 };
 
 }  // namespace aioring::detail

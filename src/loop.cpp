@@ -194,6 +194,20 @@ LoopResource::LoopResource(LoopCore& core) : core_(&core) {
     core.resources_ = this;
 }
 
+void LoopResource::release() {
+    if (!owned_) return;
+    if (core_) core_->release_later(std::move(owned_));
+    else owned_.reset();  // unreachable in practice: close() takes the reference itself
+}
+
+void LoopCore::free_released() {
+    // Dropping a reference may free an object whose destructor releases another: go round.
+    while (!released_.empty()) {
+        releasing_.swap(released_);
+        releasing_.clear();
+    }
+}
+
 LoopResource::~LoopResource() {
     if (!core_) return;
     if (prev_) prev_->next_ = next_;
@@ -214,7 +228,9 @@ void LoopCore::drop_queues() {
             std::lock_guard lock(ts_mutex_);
             ts.swap(ts_items_);
         }
-        if (ready.empty() && timers.empty() && ts.empty()) break;
+        const bool released = !released_.empty();
+        free_released();
+        if (ready.empty() && timers.empty() && ts.empty() && !released) break;
     }
 }
 
@@ -237,8 +253,10 @@ void LoopCore::close() {
         if (resources_) resources_->prev_ = nullptr;
         r->core_ = nullptr;
         r->next_ = nullptr;
-        r->loop_closed();  // may destroy r
+        auto owned = std::move(r->owned_);  // the loop's reference, dropped once r is done
+        r->loop_closed();
     }
+    free_released();
     // Pending root tasks are destroyed (asyncio: "Task was destroyed but it is pending").
     for (auto h : std::exchange(roots, {})) h.destroy();
     drop_queues();
@@ -371,7 +389,9 @@ void LoopCore::run_once() {
     drain_threadsafe();
 
     std::optional<std::chrono::nanoseconds> timeout;
-    if (!ready_.empty() || stopping_ || !flush_.empty()) {
+    // Something released outside an iteration (set_protocol from outside the loop's callbacks)
+    // is freed by the next one, without waiting for an event.
+    if (!ready_.empty() || stopping_ || !flush_.empty() || !released_.empty()) {
         timeout = std::chrono::nanoseconds(0);
     } else if (!timers_.empty()) {
         // A cancelled timer at the front must not wake the loop up for nothing.
@@ -391,6 +411,7 @@ void LoopCore::run_once() {
     drain_threadsafe();
     fire_timers();
     run_ready();
+    if (!released_.empty()) free_released();
     if (iteration_hook) [[unlikely]] iteration_hook();
 }
 
@@ -480,6 +501,9 @@ TimerHandle EventLoop::call_at(double when, Callback cb) { return core_->call_at
 void EventLoop::call_soon_threadsafe(Callback cb) { core_->call_soon_threadsafe(std::move(cb)); }
 void EventLoop::run_forever() { core_->run_forever(); }
 void EventLoop::stop() { core_->stop(); }
+std::function<void()> EventLoop::set_iteration_hook(std::function<void()> hook) {
+    return std::exchange(core_->iteration_hook, std::move(hook));
+}
 void EventLoop::close() { core_->close(); }
 bool EventLoop::is_running() const { return core_->is_running(); }
 bool EventLoop::is_closed() const { return core_->is_closed(); }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -51,10 +52,13 @@ class SignalWatcher;
 class Wakeup;
 class LoopCore;
 
-// Something the loop owns while it is open (a transport, a server). When the loop closes with
-// it still open, loop_closed() runs once every io_uring operation has completed or been
-// cancelled: it must close its fds and drop the references that keep it alive, and never
-// touch the loop again (a user's handle to it stays safe: calls are ignored).
+// Something the loop owns while it is open (a transport, a server). Ownership: the loop's
+// registry holds one reference to it (adopt(), when it starts), beside the user's handles;
+// release() gives that reference up, and the loop drops it at the end of the current iteration
+// (LoopCore::release_later), so an object never frees itself under a call on its own stack.
+// When the loop closes with it still open, loop_closed() runs once every io_uring operation
+// has completed or been cancelled: it must close its fds and never touch the loop again (a
+// user's handle to it stays safe: calls are ignored); the loop's reference goes right after.
 class LoopResource {
 public:
     virtual void loop_closed() = 0;
@@ -64,12 +68,18 @@ public:
 protected:
     explicit LoopResource(LoopCore& core);
     ~LoopResource();
+    // The loop's reference (the object's own shared_ptr), held until release().
+    void adopt(std::shared_ptr<LoopResource> self) { owned_ = std::move(self); }
+    // The loop lets go of its reference at the end of this iteration (at once once closed).
+    void release();
+    bool adopted() const { return owned_ != nullptr; }
 
 private:
     friend class LoopCore;
     LoopCore* core_;  // null once unlinked
     LoopResource* prev_ = nullptr;
     LoopResource* next_ = nullptr;
+    std::shared_ptr<LoopResource> owned_;
 };
 
 class LoopCore {
@@ -107,6 +117,11 @@ public:
             rearm_.push_back(r);
         }
     }
+
+    // The one deferred-destroy path: `p` (a released resource's loop reference, a replaced
+    // protocol) is dropped at the end of the current loop iteration, once every callback of
+    // it has returned. No allocation in the steady state (the list keeps its capacity).
+    void release_later(std::shared_ptr<void> p) { released_.push_back(std::move(p)); }
 
     void run_forever();
     void run_once();
@@ -164,6 +179,9 @@ private:
     std::vector<Flushable*> flushing_;
     std::vector<Rearmable*> rearm_;
     std::vector<Rearmable*> rearming_;
+    std::vector<std::shared_ptr<void>> released_;  // see release_later
+    std::vector<std::shared_ptr<void>> releasing_;
+    void free_released();
 
     std::unique_ptr<Wakeup> wakeup_;
     std::mutex ts_mutex_;

@@ -39,7 +39,7 @@ std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
 
 SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
                                  Mode mode)
-    : LoopResource(core), core_(core), fd_(fd), protocol_(std::move(protocol)), mode_(mode) {
+    : TransportBase(core, *this, std::move(protocol)), fd_(fd), mode_(mode) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::stream &&
         protocol_->kind() != BaseProtocol::Kind::buffered)
@@ -66,14 +66,12 @@ SocketTransport::~SocketTransport() {
 }
 
 void SocketTransport::start(Callback on_made) {
-    self_ = shared_from_this();
+    adopt(shared_from_this());
     core_.post([this, on_made = std::move(on_made)]() mutable {
         made_ = true;
-        try {
+        run_callback("protocol connection_made() failed", [&] {
             stream()->connection_made(*this);
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol connection_made() failed");
-        }
+        });
         if (wants_read() && !recv_armed_) arm_recv();
         if (on_made) on_made();
     });
@@ -87,13 +85,11 @@ void SocketTransport::arm_recv() {
     const bool buffered =
         mode_ != Mode::write_pipe && protocol_->kind() == BaseProtocol::Kind::buffered;
     if (buffered) {
-        try {
+        if (!run_callback("protocol get_buffer() failed", [&] {
             buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
             if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol get_buffer() failed");
+                }))
             return;
-        }
         // get_buffer may have paused reading or closed the transport: then nothing is armed
         // (resume_reading asks for a buffer again).
         if (!wants_read() || recv_armed_) return;
@@ -213,26 +209,22 @@ void SocketTransport::deliver(std::string_view data) {
 
 void SocketTransport::dispatch(std::string_view data) {
     if (protocol_->kind() == BaseProtocol::Kind::stream) [[likely]] {
-        try {
+        run_callback("protocol data_received() failed", [&] {
             static_cast<Protocol*>(protocol_.get())->data_received(data);
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol data_received() failed");
-        }
+        });
         return;
     }
     // The protocol was switched to a BufferedProtocol: copy into its buffers.
     auto* bp = static_cast<BufferedProtocol*>(protocol_.get());
     while (!data.empty() && !closing_) {
-        try {
+        run_callback("protocol get_buffer()/buffer_updated() failed", [&] {
             auto buf = bp->get_buffer(data.size());
             if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
             std::size_t n = std::min(buf.size(), data.size());
             std::memcpy(buf.data(), data.data(), n);
             data.remove_prefix(n);
             bp->buffer_updated(n);
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol get_buffer()/buffer_updated() failed");
-        }
+        });
     }
 }
 
@@ -248,11 +240,9 @@ void SocketTransport::deliver_buffered(std::size_t n) {
         held_buffered_data_ = target_.data();
         return;
     }
-    try {
+    run_callback("protocol buffer_updated() failed", [&] {
         static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n);
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol buffer_updated() failed");
-    }
+    });
 }
 
 void SocketTransport::on_eof() {
@@ -263,12 +253,10 @@ void SocketTransport::on_eof() {
     }
     eof_ = true;
     bool keep_open = false;
-    try {
+    if (!run_callback("protocol eof_received() failed", [&] {
         keep_open = stream()->eof_received();
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol eof_received() failed");
+            }))
         return;
-    }
     if (!keep_open || mode_ == Mode::read_pipe) close();  // a read pipe closes at EOF (asyncio)
 }
 
@@ -277,11 +265,9 @@ void SocketTransport::deliver_held() {
     if (!reading_ || closing_) return;
     if (held_buffered_ != 0) {
         std::size_t n = std::exchange(held_buffered_, 0);
-        try {
+        run_callback("protocol buffer_updated() failed", [&] {
             static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n);
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol buffer_updated() failed");
-        }
+        });
     }
     while (npieces_ != 0) {
         const HeldPiece p = pieces_[0];
@@ -521,45 +507,21 @@ void SocketTransport::force_close(std::error_code ec) {
     schedule_connection_lost(ec);
 }
 
-void SocketTransport::schedule_connection_lost(std::error_code ec) {
-    if (lost_scheduled_) return;
-    lost_scheduled_ = true;
-    closing_ = true;
-    core_.post([self = shared_from_this(), ec] { self->call_connection_lost(ec); });
-}
-
-void SocketTransport::call_connection_lost(std::error_code ec) {
-    assert(!lost_done_);
-    if (made_) {  // connection_made always precedes it (it was scheduled first)
-        try {
-            protocol_->connection_lost(ec);
-        } catch (...) {
-            report(core_, std::current_exception(), "protocol connection_lost() failed", this);
-        }
-    }
-    lost_done_ = true;
+void SocketTransport::after_lost() {
     if (lost_hook_) std::exchange(lost_hook_, {})();
-    maybe_release();
 }
 
-void SocketTransport::flow_failed(const char* message) {
-    fatal_error(std::current_exception(), message);
-}
-
-void SocketTransport::fatal_error(std::exception_ptr e, const char* message) {
-    report(core_, std::move(e), message, this);
+void SocketTransport::abort_after_failure() {
     force_close(std::make_error_code(std::errc::connection_aborted));
 }
 
-void SocketTransport::maybe_release() {
-    // The fd closes, and the loop lets go, only once connection_lost has returned and no op
-    // (or pending flush/re-arm) can still refer to this transport.
-    if (!lost_done_ || recv_armed_ || send_inflight_ || flush_scheduled || rearm_scheduled) return;
+void SocketTransport::released() {
+    // The fd closes only once connection_lost has returned and no op (or pending flush/re-arm)
+    // can still refer to this transport.
     if (!fd_closed_) {
         fd_closed_ = true;
         ::close(fd_);
     }
-    if (self_) core_.post([self = std::move(self_)] {});  // freed after this call returns
 }
 
 void SocketTransport::loop_closed() {
@@ -576,7 +538,6 @@ void SocketTransport::loop_closed() {
         fd_closed_ = true;
         ::close(fd_);
     }
-    auto self = std::move(self_);  // may free this transport on return
 }
 
 // ---- the rest --------------------------------------------------------------------------------
@@ -608,7 +569,7 @@ void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     std::unique_ptr<BaseProtocol> old = std::move(protocol_);
     protocol_ = std::move(protocol);
     if (recv_armed_ && target_owner_ == old.get()) std::swap(old, retired_);
-    if (old) core_.post([p = std::shared_ptr<BaseProtocol>(std::move(old))] {});
+    retire(std::move(old));
     // A receive into the old kind's memory ends, so that the new protocol's next one is used.
     if (recv_armed_ && (kind_changed || kind == BaseProtocol::Kind::buffered)) cancel_recv();
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "src/loop_core.hpp"
+#include "src/transport_base.hpp"
 #include "src/write_flow.hpp"
 
 namespace aioring::detail {
@@ -69,8 +70,7 @@ protected:
 class SocketTransport final : public Transport,
                               public Flushable,
                               public Rearmable,
-                              public LoopResource,
-                              private WriteFlow::Owner,
+                              public TransportBase,
                               public std::enable_shared_from_this<SocketTransport> {
 public:
     // Pipe modes (connect_read_pipe, connect_write_pipe, subprocess pipes): read(2)/writev(2)
@@ -97,6 +97,8 @@ public:
     std::unique_ptr<BaseProtocol> exchange_protocol(std::unique_ptr<BaseProtocol> protocol);
     // pause_writing was the protocol's last flow-control call.
     bool is_writing_paused() const { return flow_.paused(); }
+    // A pipe transport (connect_read_pipe, connect_write_pipe, a subprocess's pipes).
+    bool is_pipe() const { return mode_ != Mode::socket; }
     BaseProtocol* get_protocol() const override { return protocol_.get(); }
     EventLoop& get_loop() const override { return core_.loop; }
     // ReadTransport
@@ -156,26 +158,22 @@ private:
     void submit_send();
     void on_send(int res, unsigned flags);
     void append(std::string_view data);
-    // WriteFlow::Owner
-    BaseProtocol* flow_protocol() const override { return protocol_.get(); }
-    bool flow_closing() const override { return closing_; }
-    void flow_failed(const char* message) override;
     void force_close(std::error_code ec);
-    void schedule_connection_lost(std::error_code ec);
-    void call_connection_lost(std::error_code ec);
-    void fatal_error(std::exception_ptr e, const char* message);
-    void maybe_release();
+    // TransportBase
+    void abort_after_failure() override;
+    void after_lost() override;
+    bool busy() const override {
+        return recv_armed_ || send_inflight_ || flush_scheduled || rearm_scheduled;
+    }
+    void released() override;
     bool wants_read() const {
         return reading_ && !closing_ && !eof_ && !held_eof_ &&
                (mode_ != Mode::write_pipe || watch_reader_);
     }
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
 
-    LoopCore& core_;
     int fd_;
-    std::unique_ptr<BaseProtocol> protocol_;
     std::unique_ptr<BaseProtocol> retired_;    // replaced protocol, freed once no op uses it
-    std::shared_ptr<SocketTransport> self_;    // the loop's reference, until lost and idle
     RecvOp recv_op_{*this};
     SendOp send_op_{*this};
     Mode mode_;
@@ -219,17 +217,12 @@ private:
     bool send_inflight_ = false;
     std::uint64_t sends_ = 0;
 
-    // Closing.
-    bool made_ = false;
-    bool closing_ = false;
+    // Closing (the rest of the state is TransportBase's).
     bool eof_requested_ = false;   // write_eof() called
     bool shut_wr_ = false;
-    bool lost_scheduled_ = false;
-    bool lost_done_ = false;
     bool fd_closed_ = false;
     bool warned_write_after_close_ = false;
     Callback lost_hook_;
-    bool detached_ = false;  // the loop closed first
 };
 
 // Creates a transport for a connected socket and schedules connection_made.

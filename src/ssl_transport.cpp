@@ -149,10 +149,11 @@ PeerCertificate describe(X509* cert) {
 
 SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, SslParams params,
                            bool app_made)
-    : LoopResource(core), core_(core), app_(std::move(app)), params_(std::move(params)), app_made_(app_made) {
+    : TransportBase(core, *this, std::move(app)), params_(std::move(params)) {
+    made_ = app_made;
     if (!params_.context) throw std::invalid_argument("ssl: no SslContext");
-    if (app_ && app_->kind() != BaseProtocol::Kind::stream &&
-        app_->kind() != BaseProtocol::Kind::buffered)
+    if (protocol_ && protocol_->kind() != BaseProtocol::Kind::stream &&
+        protocol_->kind() != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a TLS transport needs a Protocol or a BufferedProtocol");
     ssl_ = SSL_new(params_.context->native_handle());
     if (!ssl_) throw SslError(SslErrc::protocol_error, "SSL_new: " + openssl_error_string());
@@ -180,9 +181,10 @@ SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, Ss
 SslTransport::~SslTransport() { SSL_free(ssl_); }
 
 void SslTransport::attach(SocketTransport& lower, bool lower_paused, std::string initial) {
+    adopt(shared_from_this());  // the loop's reference, until the lower connection is lost
     lower_ = &lower;
     lower.set_send_observer(this);
-    if (app_made_) {
+    if (made_) {
         // start_tls: the limits the protocol had set, the bytes it wrote that are still below
         // and its paused state carry over.
         auto [l, h] = lower.get_write_buffer_limits();
@@ -307,12 +309,12 @@ void SslTransport::handshake_done() {
     state_ = State::wrapped;
     handshake_timer_.cancel();
     auto self = shared_from_this();  // the callbacks below may drop every other reference
-    if (!app_made_) {
-        app_made_ = true;
+    if (!made_) {
+        made_ = true;
         try {
             stream()->connection_made(*this);
         } catch (...) {
-            callback_failed("protocol connection_made() failed");
+            callback_failed(std::current_exception(), "protocol connection_made() failed");
         }
     }
     if (auto cb = std::exchange(on_handshake_, {})) cb(nullptr);
@@ -372,7 +374,7 @@ void SslTransport::read_app() {
     while (state_ == State::wrapped && reading_ && !closing_) {
         std::size_t got = 0;
         ERR_clear_error();
-        if (app_->kind() == BaseProtocol::Kind::buffered) [[unlikely]] {
+        if (protocol_->kind() == BaseProtocol::Kind::buffered) [[unlikely]] {
             // Decrypt one record (peeking a byte), then let OpenSSL copy its plaintext straight
             // into the protocol's buffer: no get_buffer without a buffer_updated.
             char c;
@@ -383,7 +385,7 @@ void SslTransport::read_app() {
                 if (!read_failed(r)) break;
                 continue;
             }
-            auto* bp = static_cast<BufferedProtocol*>(app_.get());
+            auto* bp = static_cast<BufferedProtocol*>(protocol_.get());
             std::size_t avail = static_cast<std::size_t>(SSL_pending(ssl_));
             if (avail == 0) avail = 1;
             std::span<std::byte> buf;
@@ -391,7 +393,7 @@ void SslTransport::read_app() {
                 buf = bp->get_buffer(avail);
                 if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
             } catch (...) {
-                callback_failed("protocol get_buffer() failed");
+                callback_failed(std::current_exception(), "protocol get_buffer() failed");
                 break;
             }
             ++ssl_depth_;
@@ -404,7 +406,7 @@ void SslTransport::read_app() {
             try {
                 bp->buffer_updated(got);
             } catch (...) {
-                callback_failed("protocol buffer_updated() failed");
+                callback_failed(std::current_exception(), "protocol buffer_updated() failed");
                 break;
             }
         } else {
@@ -417,9 +419,9 @@ void SslTransport::read_app() {
                 continue;
             }
             try {
-                static_cast<Protocol*>(app_.get())->data_received(std::string_view(buf, got));
+                static_cast<Protocol*>(protocol_.get())->data_received(std::string_view(buf, got));
             } catch (...) {
-                callback_failed("protocol data_received() failed");
+                callback_failed(std::current_exception(), "protocol data_received() failed");
                 break;
             }
         }
@@ -446,7 +448,7 @@ void SslTransport::on_close_notify() {
         try {
             stream()->eof_received();
         } catch (...) {
-            callback_failed("protocol eof_received() failed");
+            callback_failed(std::current_exception(), "protocol eof_received() failed");
             return;
         }
     }
@@ -519,14 +521,8 @@ void SslTransport::on_lower_lost(std::error_code ec) {
             SslErrc::handshake_failed,
             "SSL handshake failed: connection lost (" + (ec ? ec.message() : error_.message()) + ")")));
     }
-    if (app_made_ && !app_lost_) {
-        app_lost_ = true;
-        try {
-            app_->connection_lost(error_ ? error_ : ec);
-        } catch (...) {
-            report(core_, std::current_exception(), "protocol connection_lost() failed", this);
-        }
-    }
+    // connection_lost (if connection_made ran), then the loop lets go.
+    call_connection_lost(error_ ? error_ : ec);
     lower_ = nullptr;
 }
 
@@ -687,7 +683,7 @@ void SslTransport::loop_closed() {
     // Every operation has completed or been cancelled and no callback runs any more; the lower
     // transport may be freed right after this (or was already): forget it. As asyncio, no
     // connection_lost.
-    detached_ = closing_ = app_lost_ = true;
+    detached_ = closing_ = lost_done_ = true;
     state_ = State::closed;
     lower_ = nullptr;
     pending_plain_.clear();
@@ -707,8 +703,7 @@ void SslTransport::protocol_failed(const std::string& what) {
     if (lower_) lower_->close();  // sends the alert OpenSSL wrote, if any
 }
 
-void SslTransport::callback_failed(const char* message) {
-    report(core_, std::current_exception(), message, this);
+void SslTransport::abort_after_failure() {
     error_ = std::make_error_code(std::errc::connection_aborted);
     abort();
 }
@@ -754,12 +749,11 @@ void SslTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     if (kind != BaseProtocol::Kind::stream && kind != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
     if (detached_) {  // the loop is gone: nothing runs that could still use the old one
-        app_ = std::move(protocol);
+        protocol_ = std::move(protocol);
         return;
     }
     // The old protocol may be the caller: it is freed once the current callback has returned.
-    core_.post([old = std::shared_ptr<BaseProtocol>(std::move(app_))] {});
-    app_ = std::move(protocol);
+    retire(std::exchange(protocol_, std::move(protocol)));
 }
 
 // ---- wiring into create_connection / create_server / start_tls --------------------------------
@@ -841,6 +835,9 @@ Future<std::shared_ptr<Transport>> EventLoop::start_tls(std::shared_ptr<Transpor
     if (!sslcontext) throw std::invalid_argument("start_tls: no SslContext");
     auto* lower = dynamic_cast<detail::SocketTransport*>(transport.get());
     if (!lower) throw std::invalid_argument("start_tls needs a plain TCP or Unix stream transport");
+    if (lower->is_pipe())
+        throw std::invalid_argument(
+            "start_tls: a pipe transport cannot carry TLS (it needs a TCP or Unix stream socket)");
     if (lower->is_closing()) throw std::logic_error("start_tls: the transport is closing");
     if (sslcontext->is_server() != options.server_side)
         throw std::invalid_argument(options.server_side

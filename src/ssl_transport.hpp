@@ -15,6 +15,7 @@
 
 #include "src/loop_core.hpp"
 #include "src/socket_transport.hpp"
+#include "src/transport_base.hpp"
 #include "src/write_flow.hpp"
 
 namespace aioring::detail {
@@ -27,11 +28,12 @@ struct SslParams {
     double shutdown_timeout = 30.0;
 };
 
-// Ownership: the lower (plain) transport owns an SslLowerProtocol, which holds the SslTransport
-// (std::shared_ptr); the SslTransport owns the application's protocol and points at the lower
-// transport from its connection_made to its connection_lost, or until the loop closes (it is a
-// LoopResource, as the lower transport is: loop_closed() lets go of the lower transport before
-// that can be freed). User handles are std::shared_ptr<Transport> to the SslTransport and stay
+// Ownership: the loop owns the SslTransport (TransportBase: adopted when the lower transport's
+// connection_made attaches it, released after the lower connection_lost), and so does the
+// SslLowerProtocol the lower (plain) transport owns; the SslTransport owns the application's
+// protocol and points at the lower transport from its connection_made to its connection_lost,
+// or until the loop closes (loop_closed() lets go of the lower transport before that can be
+// freed). User handles are std::shared_ptr<Transport> to the SslTransport and stay
 // safe after the connection is lost and after the loop is closed.
 //
 // Closing: close() sends close_notify after the buffered application data; connection_lost
@@ -47,8 +49,7 @@ struct SslParams {
 // lower transport's buffer, counted out as the lower transport reports its sends. It has its own
 // WriteFlow and limits; the lower transport's pause/resume is not passed on.
 class SslTransport final : public Transport,
-                           public LoopResource,
-                           private WriteFlow::Owner,
+                           public TransportBase,
                            private SendObserver,
                            public std::enable_shared_from_this<SslTransport> {
 public:
@@ -60,7 +61,7 @@ public:
 
     // Runs once: after connection_made on success, or with the handshake's error.
     void set_on_handshake(HandshakeDone cb) { on_handshake_ = std::move(cb); }
-    void set_app(std::unique_ptr<BaseProtocol> app) { app_ = std::move(app); }
+    void set_app(std::unique_ptr<BaseProtocol> app) { protocol_ = std::move(app); }
     // Starts the handshake over `lower` (connected); `initial` is fed to TLS first. What `lower`
     // still buffers counts as this transport's (start_tls), and `lower_paused` says whether
     // the protocol was last told pause_writing.
@@ -76,7 +77,7 @@ public:
     bool is_closing() const override { return closing_; }
     std::any get_extra_info(std::string_view name, std::any default_value) const override;
     void set_protocol(std::unique_ptr<BaseProtocol> protocol) override;
-    BaseProtocol* get_protocol() const override { return app_.get(); }
+    BaseProtocol* get_protocol() const override { return protocol_.get(); }
     EventLoop& get_loop() const override { return core_.loop; }
     // ReadTransport
     bool is_reading() const override { return reading_ && !closing_; }
@@ -121,17 +122,16 @@ private:
     void retry_pending_write();
     void drop_pending_writes();
     // WriteFlow::Owner: the protocol hears nothing before its connection_made.
-    BaseProtocol* flow_protocol() const override { return app_.get(); }
-    bool flow_closing() const override { return closing_ || !app_made_; }
-    void flow_failed(const char* message) override { callback_failed(message); }
+    bool flow_closing() const override { return closing_ || !made_; }
     // SendObserver: the lower transport sent `n` bytes of records.
     void bytes_sent(std::size_t n) override;
     void protocol_failed(const std::string& what);
-    void callback_failed(const char* message);
-    StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(app_.get()); }
+    // TransportBase: a failed callback aborts with ECONNABORTED; nothing is armed here (the
+    // lower transport owns the operations).
+    void abort_after_failure() override;
+    bool busy() const override { return false; }
+    StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
 
-    LoopCore& core_;
-    std::unique_ptr<BaseProtocol> app_;
     SslParams params_;
     ssl_st* ssl_ = nullptr;
     SocketTransport* lower_ = nullptr;  // from attach() to the lower connection_lost
@@ -164,14 +164,10 @@ private:
     WriteFlow flow_{*this};
 
     int ssl_depth_ = 0;  // inside an OpenSSL call: protocol callbacks wait for it to return
-    bool app_made_ = false;
-    bool app_lost_ = false;
-    bool closing_ = false;
     bool reading_ = true;
     bool in_read_ = false;
     bool process_scheduled_ = false;
     bool eof_called_ = false;
-    bool detached_ = false;  // the loop closed first
 };
 
 // The lower transport's protocol: forwards everything to the SslTransport it keeps alive.

@@ -179,7 +179,7 @@ private:
 // ---- the subprocess transport ----------------------------------------------------------------
 
 Subprocess::Subprocess(LoopCore& core, std::unique_ptr<BaseProtocol> protocol)
-    : LoopResource(core), core_(core), protocol_(std::move(protocol)) {
+    : TransportBase(core, *this, std::move(protocol)) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::subprocess)
         throw std::invalid_argument("a subprocess transport needs a SubprocessProtocol");
@@ -211,17 +211,15 @@ void Subprocess::start(const std::vector<std::string>& args, const SubprocessOpt
                                           std::make_unique<PipeProtocol>(*this, i), {}, mode);
         pipe_open_[i] = true;
     }
-    self_ = shared_from_this();
+    adopt(shared_from_this());
     // The pipes' own connection_made were posted first and arm their reads; nothing reaches the
     // protocol before this runs.
     core_.post([this, on_made = std::move(on_made)]() mutable {
         made_ = true;
         arm_exit_watch();
-        try {
+        run_callback("protocol connection_made() failed", [&] {
             proto()->connection_made(*this);
-        } catch (...) {
-            fatal_error(std::current_exception(), "protocol connection_made() failed");
-        }
+        });
         if (on_made) on_made();
     });
 }
@@ -235,7 +233,7 @@ void Subprocess::arm_exit_watch() {
 
 void Subprocess::loop_closed() {
     watch_armed_ = false;
-    finished_ = closed_ = true;
+    closing_ = lost_scheduled_ = lost_done_ = detached_ = true;
     if (pidfd_ >= 0) {
         siginfo_t si{};
         ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
@@ -244,7 +242,6 @@ void Subprocess::loop_closed() {
         ::close(pidfd_);
         pidfd_ = -1;
     }
-    auto self = std::move(self_);  // may free this on return
 }
 
 void Subprocess::complete(int res, unsigned) {
@@ -273,74 +270,50 @@ void Subprocess::complete(int res, unsigned) {
     ::close(pidfd_);
     pidfd_ = -1;
     kill_timer_.cancel();
-    try {
+    run_callback("protocol process_exited() failed", [&] {
         proto()->process_exited();
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol process_exited() failed");
-    }
+    });
     try_finish();
 }
 
 void Subprocess::on_pipe_data(int fd, std::string_view data) {
-    if (finished_) return;
-    try {
+    if (lost_scheduled_) return;
+    run_callback("protocol pipe_data_received() failed", [&] {
         proto()->pipe_data_received(fd, data);
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol pipe_data_received() failed");
-    }
+    });
 }
 
 void Subprocess::on_pipe_lost(int fd, std::error_code ec) {
     pipe_open_[fd] = false;
-    try {
+    run_callback("protocol pipe_connection_lost() failed", [&] {
         proto()->pipe_connection_lost(fd, ec);
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol pipe_connection_lost() failed");
-    }
+    });
     try_finish();
 }
 
 void Subprocess::on_pause_writing() {
-    try {
+    run_callback("protocol pause_writing() failed", [&] {
         proto()->pause_writing();
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol pause_writing() failed");
-    }
+    });
 }
 
 void Subprocess::on_resume_writing() {
-    try {
+    run_callback("protocol resume_writing() failed", [&] {
         proto()->resume_writing();
-    } catch (...) {
-        fatal_error(std::current_exception(), "protocol resume_writing() failed");
-    }
+    });
 }
 
 void Subprocess::try_finish() {
     // asyncio's _try_finish: connection_lost once the child exited and every pipe is closed.
-    if (finished_ || !returncode_) return;
+    if (lost_scheduled_ || !returncode_) return;
     for (bool open : pipe_open_)
         if (open) return;
-    finished_ = true;
-    closed_ = true;
-    core_.post([this] {
-        try {
-            proto()->connection_lost({});
-        } catch (...) {
-            report(core_, std::current_exception(), "protocol connection_lost() failed", this);
-        }
-        if (self_) core_.post([self = std::move(self_)] {});  // freed after this call returns
-    });
-}
-
-void Subprocess::fatal_error(std::exception_ptr e, const char* message) {
-    report(core_, std::move(e), message, this);
-    close();
+    schedule_connection_lost({});  // then the loop lets go (nothing is armed any more)
 }
 
 void Subprocess::close() {
-    if (closed_) return;
-    closed_ = true;
+    if (closing_) return;
+    closing_ = true;
     for (int i = 0; i < 3; ++i)
         if (pipes_[i] && pipe_open_[i]) pipes_[i]->close();
     if (returncode_) return;
@@ -383,8 +356,7 @@ void Subprocess::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     if (protocol->kind() != BaseProtocol::Kind::subprocess)
         throw std::invalid_argument("a subprocess transport needs a SubprocessProtocol");
     // The old protocol may be the caller: it is freed once the current callback has returned.
-    core_.post([old = std::shared_ptr<BaseProtocol>(std::move(protocol_))] {});
-    protocol_ = std::move(protocol);
+    retire(std::exchange(protocol_, std::move(protocol)));
 }
 
 // ---- the loop's methods ----------------------------------------------------------------------

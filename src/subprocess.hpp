@@ -15,6 +15,7 @@
 
 #include "src/loop_core.hpp"
 #include "src/socket_transport.hpp"
+#include "src/transport_base.hpp"
 
 namespace aioring::detail {
 
@@ -25,7 +26,7 @@ void ignore_sigpipe();
 
 class Subprocess final : public SubprocessTransport,
                          public uring::Op,
-                         public LoopResource,
+                         public TransportBase,
                          public std::enable_shared_from_this<Subprocess> {
 public:
     Subprocess(LoopCore& core, std::unique_ptr<BaseProtocol> protocol);
@@ -45,7 +46,7 @@ public:
     void kill() override;
     // BaseTransport
     void close() override;
-    bool is_closing() const override { return closed_; }
+    bool is_closing() const override { return closing_; }
     std::any get_extra_info(std::string_view name, std::any default_value) const override;
     void set_protocol(std::unique_ptr<BaseProtocol> protocol) override;
     BaseProtocol* get_protocol() const override { return protocol_.get(); }
@@ -68,20 +69,16 @@ private:
     void on_pause_writing();
     void on_resume_writing();
     void try_finish();
-    void fatal_error(std::exception_ptr e, const char* message);
+    // TransportBase: a failed callback closes (asyncio: the transport is closed).
+    void abort_after_failure() override { close(); }
+    bool busy() const override { return watch_armed_; }
 
-    LoopCore& core_;
-    std::unique_ptr<BaseProtocol> protocol_;
-    std::shared_ptr<Subprocess> self_;  // the loop's reference, until connection_lost
     std::shared_ptr<SocketTransport> pipes_[3];
     bool pipe_open_[3] = {false, false, false};
     pid_t pid_ = -1;
     int pidfd_ = -1;
     std::optional<int> returncode_;
-    bool made_ = false;
-    bool closed_ = false;
     bool watch_armed_ = false;
-    bool finished_ = false;  // connection_lost scheduled
     double kill_grace_ = 3.0;
     TimerHandle kill_timer_;  // close()'s SIGKILL after the grace, cancelled at the exit
 };

@@ -6,7 +6,6 @@
 #include <aioring/aioring.hpp>
 #include <doctest/doctest.h>
 
-#include "src/loop_core.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -34,8 +33,7 @@ using namespace aioring;
 inline bool run_until(EventLoop& loop, std::function<bool()> pred, double timeout = 20.0) {
     if (pred()) return true;
     bool ok = false, late = false;
-    auto& hook = loop.core().iteration_hook;
-    auto saved = std::exchange(hook, [&] {
+    auto saved = loop.set_iteration_hook([&] {
         // Once the deadline has fired, a condition that comes true in the same iteration (the
         // deadline's own wake-up let it through) is a failure too.
         if (!ok && !late && pred()) {
@@ -44,10 +42,10 @@ inline bool run_until(EventLoop& loop, std::function<bool()> pred, double timeou
         }
     });
     struct Restore {
-        std::function<void()>& hook;
+        EventLoop& loop;
         std::function<void()> saved;
-        ~Restore() { hook = std::move(saved); }
-    } restore{hook, std::move(saved)};
+        ~Restore() { loop.set_iteration_hook(std::move(saved)); }
+    } restore{loop, std::move(saved)};
     auto deadline = loop.call_later(timeout, [&] {
         late = true;
         loop.stop();
@@ -112,6 +110,48 @@ struct ExceptionLog {
             messages.push_back(m);
         });
     }
+};
+
+// Fails the test on every exception-handler call it was not told to expect: each unexpected
+// call is a failed check at once, with its message; at the end (the destructor) the expected
+// ones must all have come. Declare it right after the EventLoop.
+class ExceptionGuard {
+public:
+    explicit ExceptionGuard(EventLoop& loop) : loop_(loop) {
+        loop.set_exception_handler([this](EventLoop&, const ExceptionContext& c) {
+            std::string m = c.message;
+            if (c.exception) {
+                try {
+                    std::rethrow_exception(c.exception);
+                } catch (const std::exception& e) {
+                    m += std::string(": ") + e.what();
+                } catch (...) {
+                }
+            }
+            ++count;
+            messages.push_back(m);
+            last_transport = c.transport;
+            last_protocol = c.protocol;
+            if (count > expected_) FAIL_CHECK("unexpected exception-handler call: " << m);
+        });
+    }
+    ExceptionGuard(const ExceptionGuard&) = delete;
+    ExceptionGuard& operator=(const ExceptionGuard&) = delete;
+    ~ExceptionGuard() {
+        CHECK_MESSAGE(count == expected_, "exception-handler calls: expected " << expected_);
+        if (!loop_.is_closed()) loop_.set_exception_handler({});
+    }
+    // The test provokes `n` more calls.
+    void expect(int n) { expected_ += n; }
+
+    int count = 0;
+    std::vector<std::string> messages;
+    const BaseTransport* last_transport = nullptr;
+    const BaseProtocol* last_protocol = nullptr;
+
+private:
+    EventLoop& loop_;
+    int expected_ = 0;
 };
 
 // Records every callback and checks asyncio's order:

@@ -276,3 +276,27 @@ TEST_CASE("a read pipe on /dev/null sees EOF at once; bad fds are rejected") {
     CHECK(log.count == 0);
 }
 }
+
+TEST_CASE("start_tls refuses a read or a write pipe with a clear exception, leaving it open") {
+    Events rev, wev;
+    EventLoop loop;
+    ExceptionGuard guard(loop);
+    Pipe p;
+    auto r = run(loop, loop.connect_read_pipe([&] { return std::make_unique<RecordingProtocol>(rev); }, p.take_r()));
+    auto w = run(loop, loop.connect_write_pipe([&] { return std::make_unique<RecordingProtocol>(wev); }, p.take_w()));
+    auto ctx = SslContext::client();
+    StartTlsOptions o;
+    o.server_hostname = "localhost";
+    for (auto t : {std::dynamic_pointer_cast<Transport>(r.transport), std::dynamic_pointer_cast<Transport>(w.transport)}) {
+        REQUIRE(t);
+        CHECK_THROWS_WITH_AS(loop.start_tls(t, ctx, o),
+                             "start_tls: a pipe transport cannot carry TLS (it needs a TCP or Unix stream socket)",
+                             std::invalid_argument);
+        CHECK_FALSE(t->is_closing());
+    }
+    w.transport->write("still a pipe");
+    REQUIRE(run_until(loop, [&] { return rev.data == "still a pipe"; }));
+    r.transport->close();
+    w.transport->close();
+    REQUIRE(run_until(loop, [&] { return rev.lost == 1 && wev.lost == 1; }));
+}

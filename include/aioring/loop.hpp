@@ -198,6 +198,10 @@ public:
     T run_until_complete(Task<T> t) { return run_until_complete(create_task(std::move(t))); }
     // Lets the current iteration finish, then run_forever returns.
     void stop();
+    // Runs `hook` on the loop after every iteration from now on (an empty one: none) and returns
+    // the hook it replaces. A test waits on a condition this way: checked after each
+    // iteration, it needs no polling timer, so only real events wake the loop.
+    std::function<void()> set_iteration_hook(std::function<void()> hook);
     // Closes the loop: no callback runs after it. Throws if it is running.
     void close();
     bool is_running() const;
