@@ -380,17 +380,22 @@ void SocketTransport::writelines(std::span<const std::string_view> chunks) {
 }
 
 void SocketTransport::flush() {
-    if (!send_inflight_ && flow_.size() != 0 && !lost_scheduled_) submit_send();
+    if (!send_inflight_ && flow_.size() != 0 && !lost_scheduled_ && (!barrier_ || barrier_bytes_ != 0))
+        submit_send();
     maybe_release();
 }
 
 void SocketTransport::submit_send() {
-    const std::size_t n = std::min(chunks_.size(), max_iov);
+    std::size_t n = std::min(chunks_.size(), max_iov);
     iov_.resize(n);
+    std::size_t limit = barrier_ ? barrier_bytes_ : SIZE_MAX;  // nothing past a write barrier
     for (std::size_t i = 0; i < n; ++i) {
         std::string& c = chunks_[i];
         const std::size_t off = i == 0 ? front_offset_ : 0;
-        iov_[i] = iovec{c.data() + off, c.size() - off};
+        const std::size_t len = std::min(c.size() - off, limit);
+        iov_[i] = iovec{c.data() + off, len};
+        limit -= len;
+        if (limit == 0) [[unlikely]] n = i + 1;
     }
     msg_.msg_iov = iov_.data();
     msg_.msg_iovlen = n;
@@ -419,6 +424,11 @@ void SocketTransport::on_send(int res, unsigned) {
         maybe_release();
         return;
     }
+    bool barrier_reached = false;
+    if (barrier_ && barrier_bytes_ != 0) [[unlikely]] {
+        barrier_bytes_ -= std::min(barrier_bytes_, static_cast<std::size_t>(res));
+        barrier_reached = barrier_bytes_ == 0;
+    }
     // Consume what was sent; a short send leaves the rest at the front, sent before anything
     // newer.
     std::size_t sent = static_cast<std::size_t>(res);
@@ -440,6 +450,12 @@ void SocketTransport::on_send(int res, unsigned) {
     }
     flow_.sub(static_cast<std::size_t>(res));
     if (send_observer_) [[unlikely]] send_observer_->bytes_sent(static_cast<std::size_t>(res));
+    if (barrier_) [[unlikely]] {
+        if (lost_scheduled_) return;
+        if (barrier_reached) barrier_->writes_before_sent();
+        else if (barrier_bytes_ != 0) submit_send();
+        return;
+    }
     if (flow_.size() != 0) {
         if (!lost_scheduled_) submit_send();
         return;
@@ -464,7 +480,7 @@ void SocketTransport::write_eof() {
         close();
         return;
     }
-    if (flow_.size() == 0 && !send_inflight_) {
+    if (flow_.size() == 0 && !send_inflight_ && !barrier_) {
         shut_wr_ = true;
         ::shutdown(fd_, SHUT_WR);
     }
@@ -476,7 +492,7 @@ void SocketTransport::close() {
     if (closing_) return;
     closing_ = true;
     cancel_recv();
-    if (flow_.size() == 0 && !send_inflight_) schedule_connection_lost({});
+    if (flow_.size() == 0 && !send_inflight_ && !barrier_) schedule_connection_lost({});
 }
 
 void SocketTransport::abort() { force_close({}); }
@@ -505,6 +521,35 @@ void SocketTransport::force_close(std::error_code ec) {
         io_uring_submit(core_.ring.raw());  // an error (EBUSY): the next iteration submits it
     }
     schedule_connection_lost(ec);
+    if (barrier_) barrier_->transport_aborted(ec);
+}
+
+void SocketTransport::set_write_barrier(WriteBarrier* b) {
+    assert(!barrier_ && !lost_scheduled_);
+    barrier_ = b;
+    barrier_bytes_ = flow_.size();  // what is in flight counts until its completion
+    if (barrier_bytes_ == 0 && !send_inflight_)
+        core_.post([self = shared_from_this(), b] {
+            if (self->barrier_ == b && !self->lost_scheduled_) b->writes_before_sent();
+        });
+}
+
+void SocketTransport::release_write_barrier(std::error_code ec) {
+    barrier_ = nullptr;
+    barrier_bytes_ = 0;
+    if (detached_) return;
+    if (ec) {
+        force_close(ec);
+    } else if (!lost_scheduled_) {
+        // What was written meanwhile goes now, then a close() or write_eof() made meanwhile.
+        if (flow_.size() != 0) core_.want_flush(this);
+        else if (closing_) schedule_connection_lost({});
+        else if (eof_requested_ && !shut_wr_) {
+            shut_wr_ = true;
+            ::shutdown(fd_, SHUT_WR);
+        }
+    }
+    maybe_release();
 }
 
 void SocketTransport::after_lost() {
@@ -529,6 +574,7 @@ void SocketTransport::loop_closed() {
     // cancelled, and no callback runs any more (asyncio does not call connection_lost either).
     recv_armed_ = false;
     send_inflight_ = false;
+    barrier_ = nullptr;
     flush_scheduled = false;
     rearm_scheduled = false;
     closing_ = lost_scheduled_ = lost_done_ = detached_ = true;

@@ -67,6 +67,18 @@ protected:
     ~SendObserver() = default;
 };
 
+// sendfile's side of a write barrier (src/sendfile.cpp).
+class WriteBarrier {
+public:
+    // Every byte written before the barrier went up has been sent.
+    virtual void writes_before_sent() = 0;
+    // abort() or a connection error: stop using the socket and release the barrier.
+    virtual void transport_aborted(std::error_code ec) = 0;
+
+protected:
+    ~WriteBarrier() = default;
+};
+
 class SocketTransport final : public Transport,
                               public Flushable,
                               public Rearmable,
@@ -127,6 +139,15 @@ public:
     // Null: nobody. The observer must outlive this transport or reset it.
     void set_send_observer(SendObserver* o) { send_observer_ = o; }
 
+    // sendfile: the bytes buffered now still go out, what is written from now on waits behind
+    // the barrier until release_write_barrier(); close() and write_eof() wait for it too, and
+    // the fd stays open. One barrier at a time; `b` hears (from the loop, never inside this
+    // call) when the bytes before it are sent, and must release the barrier after
+    // transport_aborted. An error passed to the release closes the transport with it.
+    void set_write_barrier(WriteBarrier* b);
+    void release_write_barrier(std::error_code ec);
+    bool has_write_barrier() const { return barrier_ != nullptr; }
+
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
 
@@ -163,7 +184,7 @@ private:
     void abort_after_failure() override;
     void after_lost() override;
     bool busy() const override {
-        return recv_armed_ || send_inflight_ || flush_scheduled || rearm_scheduled;
+        return recv_armed_ || send_inflight_ || flush_scheduled || rearm_scheduled || barrier_;
     }
     void released() override;
     bool wants_read() const {
@@ -216,6 +237,8 @@ private:
     msghdr msg_{};
     bool send_inflight_ = false;
     std::uint64_t sends_ = 0;
+    WriteBarrier* barrier_ = nullptr;
+    std::size_t barrier_bytes_ = 0;  // bytes written before the barrier, not yet sent
 
     // Closing (the rest of the state is TransportBase's).
     bool eof_requested_ = false;   // write_eof() called

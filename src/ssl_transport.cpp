@@ -530,7 +530,9 @@ void SslTransport::on_lower_lost(std::error_code ec) {
 
 void SslTransport::write(std::string_view data) {
     if (data.empty() || closing_) return;
-    if (state_ != State::wrapped || !pending_plain_.empty()) {
+    if (write_hold_) [[unlikely]] {
+        held_plain_.append(data);
+    } else if (state_ != State::wrapped || !pending_plain_.empty()) {
         pending_plain_.append(data);  // sent once the handshake (or a blocked write) is done
     } else {
         ssl_write(data);
@@ -538,6 +540,20 @@ void SslTransport::write(std::string_view data) {
     // Pending or in records below, these bytes are buffered until the socket has sent them
     // (cpython#127655: a path that buffers without this check exhausts memory).
     flow_.add(data.size());
+}
+
+void SslTransport::write_through(std::string_view data) {
+    const bool held = std::exchange(write_hold_, false);
+    write(data);
+    write_hold_ = held;
+}
+
+void SslTransport::release_writes() {
+    write_hold_ = false;
+    std::string h = std::exchange(held_plain_, {});
+    if (h.empty() || closing_) return;  // aborted: dropped (and no longer counted)
+    if (state_ != State::wrapped || !pending_plain_.empty()) pending_plain_.append(h);
+    else ssl_write(h);
 }
 
 void SslTransport::writelines(std::span<const std::string_view> chunks) {
@@ -600,6 +616,7 @@ void SslTransport::set_write_buffer_limits(std::optional<std::size_t> high,
 
 void SslTransport::close() {
     if (closing_ || detached_) return;
+    if (write_hold_) release_writes();  // a sendfile stops; what was written after it goes
     closing_ = true;
     if (state_ == State::wrapped) begin_shutdown();
     else if (state_ != State::closed) abort();

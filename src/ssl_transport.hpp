@@ -97,6 +97,15 @@ public:
     void set_write_buffer_limits(std::optional<std::size_t> high,
                                  std::optional<std::size_t> low) override;
 
+    // The plain transport below, from attach() to its connection_lost (sendfile waits on it).
+    SocketTransport* lower() const { return lower_; }
+    // sendfile's fallback: while held, write() keeps the plaintext back (in the write buffer
+    // all the same) and write_through() passes; release_writes() (or close()) sends it.
+    void hold_writes() { write_hold_ = true; }
+    bool writes_held() const { return write_hold_; }
+    void write_through(std::string_view data);
+    void release_writes();
+
     // LoopResource: the loop closed with this transport open; calls on it are ignored from now.
     void loop_closed() override;
 
@@ -135,6 +144,8 @@ private:
     SslParams params_;
     ssl_st* ssl_ = nullptr;
     SocketTransport* lower_ = nullptr;  // from attach() to the lower connection_lost
+    bool write_hold_ = false;           // sendfile: see hold_writes()
+    std::string held_plain_;
     State state_ = State::unwrapped;
     HandshakeDone on_handshake_;
     TimerHandle handshake_timer_;

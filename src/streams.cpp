@@ -9,6 +9,7 @@
 #include <system_error>
 #include <vector>
 
+#include "src/sendfile.hpp"
 #include "src/transport_handle.hpp"
 
 namespace aioring {
@@ -384,6 +385,13 @@ std::any StreamWriter::get_extra_info(std::string_view name, std::any default_va
     return default_value;
 }
 Transport* StreamWriter::transport() const { return s_->transport_; }
+
+Task<std::size_t> StreamWriter::sendfile(int fd, std::int64_t offset,
+                                         std::optional<std::int64_t> count, bool fallback) const {
+    if (!s_->transport_) throw std::runtime_error("sendfile: the transport is closing");
+    Future<std::size_t> sent = detail::start_sendfile(*s_->transport_, fd, offset, count, fallback);
+    co_return co_await sent;
+}
 
 namespace {
 Task<void> start_tls_task(std::shared_ptr<detail::StreamState> s,

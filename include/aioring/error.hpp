@@ -101,6 +101,13 @@ public:
     QueueEmpty() : std::runtime_error("queue is empty") {}
 };
 
+// asyncio's SendfileNotAvailableError: sendfile cannot send this file over this transport
+// natively and the fallback was disabled.
+class SendfileNotAvailableError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 // Thrown when the loop is misused: running a closed loop, run_forever on a running loop.
 class LoopError : public std::logic_error {
 public:

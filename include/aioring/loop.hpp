@@ -271,6 +271,23 @@ public:
     Future<ReadPipeConnection> connect_read_pipe(ProtocolFactory factory, int fd);
     Future<WritePipeConnection> connect_write_pipe(ProtocolFactory factory, int fd);
 
+    // asyncio's loop.sendfile: sends the regular file `fd` from `offset`, `count` bytes or (0
+    // or none) to its end, over a TCP, Unix stream or TLS transport, and completes with the
+    // number of bytes sent. It keeps the transport's write order: what was written before goes
+    // first, what is written while it runs goes after it. Plain sockets splice the file into
+    // the socket through a pipe (no copy to user space); TLS transports, and where the kernel
+    // refuses splice, read the file in chunks and write them (with `fallback` false: TLS throws
+    // SendfileNotAvailableError at once, a refused splice fails the future with it). The file
+    // position ends just past the bytes sent, even on error. Throws std::invalid_argument for
+    // a negative offset or count, a file that is not regular or not open for reading, and
+    // std::runtime_error for a closing or unsupported transport (pipes) or a second sendfile
+    // on the same transport. An abort or a connection error while it runs fails the future
+    // with std::system_error; close() waits for it to finish. See the README's "sendfile".
+    Future<std::size_t> sendfile(std::shared_ptr<Transport> transport, int fd,
+                                 std::int64_t offset = 0,
+                                 std::optional<std::int64_t> count = std::nullopt,
+                                 bool fallback = true);
+
     // Internals for transports.
     detail::LoopCore& core() { return *core_; }
 

@@ -216,6 +216,12 @@ public:
     Task<void> start_tls(std::shared_ptr<SslContext> sslcontext,
                          StartTlsOptions options = {}) const;
 
+    // asyncio's loop.sendfile on this writer's transport (EventLoop::sendfile): the bytes
+    // sent. What was written before goes first, what is written meanwhile after it.
+    Task<std::size_t> sendfile(int fd, std::int64_t offset = 0,
+                               std::optional<std::int64_t> count = std::nullopt,
+                               bool fallback = true) const;
+
     const std::shared_ptr<detail::StreamState>& state() const { return s_; }
 
 private:
