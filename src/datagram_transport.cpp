@@ -253,7 +253,7 @@ void DatagramSocketTransport::submit_chain() {
     // at submission keeps them in order anyway. A linked chain must not straddle an SQ flush:
     // that would split it into two chains racing each other.
     std::size_t n = std::min(count_, max_chain);
-    const std::size_t room = io_uring_sq_space_left(core_.ring.raw());
+    const std::size_t room = core_.ring.sq_space_left();
     if (room != 0) n = std::min(n, room);
     else n = 1;
     for (std::size_t i = 0; i < n; ++i) {

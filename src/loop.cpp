@@ -32,6 +32,15 @@ namespace {
 // exit (thread storage ends first), and the loop's destructor must still unlink itself.
 thread_local LoopCore* live_loops = nullptr;
 
+uring::Backend to_uring(Backend b) {
+    switch (b) {
+        case Backend::automatic: return uring::Backend::automatic;
+        case Backend::io_uring: return uring::Backend::io_uring;
+        case Backend::epoll: return uring::Backend::epoll;
+    }
+    return uring::Backend::automatic;
+}
+
 uring::SetupMode to_setup(RingMode m) {
     switch (m) {
         case RingMode::defer_taskrun: return uring::SetupMode::defer_taskrun;
@@ -168,7 +177,7 @@ private:
 
 LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
     : loop(l),
-      ring(o.sq_entries, o.cq_entries, to_setup(o.strongest_ring_mode)),
+      ring(o.sq_entries, o.cq_entries, to_setup(o.strongest_ring_mode), to_uring(o.backend)),
       buffers(ring, 0, o.buffer_count, o.buffer_size),
       stream_buffers(ring, 1, o.incremental_buffers ? o.stream_buffer_count : 0, o.stream_buffer_size,
                      uring::BufferRing::Consumption::incremental),
@@ -483,6 +492,14 @@ EventLoop::EventLoop(const LoopOptions& o) : core_(std::make_unique<detail::Loop
 EventLoop::~EventLoop() = default;
 
 bool EventLoop::incremental_buffers() const { return core_->stream_buffers.incremental(); }
+
+const char* to_string(Backend b) { return uring::to_string(detail::to_uring(b)); }
+
+Backend EventLoop::backend() const {
+    return core_->ring.backend() == uring::Backend::epoll ? Backend::epoll : Backend::io_uring;
+}
+
+std::string EventLoop::backend_fallback_reason() const { return core_->ring.fallback_reason(); }
 
 RingMode EventLoop::ring_mode() const {
     switch (core_->ring.mode()) {

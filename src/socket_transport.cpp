@@ -518,7 +518,7 @@ void SocketTransport::force_close(std::error_code ec) {
         io_uring_sqe* s = core_.ring.sqe();
         io_uring_prep_cancel(s, static_cast<uring::Op*>(&send_op_), 0);
         uring::Ring::ignore_result(s);
-        io_uring_submit(core_.ring.raw());  // an error (EBUSY): the next iteration submits it
+        core_.ring.submit();  // an error (EBUSY): the next iteration submits it
     }
     schedule_connection_lost(ec);
     if (barrier_) barrier_->transport_aborted(ec);

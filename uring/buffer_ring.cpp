@@ -39,7 +39,7 @@ BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned
     // The probe is the registration: a kernel before 6.12 rejects the flag with EINVAL (before
     // 6.4 any non-zero `pad`), one before 5.19 rejects buffer rings altogether.
     if (inc) reg.pad = abi::pbuf_ring_inc;
-    registered_ = io_uring_register_buf_ring(ring_.raw(), &reg, 0) == 0;
+    registered_ = ring_.register_buf_ring(reg);
     if (!registered_) {
         munmap(br_, ring_bytes_);
         br_ = nullptr;
@@ -50,7 +50,7 @@ BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned
     // Pages are touched only when the kernel first fills them.
     void* d = mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (d == MAP_FAILED) {
-        io_uring_unregister_buf_ring(ring_.raw(), group_);
+        ring_.unregister_buf_ring(group_);
         munmap(br_, ring_bytes_);
         throw std::bad_alloc();
     }
@@ -64,7 +64,7 @@ BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned
 }
 
 BufferRing::~BufferRing() {
-    if (registered_) io_uring_unregister_buf_ring(ring_.raw(), group_);
+    if (registered_) ring_.unregister_buf_ring(group_);
     if (base_ != nullptr) munmap(base_, data_bytes_);
     if (br_ != nullptr) munmap(br_, ring_bytes_);
 }

@@ -3,6 +3,7 @@
 // the single submit-and-wait per loop iteration and batched CQE dispatch.
 #include "uring/ring.hpp"
 
+#include "uring/epoll_backend.hpp"
 #include "uring/kernel_check.hpp"
 
 #include <sys/utsname.h>
@@ -46,7 +47,51 @@ static unsigned flags_for(SetupMode m) {
     return 0;
 }
 
-Ring::Ring(unsigned sq_entries, unsigned cq_entries, SetupMode strongest) {
+const char* to_string(Backend b) {
+    switch (b) {
+        case Backend::automatic: return "automatic";
+        case Backend::io_uring: return "io_uring";
+        case Backend::epoll: return "epoll";
+    }
+    return "?";
+}
+
+std::optional<Backend> backend_from_env() {
+    const char* v = std::getenv("AIORING_BACKEND");
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    std::string s(v);
+    if (s == "auto" || s == "automatic") return Backend::automatic;
+    if (s == "io_uring" || s == "uring") return Backend::io_uring;
+    if (s == "epoll") return Backend::epoll;
+    throw std::invalid_argument("AIORING_BACKEND must be auto, io_uring or epoll, not '" + s + "'");
+}
+
+Ring::Ring(unsigned sq_entries, unsigned cq_entries, SetupMode strongest, Backend backend) {
+    if (backend == Backend::automatic)
+        if (auto b = backend_from_env()) backend = *b;
+    (void)mode_from_env();  // a malformed AIORING_RING_MODE is an error with either backend
+    if (backend != Backend::epoll) {
+        try {
+            setup_io_uring(sq_entries, cq_entries, strongest);
+            return;
+        } catch (const std::runtime_error& e) {  // not a malformed setting (invalid_argument)
+            if (backend == Backend::io_uring) throw;
+            fallback_reason_ = e.what();
+        }
+    }
+    emu_ = std::make_unique<EpollBackend>(sq_entries);
+    mode_ = SetupMode::basic;
+    features_.ext_arg = true;
+    features_.multishot_accept = true;
+    features_.multishot_recv = true;
+    features_.cancel_fd = true;
+    if (const char* off = std::getenv("AIORING_NO_MULTISHOT"); off && *off == '1') {
+        features_.multishot_accept = false;
+        features_.multishot_recv = false;
+    }
+}
+
+void Ring::setup_io_uring(unsigned sq_entries, unsigned cq_entries, SetupMode strongest) {
     check_kernel();
     if (auto cap = mode_from_env(); cap && *cap > strongest) strongest = *cap;
     int err = 0;
@@ -71,7 +116,50 @@ Ring::Ring(unsigned sq_entries, unsigned cq_entries, SetupMode strongest) {
     throw std::system_error(-err, std::system_category(), what);
 }
 
-Ring::~Ring() { io_uring_queue_exit(&ring_); }
+Ring::~Ring() {
+    if (!emu_) io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* Ring::emulated_sqe() {
+    if (io_uring_sqe* s = emu_->sqe()) [[likely]] return s;
+    emu_->submit();  // a full SQ runs what it holds, as io_uring_submit would
+    return emu_->sqe();
+}
+
+unsigned Ring::sq_space_left() { return emu_ ? emu_->sq_space_left() : io_uring_sq_space_left(&ring_); }
+
+void Ring::submit() {
+    if (emu_) {
+        emu_->submit();
+        return;
+    }
+    io_uring_submit(&ring_);  // an error (EBUSY): the next iteration submits it
+}
+
+bool Ring::register_buf_ring(io_uring_buf_reg& reg) {
+    if (emu_) return emu_->register_buffers(reg);
+    return io_uring_register_buf_ring(&ring_, &reg, 0) == 0;
+}
+
+void Ring::unregister_buf_ring(std::uint16_t group) {
+    if (emu_) emu_->unregister_buffers(group);
+    else io_uring_unregister_buf_ring(&ring_, group);
+}
+
+unsigned Ring::dispatch_emulated() {
+    // The emulation's CQEs, delivered as dispatch() delivers the kernel's: the batch is taken
+    // before any Op runs, and what those Ops cause comes in the next batch.
+    const std::vector<Cqe>& batch = emu_->take_completions();
+    dispatching_ = true;
+    for (const Cqe& c : batch) {
+        if (!(c.flags & IORING_CQE_F_MORE)) --inflight_;
+        if (c.user_data == 0) [[unlikely]] continue;
+        reinterpret_cast<Op*>(static_cast<std::uintptr_t>(c.user_data))->complete(c.res, c.flags);
+    }
+    dispatching_ = false;
+    completions_ += batch.size();
+    return static_cast<unsigned>(batch.size());
+}
 
 void Ring::probe() {
     // Multishot accept/recv and cancel-by-fd have no opcode of their own, so the probe goes by
@@ -90,6 +178,7 @@ void Ring::probe() {
 }
 
 io_uring_sqe* Ring::sqe_slow() {
+    if (emu_) return emulated_sqe();
     for (;;) {
         int r = io_uring_submit(&ring_);
         ++enters_;
@@ -104,6 +193,10 @@ io_uring_sqe* Ring::sqe_slow() {
 
 void Ring::submit_and_wait(std::optional<std::chrono::nanoseconds> timeout) {
     ++enters_;
+    if (emu_) {
+        emu_->submit_and_wait(timeout);
+        return;
+    }
     int r;
     if (timeout && timeout->count() <= 0) {
         r = io_uring_submit_and_get_events(&ring_);
@@ -121,6 +214,7 @@ void Ring::submit_and_wait(std::optional<std::chrono::nanoseconds> timeout) {
 }
 
 unsigned Ring::dispatch() {
+    if (emu_) return dispatch_emulated();
     // CQEs are copied out and consumed before any Op runs, so an Op that submits (and so may
     // reap on a full CQ) never sees an entry twice, and ordering per Op is kept.
     struct Entry {
@@ -155,6 +249,11 @@ unsigned Ring::dispatch() {
 
 void Ring::cancel_all(std::chrono::milliseconds limit) {
     if (inflight_ == 0) return;
+    if (emu_) {  // no kernel holds the memory: every operation ends at once, undelivered
+        emu_->drop_all();
+        inflight_ = 0;
+        return;
+    }
     io_uring_sqe* s = sqe();
     io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
     ignore_result(s);

@@ -154,7 +154,15 @@ struct StartTlsOptions {
 enum class RingMode { defer_taskrun, coop_taskrun, basic };
 const char* to_string(RingMode);
 
+// Where the loop's operations run: io_uring, or an epoll readiness loop that emulates it where
+// io_uring cannot be set up (a seccomp profile refusing io_uring_setup, kernel.io_uring_disabled,
+// a kernel before 5.19). `automatic` tries io_uring first.
+enum class Backend { automatic, io_uring, epoll };
+const char* to_string(Backend);
+
 struct LoopOptions {
+    // AIORING_BACKEND=auto|io_uring|epoll decides where this is left `automatic`.
+    Backend backend = Backend::automatic;
     RingMode strongest_ring_mode = RingMode::defer_taskrun;  // AIORING_RING_MODE caps it
     unsigned sq_entries = 256;
     unsigned cq_entries = 16384;
@@ -177,7 +185,11 @@ public:
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
 
-    // The ring set-up mode the kernel granted.
+    // The backend that runs: io_uring or epoll, never automatic.
+    Backend backend() const;
+    // Why io_uring was not used: empty when it runs, or when epoll was asked for.
+    std::string backend_fallback_reason() const;
+    // The ring set-up mode the kernel granted (basic with the epoll backend).
     RingMode ring_mode() const;
     // Stream sockets receive into incrementally consumed buffers (LoopOptions::incremental_buffers
     // asked for them and the kernel granted them).

@@ -71,6 +71,9 @@ def servers(build, cert, key):
         ("aioring protocol", [echo, "--api", "protocol"], "tcp"),
         ("aioring buffered", [echo, "--api", "buffered"], "tcp"),
         ("aioring streams", [echo, "--api", "streams"], "tcp"),
+        # The same server on the epoll backend (io_uring emulated on a readiness loop).
+        ("aioring epoll protocol", [shutil.which("env") or "/usr/bin/env", "AIORING_BACKEND=epoll",
+                                    echo, "--api", "protocol"], "tcp"),
         ("raw liburing", [os.path.join(build, "tools", "raw_uring_echo")], "tcp"),
         ("asyncio protocol", py + ["--loop", "asyncio", "--api", "protocol"], "tcp"),
         ("asyncio streams", py + ["--loop", "asyncio", "--api", "streams"], "tcp"),
