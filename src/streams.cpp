@@ -49,11 +49,12 @@ public:
             else wake = false;
         }
         if (!d.empty()) {
-            // Reuse the buffer: drop what was consumed before appending.
+            // Reuse the buffer: drop what was consumed before appending, moving what is left
+            // to the front only when the append would not fit otherwise (growing copies too).
             if (pos_ == buf_.size()) {
                 buf_.clear();
                 pos_ = 0;
-            } else if (pos_ != 0 && pos_ >= buf_.size() / 2) {
+            } else if (pos_ != 0 && buf_.size() + d.size() > buf_.capacity()) {
                 buf_.erase(0, pos_);
                 pos_ = 0;
             }
@@ -215,6 +216,13 @@ std::string read_take(StreamState& s, std::size_t n) {
 
 std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n) {
     const std::size_t k = std::min(n, s.buffered());
+    if (s.pos_ == 0 && k == s.buf_.size() && k != 0) {
+        // All of the buffer: hand it over and keep the caller's memory for the next bytes.
+        out.swap(s.buf_);
+        s.buf_.clear();
+        s.consume(0);
+        return k;
+    }
     out.assign(s.buf_.data() + s.pos_, k);
     s.consume(k);
     return k;

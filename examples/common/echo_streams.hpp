@@ -18,7 +18,9 @@ inline Task<void> echo_streams_client(StreamReader reader, StreamWriter writer) 
     // holds no 64 KiB of it.
     std::string buf;
     try {
-        while (co_await reader.read_into(buf, 64 * 1024) != 0) {
+        // Up to 256 KiB at a time: usually all the reader holds, which it then hands over
+        // without copying (it never holds much more: reading pauses above twice its limit).
+        while (co_await reader.read_into(buf, 256 * 1024) != 0) {
             writer.write(buf);
             co_await writer.drain();
         }
