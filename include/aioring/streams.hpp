@@ -106,7 +106,10 @@ private:
 
 // `co_await reader.read_into(buf, n)`: read(n) into `buf` (replacing its contents, reusing its
 // memory); returns the byte count, 0 at EOF. The allocation-free form of read() for loops:
-// bytes that arrive while it waits are copied from the transport straight into `buf`.
+// bytes that arrive while it waits are copied from the transport straight into `buf`, and when
+// it takes all the reader holds, `buf` and the reader's buffer trade memory instead of copying.
+// If it raises, no byte is lost (they go back to the reader) but `buf`'s contents are
+// unspecified.
 class [[nodiscard]] ReadIntoAwaiter {
 public:
     ReadIntoAwaiter(std::shared_ptr<detail::StreamState> s, std::string& out, std::size_t n)
