@@ -70,11 +70,17 @@ void WaitList::unlink(Waiter& w) {
     w.list = nullptr;
 }
 
-bool WaitList::wake_one() {
+Waiter* WaitList::take_one() {
     Waiter* w = head_;
-    if (w == nullptr) return false;
+    if (w == nullptr) return nullptr;
     unlink(*w);
     w->woken = true;
+    return w;
+}
+
+bool WaitList::wake_one() {
+    Waiter* w = take_one();
+    if (w == nullptr) return false;
     post_resume(*w->ctx->loop, w->h);
     return true;
 }

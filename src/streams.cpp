@@ -31,23 +31,65 @@ public:
     std::size_t buffered() const { return buf_.size() - pos_; }
     std::string_view view() const { return std::string_view(buf_).substr(pos_); }
 
-    void feed_data(std::string_view d) {
+    // `from_transport`: called by StreamReaderProtocol::data_received, where the waiting reader
+    // may be resumed directly (see resume_reader).
+    void feed_data(std::string_view d, bool from_transport = false) {
         if (d.empty()) return;
         if (eof_) throw std::logic_error("feed_data after feed_eof");
-        // Reuse the buffer: drop what was consumed before appending.
-        if (pos_ == buf_.size()) {
-            buf_.clear();
-            pos_ = 0;
-        } else if (pos_ != 0 && pos_ >= buf_.size() / 2) {
-            buf_.erase(0, pos_);
-            pos_ = 0;
+        bool wake = true;
+        if (ReadTarget* t = target_; t != nullptr && buffered() == 0) {
+            // A reader waits with its own destination: copy there, not into the buffer.
+            const std::size_t room = t->append ? t->max - t->out->size() : t->max;
+            const std::size_t k = std::min(room, d.size());
+            if (t->append) t->out->append(d.data(), k);
+            else t->out->assign(d.data(), k);
+            t->got += k;
+            d.remove_prefix(k);
+            // readexactly sleeps on until its destination is full.
+            if (!t->append || t->out->size() == t->max) target_ = nullptr;
+            else wake = false;
         }
-        buf_.append(d);
-        readers_.wake_one();
+        if (!d.empty()) {
+            // Reuse the buffer: drop what was consumed before appending, moving what is left
+            // to the front only when the append would not fit otherwise (growing copies too).
+            if (pos_ == buf_.size()) {
+                buf_.clear();
+                pos_ = 0;
+            } else if (pos_ != 0 && buf_.size() + d.size() > buf_.capacity()) {
+                buf_.erase(0, pos_);
+                pos_ = 0;
+            }
+            buf_.append(d);
+        }
+        if (wake) {
+            if (from_transport && !resuming_) resume_reader();
+            else readers_.wake_one();
+        }
         if (transport_ && !read_paused_ && buffered() > 2 * limit_) {
             read_paused_ = true;
             transport_->pause_reading();
         }
+    }
+
+    // Resumes the waiting reader now, on this stack, instead of through the loop's ready queue.
+    // The rule that makes this safe: it happens only from data_received (a completion's own
+    // dispatch), never while another direct resumption of this reader runs (resuming_), and the
+    // reader's task then runs as if it were that data_received: everything it can do
+    // synchronously (write, pause or resume reading, close, abort, start_tls) is something a
+    // protocol may do inside data_received, and no transport calls back into data_received from
+    // inside such a call (resume_reading delivers what it held from the loop). So the protocol
+    // callback is never re-entered. Wake-ups from anywhere else (feed_data called by user code,
+    // EOF, errors, connection_lost) go through the ready queue as before.
+    void resume_reader() {
+        Waiter* w = readers_.take_one();
+        if (w == nullptr) return;
+        if (w->ctx->loop != loop_) {  // not this connection's loop: never resume it here
+            post_resume(*w->ctx->loop, w->h);
+            return;
+        }
+        resuming_ = true;
+        w->h.resume();  // a task's coroutine: its exceptions stay in its promise
+        resuming_ = false;
     }
     void feed_eof() {
         eof_ = true;
@@ -102,6 +144,8 @@ public:
     bool read_paused_ = false;
     std::exception_ptr error_;
     WaitList readers_;
+    ReadTarget* target_ = nullptr;  // the waiting reader's destination, if it has one
+    bool resuming_ = false;         // inside resume_reader()
 
     Transport* transport_ = nullptr;  // valid from connection_made until connection_lost
     EventLoop* loop_ = nullptr;
@@ -134,12 +178,33 @@ static void wait_new(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskC
     w.suspend(s.readers_, h, ctx);
 }
 
-void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx) {
+void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx,
+               ReadTarget* t) {
     wait_new(s, w, h, ctx);
+    if (t != nullptr && s.buffered() == 0) s.target_ = t;
 }
 
-void read_check(StreamState& s, Waiter* w) {
-    if (w && w->resumed()) throw CancelledError();  // the data stays buffered
+void read_forget(StreamState& s, ReadTarget& t) {
+    if (s.target_ == &t) s.target_ = nullptr;
+}
+
+// Bytes a read took while it waited, back to the front of the buffer: a read that raises
+// instead of returning them loses nothing.
+static void unread(StreamState& s, std::string_view bytes) {
+    if (bytes.empty()) return;
+    s.buf_.erase(0, s.pos_);
+    s.pos_ = 0;
+    s.buf_.insert(0, bytes);
+}
+
+void read_check(StreamState& s, Waiter* w, ReadTarget* t) {
+    if (t != nullptr) read_forget(s, *t);
+    const bool cancelled = w && w->resumed();
+    if (t != nullptr && t->got != 0 && (cancelled || s.error_)) {
+        unread(s, std::string_view(*t->out).substr(0, t->got));
+        t->got = 0;
+    }
+    if (cancelled) throw CancelledError();  // the data stays buffered
     s.throw_if_error();
 }
 
@@ -152,6 +217,13 @@ std::string read_take(StreamState& s, std::size_t n) {
 
 std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n) {
     const std::size_t k = std::min(n, s.buffered());
+    if (s.pos_ == 0 && k == s.buf_.size() && k != 0) {
+        // All of the buffer: hand it over and keep the caller's memory for the next bytes.
+        out.swap(s.buf_);
+        s.buf_.clear();
+        s.consume(0);
+        return k;
+    }
     out.assign(s.buf_.data() + s.pos_, k);
     s.consume(k);
     return k;
@@ -160,16 +232,25 @@ std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n) {
 namespace {
 
 // Suspends until the reader gets something new: the building block of the read loops.
+// With a target, what arrives meanwhile goes there (see ReadTarget).
 struct NewData {
-    explicit NewData(StreamState& st) : s(st) {}
+    explicit NewData(StreamState& st, ReadTarget* target = nullptr) : s(st), t(target) {}
+    NewData(const NewData&) = delete;
+    NewData& operator=(const NewData&) = delete;
+    ~NewData() {
+        if (t) read_forget(s, *t);
+    }
     StreamState& s;
+    ReadTarget* t;
     Waiter w;
     bool await_ready() const { return s.error_ || s.eof_; }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
         wait_new(s, w, h, require_context(h, "StreamReader"));
+        if (t && s.buffered() == 0) s.target_ = t;
     }
     void await_resume() {
+        if (t) read_forget(s, *t);
         if (w.ctx && w.resumed()) throw CancelledError();
     }
 };
@@ -244,19 +325,31 @@ Task<std::string> readline_task(std::shared_ptr<StreamState> s) {
     co_return line;
 }
 
+// What arrives while it waits is appended straight to the result, which wakes it only once
+// complete (or at EOF, or on an error).
 Task<std::string> readexactly_task(std::shared_ptr<StreamState> s, std::size_t n) {
     s->throw_if_error();
-    while (s->buffered() < n) {
-        if (s->eof_) {
-            std::string partial(s->view());
-            s->consume(partial.size());
-            throw IncompleteReadError(std::move(partial), n);
-        }
-        co_await NewData(*s);
-        s->throw_if_error();
+    if (s->buffered() >= n) {
+        std::string out(s->view().substr(0, n));
+        s->consume(n);
+        co_return out;
     }
-    std::string out(s->view().substr(0, n));
-    s->consume(n);
+    std::string out;
+    ReadTarget t{&out, n, true, 0};
+    try {
+        for (;;) {
+            const std::size_t k = std::min(n - out.size(), s->buffered());
+            out.append(s->view().substr(0, k));
+            s->consume(k);
+            if (out.size() == n || s->eof_) break;
+            co_await NewData(*s, &t);
+            s->throw_if_error();
+        }
+    } catch (...) {
+        unread(*s, out);  // cancelled or failed: the bytes stay readable
+        throw;
+    }
+    if (out.size() < n) throw IncompleteReadError(std::move(out), n);
     co_return out;
 }
 
@@ -462,7 +555,7 @@ void StreamReaderProtocol::connection_made(Transport& transport) {
     }
 }
 
-void StreamReaderProtocol::data_received(std::string_view data) { s_->feed_data(data); }
+void StreamReaderProtocol::data_received(std::string_view data) { s_->feed_data(data, true); }
 
 bool StreamReaderProtocol::eof_received() {
     s_->feed_eof();

@@ -11,6 +11,8 @@
 namespace testing {
 inline std::atomic<long> allocations{0};
 inline thread_local bool count_allocations = false;
+// Counts on every thread while true (for code that runs threads of its own).
+inline std::atomic<bool> count_all_threads{false};
 
 // Counts while it lives, on this thread.
 struct CountAllocations {
@@ -20,7 +22,8 @@ struct CountAllocations {
 }  // namespace testing
 
 void* operator new(std::size_t n) {
-    if (testing::count_allocations) testing::allocations.fetch_add(1, std::memory_order_relaxed);
+    if (testing::count_allocations || testing::count_all_threads.load(std::memory_order_relaxed))
+        testing::allocations.fetch_add(1, std::memory_order_relaxed);
     if (void* p = std::malloc(n ? n : 1)) return p;
     throw std::bad_alloc();
 }

@@ -215,32 +215,23 @@ void Ring::submit_and_wait(std::optional<std::chrono::nanoseconds> timeout) {
 
 unsigned Ring::dispatch() {
     if (emu_) return dispatch_emulated();
-    // CQEs are copied out and consumed before any Op runs, so an Op that submits (and so may
-    // reap on a full CQ) never sees an entry twice, and ordering per Op is kept.
-    struct Entry {
-        std::uint64_t user_data;
-        int res;
-        unsigned flags;
-    };
-    constexpr unsigned batch = 128;
-    io_uring_cqe* cqes[batch];
-    Entry entries[batch];
+    // The CQ is walked in place. Each entry is read and consumed (the head moved past it)
+    // before its Op runs, so an Op that submits, and so may reap on a full CQ, never sees an
+    // entry twice, and the kernel can post into the slot at once; order per Op is kept.
     unsigned total = 0;
     dispatching_ = true;
-    for (;;) {
-        const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, batch);
-        if (n == 0) break;
-        for (unsigned i = 0; i < n; ++i) entries[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
-        io_uring_cq_advance(&ring_, n);
-        for (unsigned i = 0; i < n; ++i) {
-            const std::uint64_t ud = entries[i].user_data;
-            if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]] continue;  // liburing's own wait timeout
-            if (!(entries[i].flags & IORING_CQE_F_MORE)) --inflight_;
-            if (ud == 0) [[unlikely]] continue;
-            reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud))->complete(entries[i].res, entries[i].flags);
-        }
-        total += n;
-        if (n < batch) break;
+    io_uring_cqe* cqe;
+    unsigned head;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+        const std::uint64_t ud = cqe->user_data;
+        const int res = cqe->res;
+        const unsigned flags = cqe->flags;
+        io_uring_cq_advance(&ring_, 1);
+        ++total;
+        if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]] continue;  // liburing's own wait timeout
+        if (!(flags & IORING_CQE_F_MORE)) --inflight_;
+        if (ud == 0) [[unlikely]] continue;
+        reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud))->complete(res, flags);
     }
     dispatching_ = false;
     completions_ += total;

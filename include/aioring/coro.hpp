@@ -68,6 +68,9 @@ public:
     bool empty() const { return head_ == nullptr; }
     // Wakes the first waiter; false if there was none.
     bool wake_one();
+    // Unlinks the first waiter and marks it woken, for a caller that resumes it itself (as a
+    // wake-up would); null if there was none.
+    Waiter* take_one();
     void wake_all();
 
 private:

@@ -26,6 +26,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace aioring {
@@ -34,11 +35,24 @@ constexpr std::size_t default_stream_limit = 64 * 1024;
 
 namespace detail {
 class StreamState;
+
+// Where a waiting read(), read_into() or readexactly() wants its bytes: the data that arrives
+// while it waits is copied straight there, not through the reader's buffer.
+struct ReadTarget {
+    std::string* out = nullptr;
+    std::size_t max = 0;   // out may grow to this size
+    bool append = false;   // readexactly: add to out; read and read_into: replace it
+    std::size_t got = 0;   // bytes placed in out while waiting
+};
+
 bool read_ready(const StreamState& s);
-void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx);
+void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx,
+               ReadTarget* t);
+// A read's awaiter destroyed while it waits (its task's frame went away): forget its target.
+void read_forget(StreamState& s, ReadTarget& t);
 // After a wait, or at once: throws CancelledError (if the task was cancelled) or the error the
-// transport reported.
-void read_check(StreamState& s, Waiter* w);
+// transport reported; bytes that went to `t` meanwhile are put back into the reader's buffer.
+void read_check(StreamState& s, Waiter* w, ReadTarget* t);
 std::string read_take(StreamState& s, std::size_t n);
 std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n);
 Task<std::string> read_all(std::shared_ptr<StreamState> s);
@@ -54,6 +68,11 @@ void writer_check(StreamState& s, WriterWait kind, Waiter* w);
 class [[nodiscard]] ReadAwaiter {
 public:
     ReadAwaiter(std::shared_ptr<detail::StreamState> s, std::ptrdiff_t n) : s_(std::move(s)), n_(n) {}
+    ReadAwaiter(ReadAwaiter&&) = default;  // before it suspends
+    ReadAwaiter& operator=(ReadAwaiter&&) = delete;
+    ~ReadAwaiter() {
+        if (waiting_) detail::read_forget(*s_, t_);
+    }
     bool await_ready() const { return n_ >= 0 && (n_ == 0 || detail::read_ready(*s_)); }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
@@ -61,14 +80,17 @@ public:
             all_ = detail::read_all(s_);
             return typename Task<std::string>::Awaiter{all_.handle()}.await_suspend(h);
         }
-        waited_ = true;
-        detail::read_wait(*s_, w_, h, detail::require_context(h, "StreamReader::read()"));
+        t_ = {&result_, static_cast<std::size_t>(n_), false, 0};
+        detail::read_wait(*s_, w_, h, detail::require_context(h, "StreamReader::read()"), &t_);
+        waiting_ = true;
         return std::noop_coroutine();
     }
     std::string await_resume() {
         if (all_.valid()) return typename Task<std::string>::Awaiter{all_.handle()}.await_resume();
-        detail::read_check(*s_, waited_ ? &w_ : nullptr);
+        const bool waited = std::exchange(waiting_, false);
+        detail::read_check(*s_, waited ? &w_ : nullptr, waited ? &t_ : nullptr);
         if (n_ == 0) return {};
+        if (t_.got != 0) return std::move(result_);
         return detail::read_take(*s_, static_cast<std::size_t>(n_));
     }
 
@@ -76,24 +98,38 @@ private:
     std::shared_ptr<detail::StreamState> s_;
     std::ptrdiff_t n_;
     detail::Waiter w_;
-    bool waited_ = false;
+    detail::ReadTarget t_;
+    bool waiting_ = false;
+    std::string result_;
     Task<std::string> all_;
 };
 
 // `co_await reader.read_into(buf, n)`: read(n) into `buf` (replacing its contents, reusing its
-// memory); returns the byte count, 0 at EOF. The allocation-free form of read() for loops.
+// memory); returns the byte count, 0 at EOF. The allocation-free form of read() for loops:
+// bytes that arrive while it waits are copied from the transport straight into `buf`, and when
+// it takes all the reader holds, `buf` and the reader's buffer trade memory instead of copying.
+// If it raises, no byte is lost (they go back to the reader) but `buf`'s contents are
+// unspecified.
 class [[nodiscard]] ReadIntoAwaiter {
 public:
     ReadIntoAwaiter(std::shared_ptr<detail::StreamState> s, std::string& out, std::size_t n)
         : s_(std::move(s)), out_(&out), n_(n) {}
+    ReadIntoAwaiter(const ReadIntoAwaiter&) = default;  // before it suspends
+    ReadIntoAwaiter& operator=(const ReadIntoAwaiter&) = delete;
+    ~ReadIntoAwaiter() {
+        if (waiting_) detail::read_forget(*s_, t_);
+    }
     bool await_ready() const { return n_ == 0 || detail::read_ready(*s_); }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
-        waited_ = true;
-        detail::read_wait(*s_, w_, h, detail::require_context(h, "StreamReader::read_into()"));
+        t_ = {out_, n_, false, 0};
+        detail::read_wait(*s_, w_, h, detail::require_context(h, "StreamReader::read_into()"), &t_);
+        waiting_ = true;
     }
     std::size_t await_resume() {
-        detail::read_check(*s_, waited_ ? &w_ : nullptr);
+        const bool waited = std::exchange(waiting_, false);
+        detail::read_check(*s_, waited ? &w_ : nullptr, waited ? &t_ : nullptr);
+        if (t_.got != 0) return t_.got;
         return detail::read_take_into(*s_, *out_, n_);
     }
 
@@ -102,7 +138,8 @@ private:
     std::string* out_;
     std::size_t n_;
     detail::Waiter w_;
-    bool waited_ = false;
+    detail::ReadTarget t_;
+    bool waiting_ = false;
 };
 
 // `co_await writer.drain()` / `co_await writer.wait_closed()`.
