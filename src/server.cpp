@@ -36,6 +36,18 @@ class ServerImpl final : public Server,
 public:
     ServerImpl(LoopCore& core, ProtocolFactory factory)
         : LoopResource(core), core_(core), factory_(std::move(factory)) {}
+    // Only a server that never served can go without close() and the loop still open.
+    ~ServerImpl() override {
+        if (!detached_ && core_.debug()) [[unlikely]]
+            if (std::string m = unclosed(); !m.empty()) core_.log(LogLevel::warning, m);
+    }
+
+    std::string unclosed() const override {
+        if (closed_) return {};
+        std::string where;
+        for (auto& l : listeners_) where += (where.empty() ? "" : ", ") + l->address.to_string();
+        return fmt::format("unclosed server (listening on {})", where);
+    }
 
     // The loop closed first: its accepts were cancelled, so the fds can go, and so can the
     // loop's reference. Waiters are left pending (the loop cannot run them any more).
@@ -279,6 +291,14 @@ Task<std::shared_ptr<Server>> server_task(EventLoop& loop, ProtocolFactory facto
                                           ServerOptions options) {
     if (options.ssl) factory = ssl_server_factory(loop.core(), std::move(factory), options);
     auto server = std::make_shared<ServerImpl>(loop.core(), std::move(factory));
+    // A server that fails to start is closed, not left for the debug mode to report.
+    struct CloseUnlessStarted {
+        ServerImpl* s;
+        bool started = false;
+        ~CloseUnlessStarted() {
+            if (!started) s->close();
+        }
+    } guard{server.get()};
     if (hosts.empty()) hosts.push_back("");
     for (const std::string& host : hosts) {
         auto infos = co_await resolve(loop, host, port, options.family, SOCK_STREAM,
@@ -292,6 +312,7 @@ Task<std::shared_ptr<Server>> server_task(EventLoop& loop, ProtocolFactory facto
         throw std::system_error(std::make_error_code(std::errc::address_not_available),
                                 "no address to listen on");
     if (options.start_serving) server->start_serving();
+    guard.started = true;
     co_return server;
 }
 

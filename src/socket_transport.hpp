@@ -227,7 +227,7 @@ private:
     bool lost_scheduled_ = false;
     bool lost_done_ = false;
     bool fd_closed_ = false;
-    bool warned_write_after_close_ = false;
+    std::uint32_t ignored_writes_ = 0;  // write() calls dropped while closing
     Callback lost_hook_;
     bool detached_ = false;  // the loop closed first
 };

@@ -143,7 +143,9 @@ unsigned Ring::dispatch() {
             if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]] continue;  // liburing's own wait timeout
             if (!(entries[i].flags & IORING_CQE_F_MORE)) --inflight_;
             if (ud == 0) [[unlikely]] continue;
-            reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud))->complete(entries[i].res, entries[i].flags);
+            Op* op = reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud));
+            if (runner_) [[unlikely]] runner_->run(*op, entries[i].res, entries[i].flags);
+            else op->complete(entries[i].res, entries[i].flags);
         }
         total += n;
         if (n < batch) break;

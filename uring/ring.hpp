@@ -27,6 +27,15 @@ struct Features {
     bool cancel_fd = false;         // IORING_ASYNC_CANCEL_FD|ALL (5.19)
 };
 
+// Runs one completion in place of a plain Op::complete call (the loop's debug mode times it).
+class CompletionRunner {
+public:
+    virtual void run(Op& op, int res, unsigned flags) = 0;
+
+protected:
+    ~CompletionRunner() = default;
+};
+
 class Ring {
 public:
     // `strongest` is the best mode to try; the environment may cap it further.
@@ -54,6 +63,8 @@ public:
     void submit_and_wait(std::optional<std::chrono::nanoseconds> timeout);
     // Runs Op::complete for every CQE ready now; returns how many.
     unsigned dispatch();
+    // While set (not null), every completion goes through it.
+    void set_runner(CompletionRunner* r) { runner_ = r; }
 
     std::uint64_t completions() const { return completions_; }
     std::uint64_t enters() const { return enters_; }
@@ -75,6 +86,7 @@ private:
     std::uint64_t enters_ = 0;
     std::uint64_t inflight_ = 0;
     bool dispatching_ = false;
+    CompletionRunner* runner_ = nullptr;
 };
 
 }  // namespace aioring::uring

@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace aioring {
@@ -42,6 +43,13 @@ struct ExceptionContext {
     const BaseProtocol* protocol = nullptr;    // its protocol, when a protocol callback threw
 };
 using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
+// How much a message of the loop's log matters (Python's logging levels).
+enum class LogLevel { debug, info, warning, error };
+const char* to_string(LogLevel);
+// Receives every message the loop logs (the default exception handler's lines, debug-mode
+// reports, warnings); runs on the loop's thread.
+using LogHandler = std::function<void(LogLevel, std::string_view message)>;
 
 // A scheduled callback; cancel() before it runs and it never runs.
 class Handle {
@@ -155,6 +163,8 @@ enum class RingMode { defer_taskrun, coop_taskrun, basic };
 const char* to_string(RingMode);
 
 struct LoopOptions {
+    // Not an aggregate: `LoopOptions{}` in co_await is safe with GCC 12 (README).
+    LoopOptions() = default;
     RingMode strongest_ring_mode = RingMode::defer_taskrun;  // AIORING_RING_MODE caps it
     unsigned sq_entries = 256;
     unsigned cq_entries = 16384;
@@ -167,6 +177,12 @@ struct LoopOptions {
     bool incremental_buffers = true;
     unsigned stream_buffer_count = 64;
     unsigned stream_buffer_size = 256 * 1024;
+    // asyncio's debug mode (README, "Debug mode"): slow callbacks, transports and servers left
+    // open, tasks destroyed while pending are logged. AIORING_DEBUG (non-empty, not "0") turns
+    // it on for every loop too.
+    bool debug = false;
+    // In debug mode, a callback or completion that runs at least this long is logged (seconds).
+    double slow_callback_duration = 0.1;
 };
 
 class EventLoop {
@@ -212,8 +228,21 @@ public:
     void set_exception_handler(ExceptionHandler handler);  // empty: back to the default
     const ExceptionHandler& get_exception_handler() const;
     void call_exception_handler(const ExceptionContext& context);
-    // Prints the context on stderr.
+    // Logs the context at LogLevel::error: the message, the exception's what(), and the
+    // transport's peer address when there is one.
     void default_exception_handler(const ExceptionContext& context);
+
+    // Replaces where the loop's messages go; empty: back to the default, one line on stderr
+    // ("aioring: message", with the level before the message unless it is an error).
+    void set_log_handler(LogHandler handler);
+    void log(LogLevel level, std::string_view message);
+
+    // asyncio's debug mode (LoopOptions::debug); may be changed at any time.
+    bool get_debug() const;
+    void set_debug(bool enabled);
+    // Seconds; negative or NaN throws std::invalid_argument.
+    double slow_callback_duration() const;
+    void set_slow_callback_duration(double seconds);
 
     // The handler runs on the loop (through a signalfd on the ring). Replaces an earlier one.
     void add_signal_handler(int sig, Callback handler);
