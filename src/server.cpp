@@ -59,6 +59,7 @@ public:
             l->armed = false;
             l->maybe_close();
         }
+        clients_ = nullptr;  // the transports are let go of in their own loop_closed()
         auto self = std::move(self_);  // may free this server on return
     }
 
@@ -82,6 +83,12 @@ public:
             l->maybe_close();
         }
         maybe_finish();
+    }
+    void close_clients() override {
+        for_each_client([](Transport& t) { t.close(); });
+    }
+    void abort_clients() override {
+        for_each_client([](Transport& t) { t.abort(); });
     }
     // As asyncio 3.12: done once the server is closed and every connection it accepted has
     // been lost.
@@ -226,8 +233,9 @@ private:
             protocol = factory_();
             auto t = make_socket_transport(core_, fd, std::move(protocol));
             ++active_;
-            t->set_lost_hook([w = weak_from_this()] {
-                if (auto s = w.lock()) s->connection_finished();
+            link(t.get());
+            t->set_lost_hook([w = weak_from_this(), tp = t.get()] {
+                if (auto s = w.lock()) s->connection_finished(tp);
             });
         } catch (...) {
             ::close(fd);
@@ -239,9 +247,36 @@ private:
         for (auto& l : listeners_) n += !l->fd_closed;
         return n;
     }
-    void connection_finished() {
+    void connection_finished(SocketTransport* t) {
+        unlink(t);
         --active_;
         maybe_finish();
+    }
+    // The live connections, newest first, linked through the transports themselves.
+    void link(SocketTransport* t) {
+        t->server_prev = nullptr;
+        t->server_next = clients_;
+        if (clients_) clients_->server_prev = t;
+        clients_ = t;
+    }
+    void unlink(SocketTransport* t) {
+        if (t->server_prev) t->server_prev->server_next = t->server_next;
+        else clients_ = t->server_next;
+        if (t->server_next) t->server_next->server_prev = t->server_prev;
+        t->server_prev = t->server_next = nullptr;
+    }
+    template <class F>
+    void for_each_client(F f) {
+        if (detached_) return;
+        for (SocketTransport* t = clients_; t != nullptr;) {
+            SocketTransport* next = t->server_next;  // f may end t's connection
+            // A TLS connection is closed at the TLS level (close_notify, then the socket).
+            Transport* target = t;
+            if (auto* p = dynamic_cast<SslLowerProtocol*>(t->get_protocol()); p && p->tls())
+                target = p->tls().get();
+            f(*target);
+            t = next;
+        }
     }
     void maybe_finish() {
         if (!closed_ || open_listeners() != 0) return;
@@ -260,6 +295,7 @@ private:
     std::vector<Future<void>> forever_;
     std::shared_ptr<ServerImpl> self_;  // while listening ops may complete
     std::size_t active_ = 0;            // accepted connections not yet lost
+    SocketTransport* clients_ = nullptr;  // those connections (intrusive list)
     double next_accept_report_ = -std::numeric_limits<double>::infinity();  // errors before: counted
     std::size_t unreported_accept_errors_ = 0;
     bool detached_ = false;             // the loop closed first

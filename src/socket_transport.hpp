@@ -125,6 +125,11 @@ public:
     // Null: nobody. The observer must outlive this transport or reset it.
     void set_send_observer(SendObserver* o) { send_observer_ = o; }
 
+    // The server that accepted this connection lists its live ones through these (close_clients),
+    // with no allocation per connection.
+    SocketTransport* server_prev = nullptr;
+    SocketTransport* server_next = nullptr;
+
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
 
