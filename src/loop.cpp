@@ -3,6 +3,7 @@
 // waited for in the ring's single submit-and-wait per iteration.
 #include <aioring/loop.hpp>
 
+#include <cxxabi.h>
 #include <fmt/core.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,7 +15,9 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <system_error>
@@ -50,6 +53,90 @@ uring::SetupMode to_setup(RingMode m) {
     return uring::SetupMode::basic;
 }
 }  // namespace
+
+// "aioring::detail::SocketTransport" rather than the mangled name.
+std::string type_name(const std::type_info& t) {
+    int status = 0;
+    char* d = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
+    std::string out = status == 0 && d ? d : t.name();
+    std::free(d);
+    return out;
+}
+
+namespace {
+bool debug_from_env() {
+    const char* v = std::getenv("AIORING_DEBUG");
+    return v != nullptr && *v != '\0' && std::string_view(v) != "0";
+}
+
+std::string peer_of(const BaseTransport& t) {
+    try {
+        if (auto peer = t.extra<SocketAddress>("peername")) return peer->to_string();
+    } catch (...) {
+    }
+    return {};
+}
+}  // namespace
+
+// Debug mode: each completion the ring dispatches is timed (as asyncio times each handle).
+class LoopCore::SlowCallbackTimer final : public uring::CompletionRunner {
+public:
+    explicit SlowCallbackTimer(LoopCore& core) : core_(core) {}
+    void run(uring::Op& op, int res, unsigned flags) override {
+        const std::type_info& type = typeid(op);  // before: complete() may free the op
+        const auto start = std::chrono::steady_clock::now();
+        op.complete(res, flags);
+        core_.check_slow(start, "completion of", type);
+    }
+
+private:
+    LoopCore& core_;
+};
+
+void LoopCore::check_slow(std::chrono::steady_clock::time_point start, const char* kind,
+                          const std::type_info& type) {
+    const double dt =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (dt >= slow_callback_duration)
+        log(LogLevel::warning, fmt::format("Executing {} {} took {:.3f} seconds", kind,
+                                           type_name(type), dt));
+}
+
+void LoopCore::set_debug(bool on) {
+    debug_ = on;
+    if (on && !slow_timer_) slow_timer_ = std::make_unique<SlowCallbackTimer>(*this);
+    ring.set_runner(on ? slow_timer_.get() : nullptr);
+}
+
+void LoopCore::log(LogLevel level, std::string_view message) {
+    if (log_handler) {
+        try {
+            log_handler(level, message);
+            return;
+        } catch (...) {
+            // A failing handler must not lose the message: it goes to stderr below.
+        }
+    }
+    if (level == LogLevel::error)
+        fmt::print(stderr, "aioring: {}\n", message);
+    else
+        fmt::print(stderr, "aioring: {}: {}\n", to_string(level), message);
+}
+
+void LoopCore::log_ignored_writes() {
+    log(LogLevel::warning,
+        fmt::format("write() on a closing transport is ignored ({} writes so far; not reported "
+                    "again for this transport)",
+                    ignored_writes_logged_at));
+}
+
+std::string LoopResource::unclosed() const {
+    auto* t = dynamic_cast<const BaseTransport*>(this);
+    if (t == nullptr || t->is_closing()) return {};
+    std::string line = fmt::format("unclosed transport {}", type_name(typeid(*t)));
+    if (std::string peer = peer_of(*t); !peer.empty()) line += fmt::format(" (peer {})", peer);
+    return line;
+}
 
 bool is_live_loop(const EventLoop* loop) {
     for (LoopCore* c = live_loops; c; c = c->next_live)
@@ -183,6 +270,10 @@ LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
                      uring::BufferRing::Consumption::incremental),
       owner_(std::this_thread::get_id()) {
     wakeup_ = std::make_unique<Wakeup>(*this);
+    if (!(o.slow_callback_duration >= 0))
+        throw std::invalid_argument("slow_callback_duration must be >= 0");
+    slow_callback_duration = o.slow_callback_duration;
+    if (o.debug || debug_from_env()) set_debug(true);
     next_live = live_loops;
     live_loops = this;
 }
@@ -263,11 +354,17 @@ void LoopCore::close() {
         r->core_ = nullptr;
         r->next_ = nullptr;
         auto owned = std::move(r->owned_);  // the loop's reference, dropped once r is done
+        if (debug_) [[unlikely]]
+            if (std::string m = r->unclosed(); !m.empty()) log(LogLevel::warning, m);
         r->loop_closed();
     }
     free_released();
-    // Pending root tasks are destroyed (asyncio: "Task was destroyed but it is pending").
-    for (auto h : std::exchange(roots, {})) h.destroy();
+    // Pending root tasks are destroyed (asyncio reports "Task was destroyed but it is pending!"
+    // always; here in debug mode).
+    for (auto h : std::exchange(roots, {})) {
+        if (debug_) [[unlikely]] log(LogLevel::error, "Task was destroyed but it is pending!");
+        h.destroy();
+    }
     drop_queues();
     signals.reset();
 }
@@ -438,6 +535,7 @@ void LoopCore::fire_timers() {
 }
 
 void LoopCore::run_ready() {
+    if (debug_) [[unlikely]] return run_ready_timed();
     running_items_.swap(ready_);
     for (Item& it : running_items_) {
         Callback& cb = it.handle ? (it.cb ? it.cb : it.handle->cb) : it.cb;
@@ -447,6 +545,26 @@ void LoopCore::run_ready() {
         } catch (...) {
             report(*this, std::current_exception(), "Exception in callback");
         }
+        if (it.handle) it.handle->cb.reset();
+    }
+    running_items_.clear();
+}
+
+void LoopCore::run_ready_timed() {
+    running_items_.swap(ready_);
+    for (Item& it : running_items_) {
+        Callback& cb = it.handle ? (it.cb ? it.cb : it.handle->cb) : it.cb;
+        if (it.handle && it.handle->cancelled) continue;
+        // call_soon's handle, a timer, or the loop's own scheduling (post).
+        const char* kind = it.handle ? (it.cb ? "callback" : "timer") : "internal callback";
+        const std::type_info& type = cb.target_type();
+        const auto start = std::chrono::steady_clock::now();
+        try {
+            cb();
+        } catch (...) {
+            report(*this, std::current_exception(), "Exception in callback");
+        }
+        check_slow(start, kind, type);
         if (it.handle) it.handle->cb.reset();
     }
     running_items_.clear();
@@ -467,6 +585,16 @@ void schedule_root(EventLoop& loop, std::coroutine_handle<> h) {
 }
 
 }  // namespace detail
+
+const char* to_string(LogLevel l) {
+    switch (l) {
+        case LogLevel::debug: return "debug";
+        case LogLevel::info: return "info";
+        case LogLevel::warning: return "warning";
+        case LogLevel::error: return "error";
+    }
+    return "?";
+}
 
 const char* to_string(RingMode m) {
     switch (m) {
@@ -539,7 +667,21 @@ void EventLoop::default_exception_handler(const ExceptionContext& c) {
             line += ": unknown exception";
         }
     }
-    std::fprintf(stderr, "aioring: %s\n", line.c_str());
+    // asyncio's default handler names the transport; its peer is what tells connections apart.
+    if (c.transport)
+        if (std::string peer = detail::peer_of(*c.transport); !peer.empty())
+            line += fmt::format(" (peer {})", peer);
+    core_->log(LogLevel::error, line);
+}
+
+void EventLoop::set_log_handler(LogHandler h) { core_->log_handler = std::move(h); }
+void EventLoop::log(LogLevel level, std::string_view message) { core_->log(level, message); }
+bool EventLoop::get_debug() const { return core_->debug(); }
+void EventLoop::set_debug(bool on) { core_->set_debug(on); }
+double EventLoop::slow_callback_duration() const { return core_->slow_callback_duration; }
+void EventLoop::set_slow_callback_duration(double s) {
+    if (!(s >= 0)) throw std::invalid_argument("slow_callback_duration must be >= 0");
+    core_->slow_callback_duration = s;
 }
 
 void EventLoop::add_signal_handler(int sig, Callback handler) {

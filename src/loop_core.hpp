@@ -10,7 +10,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <typeinfo>
 #include <vector>
 
 #include "uring/buffer_ring.hpp"
@@ -62,6 +65,9 @@ class LoopCore;
 class LoopResource {
 public:
     virtual void loop_closed() = 0;
+    // Debug mode: what to report when the loop closes with this resource never closed (empty:
+    // nothing). The default names a transport that is not closing, with its peer address.
+    virtual std::string unclosed() const;
     LoopResource(const LoopResource&) = delete;
     LoopResource& operator=(const LoopResource&) = delete;
 
@@ -142,6 +148,21 @@ public:
     ExceptionHandler exception_handler;
     void call_exception_handler(const ExceptionContext& ctx);
 
+    LogHandler log_handler;  // empty: one line on stderr
+    void log(LogLevel level, std::string_view message);
+
+    // asyncio's debug mode: slow callbacks and completions timed, leaks reported at close.
+    bool debug() const { return debug_; }
+    void set_debug(bool on);
+    double slow_callback_duration = 0.1;
+
+    // write() on a closing transport is dropped; as asyncio, the 5th such write of a transport
+    // logs a warning (asyncio then logs every later one; once per transport here), in every build.
+    static constexpr std::uint32_t ignored_writes_logged_at = 5;
+    void ignored_write(std::uint32_t& count) {
+        if (++count == ignored_writes_logged_at) [[unlikely]] log_ignored_writes();
+    }
+
     std::vector<std::coroutine_handle<>> roots;  // pending root tasks, freed at close
     LoopCore* next_live = nullptr;  // this thread's live loops: a list that needs no destructor
 
@@ -166,7 +187,14 @@ private:
         }
     };
     [[noreturn]] void wrong_thread() const;
+    void log_ignored_writes();
     void run_ready();
+    void run_ready_timed();
+    void check_slow(std::chrono::steady_clock::time_point start, const char* kind,
+                    const std::type_info& type);
+    class SlowCallbackTimer;
+    std::unique_ptr<SlowCallbackTimer> slow_timer_;  // the ring's runner while debug_ is on
+    bool debug_ = false;
     void fire_timers();
     void drain_threadsafe();
 

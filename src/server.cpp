@@ -36,6 +36,18 @@ class ServerImpl final : public Server,
 public:
     ServerImpl(LoopCore& core, ProtocolFactory factory)
         : LoopResource(core), core_(core), factory_(std::move(factory)) {}
+    // Only a server that never served can go without close() and the loop still open.
+    ~ServerImpl() override {
+        if (!detached_ && core_.debug()) [[unlikely]]
+            if (std::string m = unclosed(); !m.empty()) core_.log(LogLevel::warning, m);
+    }
+
+    std::string unclosed() const override {
+        if (closed_) return {};
+        std::string where;
+        for (auto& l : listeners_) where += (where.empty() ? "" : ", ") + l->address.to_string();
+        return fmt::format("unclosed server (listening on {})", where);
+    }
 
     // The loop closed first: its accepts were cancelled, so the fds can go, and so can the
     // loop's reference. Waiters are left pending (the loop cannot run them any more).
@@ -47,6 +59,7 @@ public:
             l->armed = false;
             l->maybe_close();
         }
+        clients_ = nullptr;  // the transports are let go of in their own loop_closed()
         auto self = std::move(self_);  // may free this server on return
     }
 
@@ -70,6 +83,12 @@ public:
             l->maybe_close();
         }
         maybe_finish();
+    }
+    void close_clients() override {
+        for_each_client([](Transport& t) { t.close(); });
+    }
+    void abort_clients() override {
+        for_each_client([](Transport& t) { t.abort(); });
     }
     // As asyncio 3.12: done once the server is closed and every connection it accepted has
     // been lost.
@@ -214,8 +233,9 @@ private:
             protocol = factory_();
             auto t = make_socket_transport(core_, fd, std::move(protocol));
             ++active_;
-            t->set_lost_hook([w = weak_from_this()] {
-                if (auto s = w.lock()) s->connection_finished();
+            link(t.get());
+            t->set_lost_hook([w = weak_from_this(), tp = t.get()] {
+                if (auto s = w.lock()) s->connection_finished(tp);
             });
         } catch (...) {
             ::close(fd);
@@ -227,9 +247,36 @@ private:
         for (auto& l : listeners_) n += !l->fd_closed;
         return n;
     }
-    void connection_finished() {
+    void connection_finished(SocketTransport* t) {
+        unlink(t);
         --active_;
         maybe_finish();
+    }
+    // The live connections, newest first, linked through the transports themselves.
+    void link(SocketTransport* t) {
+        t->server_prev = nullptr;
+        t->server_next = clients_;
+        if (clients_) clients_->server_prev = t;
+        clients_ = t;
+    }
+    void unlink(SocketTransport* t) {
+        if (t->server_prev) t->server_prev->server_next = t->server_next;
+        else clients_ = t->server_next;
+        if (t->server_next) t->server_next->server_prev = t->server_prev;
+        t->server_prev = t->server_next = nullptr;
+    }
+    template <class F>
+    void for_each_client(F f) {
+        if (detached_) return;
+        for (SocketTransport* t = clients_; t != nullptr;) {
+            SocketTransport* next = t->server_next;  // f may end t's connection
+            // A TLS connection is closed at the TLS level (close_notify, then the socket).
+            Transport* target = t;
+            if (auto* p = dynamic_cast<SslLowerProtocol*>(t->get_protocol()); p && p->tls())
+                target = p->tls().get();
+            f(*target);
+            t = next;
+        }
     }
     void maybe_finish() {
         if (!closed_ || open_listeners() != 0) return;
@@ -248,6 +295,7 @@ private:
     std::vector<Future<void>> forever_;
     std::shared_ptr<ServerImpl> self_;  // while listening ops may complete
     std::size_t active_ = 0;            // accepted connections not yet lost
+    SocketTransport* clients_ = nullptr;  // those connections (intrusive list)
     double next_accept_report_ = -std::numeric_limits<double>::infinity();  // errors before: counted
     std::size_t unreported_accept_errors_ = 0;
     bool detached_ = false;             // the loop closed first
@@ -279,6 +327,14 @@ Task<std::shared_ptr<Server>> server_task(EventLoop& loop, ProtocolFactory facto
                                           ServerOptions options) {
     if (options.ssl) factory = ssl_server_factory(loop.core(), std::move(factory), options);
     auto server = std::make_shared<ServerImpl>(loop.core(), std::move(factory));
+    // A server that fails to start is closed, not left for the debug mode to report.
+    struct CloseUnlessStarted {
+        ServerImpl* s;
+        bool started = false;
+        ~CloseUnlessStarted() {
+            if (!started) s->close();
+        }
+    } guard{server.get()};
     if (hosts.empty()) hosts.push_back("");
     for (const std::string& host : hosts) {
         auto infos = co_await resolve(loop, host, port, options.family, SOCK_STREAM,
@@ -292,6 +348,7 @@ Task<std::shared_ptr<Server>> server_task(EventLoop& loop, ProtocolFactory facto
         throw std::system_error(std::make_error_code(std::errc::address_not_available),
                                 "no address to listen on");
     if (options.start_serving) server->start_serving();
+    guard.started = true;
     co_return server;
 }
 

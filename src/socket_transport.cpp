@@ -352,12 +352,7 @@ void SocketTransport::write(std::string_view data) {
     if (eof_requested_) throw std::logic_error("Cannot call write() after write_eof()");
     if (data.empty()) return;
     if (closing_) [[unlikely]] {
-#ifndef NDEBUG
-        if (!warned_write_after_close_) {
-            warned_write_after_close_ = true;
-            std::fprintf(stderr, "aioring: write() on a closing transport is ignored\n");
-        }
-#endif
+        core_.ignored_write(ignored_writes_);
         return;
     }
     append(data);

@@ -147,6 +147,10 @@ public:
     void set_write_barrier(WriteBarrier* b);
     void release_write_barrier(std::error_code ec);
     bool has_write_barrier() const { return barrier_ != nullptr; }
+    // The server that accepted this connection lists its live ones through these (close_clients),
+    // with no allocation per connection.
+    SocketTransport* server_prev = nullptr;
+    SocketTransport* server_next = nullptr;
 
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
@@ -244,7 +248,7 @@ private:
     bool eof_requested_ = false;   // write_eof() called
     bool shut_wr_ = false;
     bool fd_closed_ = false;
-    bool warned_write_after_close_ = false;
+    std::uint32_t ignored_writes_ = 0;  // write() calls dropped while closing
     Callback lost_hook_;
 };
 

@@ -603,6 +603,8 @@ public:
         for (auto& t : handlers_->tasks)
             if (!t->done()) t->cancel();
     }
+    void close_clients() override { inner_->close_clients(); }
+    void abort_clients() override { inner_->abort_clients(); }
     Future<void> wait_closed() override { return inner_->wait_closed(); }
     bool is_serving() const override { return inner_->is_serving(); }
     void start_serving() override { inner_->start_serving(); }

@@ -350,4 +350,39 @@ TEST_CASE("echo_server --threads 4 under aioring-load --threads 2: every byte ve
         CHECK(server.err.empty());  // no sanitizer report, no exception
     }
 }
+
+TEST_CASE("every program reports a kernel that is too old in one line and exits 1") {
+    // AIORING_PRETEND_KERNEL (uring/kernel_check.cpp) makes the loop's set-up refuse the kernel.
+    struct Pretend {
+        Pretend() { ::setenv("AIORING_PRETEND_KERNEL", "5.10", 1); }
+        ~Pretend() { ::unsetenv("AIORING_PRETEND_KERNEL"); }
+    } pretend;
+    const std::vector<std::vector<std::string>> commands = {
+        {example("tcp_echo_server"), "--port", "0"},
+        {example("tcp_echo_client"), "--port", "9"},
+        {example("udp_echo_server"), "--port", "0"},
+        {example("udp_echo_client"), "--port", "9"},
+        {example("socketpair_protocol")},
+        {example("stream_echo_server"), "--port", "0"},
+        {example("stream_echo_client"), "--port", "9"},
+        {example("echo_server"), "--port", "0"},
+        {example("echo_server"), "--port", "0", "--threads", "3"},
+        {example("tls_echo_server"), "--port", "0", "--cert", certs().cert, "--key", certs().key},
+        {example("tls_echo_client"), "--port", "9"},
+        {example("subprocess_pipe"), "true"},
+        {example("chat_server"), "--port", "0"},
+        {example("http_server"), "--port", "0"},
+        {std::string(AIORING_TOOLS_DIR) + "/aioring-load", "--port", "9", "--duration", "1"},
+    };
+    for (const auto& argv : commands) {
+        CAPTURE(argv[0]);
+        CAPTURE(argv.size());
+        testing::Process p(argv);
+        CHECK(p.wait() == 1);
+        CAPTURE(p.err);
+        CHECK(count_lines(p.err) == 1);
+        CHECK(p.err.find("aioring needs Linux 5.19 or later") != std::string::npos);
+        CHECK(p.out.empty());
+    }
+}
 }

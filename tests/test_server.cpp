@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Servers: create_server on IPv4, IPv6 and every interface, the Server object's lifecycle
-// (start_serving, is_serving, close, wait_closed, serve_forever) and fd exhaustion on accept.
+// (start_serving, is_serving, close, wait_closed, serve_forever), fd exhaustion on accept, and
+// close_clients/abort_clients.
 #include "support.hpp"
+#include "tls_certs.hpp"
 
 #include <dirent.h>
 #include <sys/resource.h>
@@ -310,3 +312,198 @@ TEST_CASE("a protocol factory that throws is reported and the server goes on") {
     run(loop, server->wait_closed());
 }
 }
+
+namespace {
+// Writes `n` bytes on connection_made and records its own connection_lost.
+class Writer : public Protocol {
+public:
+    Writer(Counter& c, std::size_t n, std::vector<Transport*>& ts) : c_(c), n_(n), ts_(ts) {}
+    void connection_made(Transport& t) override {
+        ++c_.made;
+        t_ = &t;
+        ts_.push_back(&t);
+        if (n_ != 0) t.write(std::string(n_, 'w'));
+    }
+    void connection_lost(std::error_code ec) override {
+        ++c_.lost;
+        if (ec) ++errors;
+        std::erase(ts_, t_);
+    }
+    static inline int errors = 0;
+
+private:
+    Counter& c_;
+    std::size_t n_;
+    std::vector<Transport*>& ts_;
+    Transport* t_ = nullptr;
+};
+
+int small_rcvbuf_connect(std::uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    return fd;
+}
+}  // namespace
+
+TEST_SUITE("close_clients and abort_clients") {
+
+TEST_CASE("close_clients flushes and closes every accepted connection; new ones are not touched") {
+    Counter c;
+    std::vector<Transport*> ts;
+    EventLoop loop;
+    ExceptionLog log(loop);
+    constexpr std::size_t n = 256 * 1024;
+    auto server = run(loop, loop.create_server(
+                                [&] { return std::make_unique<Writer>(c, n, ts); }, "127.0.0.1", 0));
+    const auto port = server->addresses()[0].port();
+    int a = tcp_connect(port), b = tcp_connect(port);
+    REQUIRE(run_until(loop, [&] { return c.made == 2; }));
+    server->close();  // first, as asyncio advises: no new client slips in
+    server->close_clients();
+    // Each client gets everything that was buffered, then EOF.
+    CHECK(peer_read_to_eof(loop, a) == std::string(n, 'w'));
+    CHECK(peer_read_to_eof(loop, b) == std::string(n, 'w'));
+    REQUIRE(run_until(loop, [&] { return c.lost == 2; }));
+    CHECK(Writer::errors == 0);
+    run(loop, server->wait_closed());
+    server->close_clients();  // nothing left: no effect
+    ::close(a);
+    ::close(b);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("close_clients leaves the server listening, and later clients are served") {
+    Counter c;
+    std::vector<Transport*> ts;
+    EventLoop loop;
+    ExceptionLog log(loop);
+    auto server = run(loop, loop.create_server(
+                                [&] { return std::make_unique<Writer>(c, 0, ts); }, "127.0.0.1", 0));
+    const auto port = server->addresses()[0].port();
+    int a = tcp_connect(port);
+    REQUIRE(run_until(loop, [&] { return c.made == 1; }));
+    server->close_clients();
+    CHECK(peer_read_to_eof(loop, a).empty());
+    REQUIRE(run_until(loop, [&] { return c.lost == 1; }));
+    CHECK(server->is_serving());
+    int b = tcp_connect(port);
+    REQUIRE(run_until(loop, [&] { return c.made == 2; }));
+    REQUIRE(::write(b, "x", 1) == 1);
+    CHECK(c.lost == 1);  // the new one is open
+    server->close();
+    server->abort_clients();
+    REQUIRE(run_until(loop, [&] { return c.lost == 2; }));
+    run(loop, server->wait_closed());
+    ::close(a);
+    ::close(b);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("abort_clients drops what is buffered and calls connection_lost at once") {
+    Counter c;
+    std::vector<Transport*> ts;
+    EventLoop loop;
+    ExceptionLog log(loop);
+    constexpr std::size_t n = 32 * 1024 * 1024;  // far more than the kernel buffers hold
+    auto server = run(loop, loop.create_server(
+                                [&] { return std::make_unique<Writer>(c, n, ts); }, "127.0.0.1", 0));
+    const auto port = server->addresses()[0].port();
+    int a = small_rcvbuf_connect(port);
+    REQUIRE(run_until(loop, [&] { return c.made == 1; }));
+    run_iterations(loop, 4);  // the first sends go out and fill the socket buffers
+    REQUIRE(ts.size() == 1);
+    const WriteTransport* t = dynamic_cast<WriteTransport*>(ts[0]);
+    REQUIRE(t->get_write_buffer_size() > 0);
+    server->abort_clients();
+    REQUIRE(run_until(loop, [&] { return c.lost == 1; }));
+    std::string got;
+    bool eof = false;
+    CHECK(read_while_running(loop, a, got, [&](const std::string&) { return eof; }, &eof));
+    CHECK(got.size() < n);  // the rest was dropped
+    CHECK(got == std::string(got.size(), 'w'));
+    server->close();
+    run(loop, server->wait_closed());
+    ::close(a);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("close_clients on a start_server server: handlers read EOF, clients too") {
+    EventLoop loop;
+    ExceptionLog log(loop);
+    int started = 0, eofs = 0;
+    auto cb = [&started, &eofs](StreamReader r, StreamWriter w) -> Task<void> {
+        ++started;
+        w.write("hello\n");
+        std::string got = co_await r.read(100);  // the clients never send anything
+        if (got.empty() && r.at_eof()) ++eofs;
+    };
+    auto server = run(loop, start_server(cb, "127.0.0.1", 0));
+    const auto port = server->addresses()[0].port();
+    int c1 = tcp_connect(port), c2 = tcp_connect(port);
+    CHECK(peer_read(loop, c1, 6) == "hello\n");
+    CHECK(peer_read(loop, c2, 6) == "hello\n");
+    server->close_clients();
+    REQUIRE(run_until(loop, [&] { return eofs == 2; }));
+    CHECK(started == 2);
+    CHECK(peer_read_to_eof(loop, c1) == "");
+    CHECK(peer_read_to_eof(loop, c2) == "");
+    server->close();
+    run(loop, server->wait_closed());
+    ::close(c1);
+    ::close(c2);
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("close_clients on a TLS server closes at the TLS level: clients see EOF, no error") {
+    Counter c;
+    std::vector<Transport*> ts;
+    Events client;
+    EventLoop loop;
+    ExceptionLog log(loop);
+    ServerOptions so;
+    so.ssl = server_ctx();
+    auto server = run(loop, loop.create_server(
+                                [&] { return std::make_unique<Writer>(c, 5, ts); }, "127.0.0.1", 0, so));
+    ConnectOptions co;
+    co.ssl = client_ctx();
+    co.server_hostname = "localhost";
+    auto conn = run(loop, loop.create_connection(
+                              [&] { return std::make_unique<RecordingProtocol>(client); }, "127.0.0.1",
+                              server->addresses()[0].port(), co));
+    REQUIRE(run_until(loop, [&] { return client.data == "wwwww"; }));
+    server->close_clients();
+    REQUIRE(run_until(loop, [&] { return client.lost == 1 && c.lost == 1; }));
+    CHECK(client.eof == 1);  // close_notify came first
+    CHECK(!client.lost_error);
+    CHECK(client.order_ok);
+    server->close();
+    run(loop, server->wait_closed());
+    CHECK(log.count == 0);
+}
+
+TEST_CASE("close_clients and abort_clients after the loop closed do nothing") {
+    Counter c;
+    std::vector<Transport*> ts;
+    std::shared_ptr<Server> server;
+    int a;
+    {
+        EventLoop loop;
+        server = run(loop, loop.create_server(
+                               [&] { return std::make_unique<Writer>(c, 0, ts); }, "127.0.0.1", 0));
+        a = tcp_connect(server->addresses()[0].port());
+        REQUIRE(run_until(loop, [&] { return c.made == 1; }));
+        loop.close();
+        CHECK_NOTHROW(server->close_clients());
+        CHECK_NOTHROW(server->abort_clients());
+    }
+    CHECK_NOTHROW(server->close_clients());
+    ::close(a);
+}
+
+}  // TEST_SUITE

@@ -154,7 +154,9 @@ unsigned Ring::dispatch_emulated() {
     for (const Cqe& c : batch) {
         if (!(c.flags & IORING_CQE_F_MORE)) --inflight_;
         if (c.user_data == 0) [[unlikely]] continue;
-        reinterpret_cast<Op*>(static_cast<std::uintptr_t>(c.user_data))->complete(c.res, c.flags);
+        Op* op = reinterpret_cast<Op*>(static_cast<std::uintptr_t>(c.user_data));
+        if (runner_) [[unlikely]] runner_->run(*op, c.res, c.flags);
+        else op->complete(c.res, c.flags);
     }
     dispatching_ = false;
     completions_ += batch.size();
@@ -231,7 +233,9 @@ unsigned Ring::dispatch() {
         if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]] continue;  // liburing's own wait timeout
         if (!(flags & IORING_CQE_F_MORE)) --inflight_;
         if (ud == 0) [[unlikely]] continue;
-        reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud))->complete(res, flags);
+        Op* op = reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud));
+        if (runner_) [[unlikely]] runner_->run(*op, res, flags);
+        else op->complete(res, flags);
     }
     dispatching_ = false;
     completions_ += total;

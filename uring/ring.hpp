@@ -39,6 +39,15 @@ struct Features {
     bool cancel_fd = false;         // IORING_ASYNC_CANCEL_FD|ALL (5.19)
 };
 
+// Runs one completion in place of a plain Op::complete call (the loop's debug mode times it).
+class CompletionRunner {
+public:
+    virtual void run(Op& op, int res, unsigned flags) = 0;
+
+protected:
+    ~CompletionRunner() = default;
+};
+
 class Ring {
 public:
     // `strongest` is the best mode to try; the environment may cap it further.
@@ -86,6 +95,8 @@ public:
     void submit_and_wait(std::optional<std::chrono::nanoseconds> timeout);
     // Runs Op::complete for every CQE ready now; returns how many.
     unsigned dispatch();
+    // While set (not null), every completion goes through it.
+    void set_runner(CompletionRunner* r) { runner_ = r; }
 
     std::uint64_t completions() const { return completions_; }
     std::uint64_t enters() const { return enters_; }
@@ -112,6 +123,7 @@ private:
     bool dispatching_ = false;
     std::unique_ptr<EpollBackend> emu_;  // set: the epoll backend runs, ring_ is unused
     std::string fallback_reason_;
+    CompletionRunner* runner_ = nullptr;
 };
 
 }  // namespace aioring::uring

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <new>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 namespace aioring {
@@ -45,6 +46,9 @@ public:
 
     explicit operator bool() const noexcept { return ops_ != nullptr; }
     void operator()() { ops_->call(buf_); }
+    // The stored callable's type (typeid(void) when empty): the loop's debug mode names slow
+    // callbacks by it.
+    const std::type_info& target_type() const noexcept { return ops_ ? *ops_->type : typeid(void); }
     void reset() noexcept {
         if (ops_) ops_->destroy(buf_);
         ops_ = nullptr;
@@ -55,6 +59,7 @@ private:
         void (*call)(void*);
         void (*move)(void* dst, void* src) noexcept;  // move-construct into dst, destroy src
         void (*destroy)(void*) noexcept;
+        const std::type_info* type;
     };
     template <class D>
     static constexpr Ops inline_ops{
@@ -63,12 +68,12 @@ private:
             ::new (dst) D(std::move(*static_cast<D*>(src)));
             static_cast<D*>(src)->~D();
         },
-        [](void* p) noexcept { static_cast<D*>(p)->~D(); }};
+        [](void* p) noexcept { static_cast<D*>(p)->~D(); }, &typeid(D)};
     template <class D>
     static constexpr Ops heap_ops{
         [](void* p) { (**static_cast<D**>(p))(); },
         [](void* dst, void* src) noexcept { *static_cast<D**>(dst) = *static_cast<D**>(src); },
-        [](void* p) noexcept { delete *static_cast<D**>(p); }};
+        [](void* p) noexcept { delete *static_cast<D**>(p); }, &typeid(D)};
 
     alignas(std::max_align_t) unsigned char buf_[inline_size];
     const Ops* ops_ = nullptr;

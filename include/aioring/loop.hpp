@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace aioring {
@@ -42,6 +43,13 @@ struct ExceptionContext {
     const BaseProtocol* protocol = nullptr;    // its protocol, when a protocol callback threw
 };
 using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
+// How much a message of the loop's log matters (Python's logging levels).
+enum class LogLevel { debug, info, warning, error };
+const char* to_string(LogLevel);
+// Receives every message the loop logs (the default exception handler's lines, debug-mode
+// reports, warnings); runs on the loop's thread.
+using LogHandler = std::function<void(LogLevel, std::string_view message)>;
 
 // A scheduled callback; cancel() before it runs and it never runs.
 class Handle {
@@ -161,6 +169,8 @@ enum class Backend { automatic, io_uring, epoll };
 const char* to_string(Backend);
 
 struct LoopOptions {
+    // Not an aggregate: `LoopOptions{}` in co_await is safe with GCC 12 (README).
+    LoopOptions() = default;
     // AIORING_BACKEND=auto|io_uring|epoll decides where this is left `automatic`.
     Backend backend = Backend::automatic;
     RingMode strongest_ring_mode = RingMode::defer_taskrun;  // AIORING_RING_MODE caps it
@@ -175,6 +185,12 @@ struct LoopOptions {
     bool incremental_buffers = true;
     unsigned stream_buffer_count = 64;
     unsigned stream_buffer_size = 256 * 1024;
+    // asyncio's debug mode (README, "Debug mode"): slow callbacks, transports and servers left
+    // open, tasks destroyed while pending are logged. AIORING_DEBUG (non-empty, not "0") turns
+    // it on for every loop too.
+    bool debug = false;
+    // In debug mode, a callback or completion that runs at least this long is logged (seconds).
+    double slow_callback_duration = 0.1;
 };
 
 class EventLoop {
@@ -228,8 +244,21 @@ public:
     void set_exception_handler(ExceptionHandler handler);  // empty: back to the default
     const ExceptionHandler& get_exception_handler() const;
     void call_exception_handler(const ExceptionContext& context);
-    // Prints the context on stderr.
+    // Logs the context at LogLevel::error: the message, the exception's what(), and the
+    // transport's peer address when there is one.
     void default_exception_handler(const ExceptionContext& context);
+
+    // Replaces where the loop's messages go; empty: back to the default, one line on stderr
+    // ("aioring: message", with the level before the message unless it is an error).
+    void set_log_handler(LogHandler handler);
+    void log(LogLevel level, std::string_view message);
+
+    // asyncio's debug mode (LoopOptions::debug); may be changed at any time.
+    bool get_debug() const;
+    void set_debug(bool enabled);
+    // Seconds; negative or NaN throws std::invalid_argument.
+    double slow_callback_duration() const;
+    void set_slow_callback_duration(double seconds);
 
     // The handler runs on the loop (through a signalfd on the ring). Replaces an earlier one.
     void add_signal_handler(int sig, Callback handler);

@@ -18,6 +18,13 @@ public:
     virtual ~Server() = default;
     // Stops listening and closes the listening sockets; open connections stay open.
     virtual void close() = 0;
+    // asyncio 3.13: calls close() on every connection this server accepted that is still open
+    // (each flushes its buffer, then its protocol's connection_lost runs; a TLS connection
+    // sends close_notify first). Call close() before, or new clients may still come in.
+    virtual void close_clients() = 0;
+    // asyncio 3.13: calls abort() on every such connection: buffered data is dropped and
+    // connection_lost follows at once.
+    virtual void abort_clients() = 0;
     // Done once the server is closed, its listening operations have completed and every
     // connection it accepted has been lost (asyncio 3.12). A Unix server's socket file is
     // removed when it closes, unless something replaced it meanwhile.
