@@ -233,23 +233,7 @@ TEST_CASE("every program and aioring-load at tiny fd limits: one line naming the
     CHECK(tls_server.wait(5) == 0);
 }
 
-// Under TSan this case is skipped: liburing maps its rings with raw syscalls TSan does not see,
-// so a failed worker's ring unmapped and the next worker's mapped at the same address read as
-// a data race between the two threads (io_uring_prep_read in Wakeup::arm).
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
-#else
-constexpr bool under_tsan = false;
-#endif
-
-TEST_CASE("echo_server --threads 256 under a 512-fd limit: one line, exit 1, no thread left behind" *
-          doctest::skip(under_tsan)) {
+TEST_CASE("echo_server --threads 256 under a 512-fd limit: one line, exit 1, no thread left behind") {
     for (const char* api : {"protocol", "streams"}) {
         CAPTURE(api);
         testing::Process p(with_limit(512, {example("echo_server"), "--api", api, "--port", "0", "--threads", "256"}));
