@@ -103,16 +103,27 @@ Task<int> main_task(EventLoop& loop, Chat& chat, std::string host, std::uint16_t
     ClientConnected cb = [&chat](StreamReader r, StreamWriter w) -> Task<void> {
         return handle(chat, std::move(r), std::move(w));
     };
-    auto server = co_await start_server(std::move(cb), host, port);
-    for (const SocketAddress& a : server->addresses())
-        std::printf("Serving on %s\n", a.to_string().c_str());
-    auto stop = [&loop, server] {
-        server->close();  // cancels every handler
+    // The signal handlers come first: at an fd limit their signalfd fails before the server
+    // exists (one line, exit 1), and a SIGTERM sent as soon as "Serving on" is seen finds them.
+    std::shared_ptr<Server> server;
+    bool stopped = false;
+    auto stop = [&loop, &server, &stopped] {
+        stopped = true;
+        if (server) server->close();  // cancels every handler
         loop.remove_signal_handler(SIGINT);
         loop.remove_signal_handler(SIGTERM);
     };
     loop.add_signal_handler(SIGINT, stop);
     loop.add_signal_handler(SIGTERM, stop);
+    try {
+        server = co_await start_server(std::move(cb), host, port);
+    } catch (...) {
+        stop();
+        throw;
+    }
+    if (stopped) server->close();
+    for (const SocketAddress& a : server->addresses())
+        std::printf("Serving on %s\n", a.to_string().c_str());
     co_await server->serve_forever();
     co_await server->wait_closed();
     co_return 0;

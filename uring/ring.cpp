@@ -15,6 +15,33 @@
 #include <string>
 #include <system_error>
 
+// liburing maps the rings with raw syscalls, which ThreadSanitizer does not see: when a loop's
+// ring is unmapped and a later loop's ring is mapped at the same address on another thread, TSan
+// takes the new ring's first SQE writes for a race with the old ring's last ones. The kernel
+// orders the munmap before that mmap; this says so, with a release before each ring goes and an
+// acquire once each is mapped.
+#if defined(__SANITIZE_THREAD__)
+#define AIORING_RING_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define AIORING_RING_TSAN 1
+#endif
+#endif
+#ifdef AIORING_RING_TSAN
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+namespace {
+char ring_mappings;
+void ring_mapped() { __tsan_acquire(&ring_mappings); }
+void ring_unmapping() { __tsan_release(&ring_mappings); }
+}  // namespace
+#else
+namespace {
+void ring_mapped() {}
+void ring_unmapping() {}
+}  // namespace
+#endif
+
 namespace aioring::uring {
 
 const char* to_string(SetupMode m) {
@@ -101,6 +128,7 @@ void Ring::setup_io_uring(unsigned sq_entries, unsigned cq_entries, SetupMode st
         p.cq_entries = cq_entries;
         err = io_uring_queue_init_params(sq_entries, &ring_, &p);
         if (err == 0) {
+            ring_mapped();
             mode_ = static_cast<SetupMode>(m);
             features_.ext_arg = (p.features & IORING_FEAT_EXT_ARG) != 0;
             probe();
@@ -117,7 +145,10 @@ void Ring::setup_io_uring(unsigned sq_entries, unsigned cq_entries, SetupMode st
 }
 
 Ring::~Ring() {
-    if (!emu_) io_uring_queue_exit(&ring_);
+    if (!emu_) {
+        ring_unmapping();
+        io_uring_queue_exit(&ring_);
+    }
 }
 
 io_uring_sqe* Ring::emulated_sqe() {

@@ -53,7 +53,9 @@ Future<R> run_in_executor(EventLoop& loop, F f) {
         } catch (...) {
             e = std::current_exception();
         }
-        detail::post_threadsafe(loop, [st, e, v = std::move(v)]() mutable {
+        // The state goes to the loop thread with the outcome, so that its last reference (and
+        // the exception or value in it) is dropped there, never on this worker.
+        detail::post_threadsafe(loop, [st = std::move(st), e = std::move(e), v = std::move(v)]() mutable {
             if (st->done()) return;  // cancelled meanwhile
             if (e) st->set_exception(e);
             else if constexpr (std::is_void_v<R>) st->set_result();

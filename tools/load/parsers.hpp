@@ -139,7 +139,6 @@ private:
     std::uint64_t length_ = 0;     // Content-Length, or the current chunk's size
     std::uint64_t left_ = 0;       // of the body or chunk
     std::uint64_t body_seen_ = 0;
-    bool done_ = false;            // a reply ended on the last feed
     std::string error_;
 };
 
