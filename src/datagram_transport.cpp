@@ -17,12 +17,9 @@
 #include <system_error>
 
 #include "src/op_awaiter.hpp"
+#include "src/socket_util.hpp"
 
 namespace aioring::detail {
-
-// In src/connect.cpp: resolves host:port, without a thread for numeric addresses.
-Task<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, std::uint16_t port,
-                                    int family, int type, int flags);
 
 namespace {
 constexpr std::size_t max_chain = 64;     // datagrams per sendmsg chain
@@ -442,10 +439,6 @@ Future<DatagramConnection<>> wrap_datagram(LoopCore& core, int fd, ProtocolFacto
         fut.set_exception(std::current_exception());
     }
     return fut;
-}
-
-[[noreturn]] void throw_errno(const std::string& what) {
-    throw std::system_error(errno, std::system_category(), what);
 }
 
 int unix_endpoint(const DatagramEndpointOptions& o) {

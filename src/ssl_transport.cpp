@@ -20,6 +20,7 @@
 
 #include "src/op_awaiter.hpp"
 #include "src/socket_transport.hpp"
+#include "src/socket_util.hpp"
 
 namespace aioring::detail {
 
@@ -76,11 +77,6 @@ BIO_METHOD* bio_method() {
 char* scratch() {
     thread_local std::unique_ptr<char[]> buf = std::make_unique<char[]>(record_size);
     return buf.get();
-}
-
-bool is_ip(const std::string& host) {
-    unsigned char buf[sizeof(in6_addr)];
-    return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
 std::string x509_name(X509_NAME* n) {
@@ -165,7 +161,7 @@ SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, Ss
     } else {
         SSL_set_connect_state(ssl_);
         const std::string& host = params_.server_hostname;
-        const bool ip = !host.empty() && is_ip(host);
+        const bool ip = !host.empty() && is_numeric_host(host);
         // SNI carries host names only (RFC 6066), never IP literals.
         if (!host.empty() && !ip) SSL_set_tlsext_host_name(ssl_, host.c_str());
         if (params_.context->check_hostname()) {

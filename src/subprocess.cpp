@@ -20,6 +20,7 @@
 #include <system_error>
 
 #include "src/op_awaiter.hpp"
+#include "src/socket_util.hpp"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -30,10 +31,6 @@ extern char** environ;
 namespace aioring::detail {
 
 namespace {
-
-[[noreturn]] void throw_errno(int err, const std::string& what) {
-    throw std::system_error(err, std::system_category(), what);
-}
 
 // Renumbers `g` to 3 or above (close-on-exec), so that the child's dup2 onto 0-2 can neither
 // overwrite it before it is used nor leave its close-on-exec flag set (dup2 onto itself).
