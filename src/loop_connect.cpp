@@ -387,6 +387,29 @@ Future<Connection<>> EventLoop::create_unix_connection(ProtocolFactory factory, 
     return create_task(detail::unix_connect_task(*this, std::move(factory), std::move(path)));
 }
 
+namespace {
+Task<Connection<>> unix_connect_task(EventLoop& loop, ProtocolFactory factory, std::string path,
+                                     ConnectOptions options) {
+    detail::LoopCore& core = loop.core();
+    const SocketAddress addr = SocketAddress::from_unix(path);
+    detail::FdGuard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (fd.fd < 0) throw std::system_error(errno, std::system_category(), "socket()");
+    int res = co_await detail::await_op(core, [&](io_uring_sqe* s) {
+        io_uring_prep_connect(s, fd.fd, addr.get(), addr.length);
+    });
+    if (res != 0) throw std::system_error(-res, std::system_category(), "connect to " + path + " failed");
+    co_return co_await detail::ssl_connect(core, fd.release(), factory, options, {});
+}
+}  // namespace
+
+Future<Connection<>> EventLoop::create_unix_connection(ProtocolFactory factory, std::string path,
+                                                       ConnectOptions options) {
+    if (!options.ssl) return create_unix_connection(std::move(factory), std::move(path));
+    if (options.server_hostname.empty() && options.ssl->check_hostname())
+        throw std::invalid_argument("check_hostname requires server_hostname");
+    return create_task(unix_connect_task(*this, std::move(factory), std::move(path), std::move(options)));
+}
+
 Future<Connection<>> EventLoop::connect_accepted_socket(ProtocolFactory factory, int fd) {
     if (fd < 0) throw std::invalid_argument("connect_accepted_socket: bad file descriptor");
     int type = 0;
