@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // TLS transport over a plain stream transport: handshake, application data in both directions,
 // close_notify exchange with its timeout (start_tls itself: src/loop_tls.cpp). OpenSSL talks to
-// the lower transport through a custom BIO, so there is no memory BIO to copy through.
+// the lower transport through the BIO of src/ssl_bio.cpp, so there is no memory BIO to copy
+// through.
 #include "src/ssl_transport.hpp"
 #include "src/write_flow.hpp"
 
@@ -21,56 +22,13 @@
 #include "src/op_awaiter.hpp"
 #include "src/socket_transport.hpp"
 #include "src/socket_util.hpp"
+#include "src/ssl_bio.hpp"
 
 namespace aioring::detail {
 
 namespace {
 
 constexpr std::size_t record_size = 16 * 1024;  // the most plaintext one TLS record carries
-
-// ---- the BIO between OpenSSL and the lower transport ----------------------------------------
-
-int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written) {
-    static_cast<SslTransport*>(BIO_get_data(b))->put_output(data, len);
-    *written = len;
-    return 1;
-}
-
-int bio_read(BIO* b, char* out, std::size_t len, std::size_t* readbytes) {
-    BIO_clear_retry_flags(b);
-    std::size_t n = static_cast<SslTransport*>(BIO_get_data(b))->take_input(out, len);
-    *readbytes = n;
-    if (n == 0) {
-        BIO_set_retry_read(b);  // nothing yet: more comes with the next data_received
-        return 0;
-    }
-    return 1;
-}
-
-long bio_ctrl(BIO*, int cmd, long, void*) {
-    switch (cmd) {
-    case BIO_CTRL_FLUSH: return 1;
-    case BIO_CTRL_DUP: return 1;
-    default: return 0;
-    }
-}
-
-int bio_create(BIO* b) {
-    BIO_set_init(b, 1);
-    return 1;
-}
-
-BIO_METHOD* bio_method() {
-    static BIO_METHOD* const m = [] {
-        BIO_METHOD* meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "aioring");
-        BIO_meth_set_write_ex(meth, bio_write);
-        BIO_meth_set_read_ex(meth, bio_read);
-        BIO_meth_set_ctrl(meth, bio_ctrl);
-        BIO_meth_set_create(meth, bio_create);
-        return meth;
-    }();
-    return m;
-}
 
 // Decrypted bytes for a Protocol go through here (data_received gets a view of it); one per
 // thread, as there is one loop per thread and data_received cannot re-enter the read loop.
