@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The event loop: ready queue, timers, thread wake-ups (eventfd), signals (signalfd), all
-// waited for in the ring's single submit-and-wait per iteration.
+// The event loop: ready queue, timers, thread wake-ups (eventfd: src/wakeup.hpp), signals
+// (signalfd), all waited for in the ring's single submit-and-wait per iteration.
 #include <aioring/loop.hpp>
 
 #include <fmt/core.h>
@@ -22,6 +22,7 @@
 #include "src/executor.hpp"
 #include "src/loop_core.hpp"
 #include "src/resolver.hpp"
+#include "src/wakeup.hpp"
 
 namespace aioring {
 namespace detail {
@@ -47,31 +48,6 @@ bool is_live_loop(const EventLoop* loop) {
         if (&c->loop == loop) return true;
     return false;
 }
-
-// call_soon_threadsafe's wake-up: an eventfd read kept armed on the ring.
-class Wakeup final : public uring::Op {
-public:
-    explicit Wakeup(LoopCore& core) : core_(core), fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-        if (fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
-        arm();
-    }
-    ~Wakeup() { ::close(fd_); }
-    void notify() {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto r = ::write(fd_, &one, sizeof one);
-    }
-    void complete(int, unsigned) override { arm(); }
-
-private:
-    void arm() {
-        io_uring_sqe* s = core_.ring.sqe();
-        io_uring_prep_read(s, fd_, &value_, sizeof value_, 0);
-        io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
-    }
-    LoopCore& core_;
-    int fd_;
-    std::uint64_t value_ = 0;
-};
 
 // A signal sent to the process goes to any thread that does not block it. The loop's thread
 // blocks it (its signalfd reads it there); in any other thread this handler passes it on to
