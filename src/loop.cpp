@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The event loop: ready queue, timers, thread wake-ups (eventfd), signals (signalfd), all
-// waited for in the ring's single submit-and-wait per iteration.
+// The event loop: ready queue, timers, thread wake-ups (eventfd: src/wakeup.hpp), signals
+// (signalfd: src/signals.hpp), all waited for in the ring's single submit-and-wait per iteration.
 #include <aioring/loop.hpp>
 
 #include <cxxabi.h>
@@ -25,6 +25,8 @@
 #include "src/executor.hpp"
 #include "src/loop_core.hpp"
 #include "src/resolver.hpp"
+#include "src/signals.hpp"
+#include "src/wakeup.hpp"
 
 namespace aioring {
 namespace detail {
@@ -143,124 +145,6 @@ bool is_live_loop(const EventLoop* loop) {
         if (&c->loop == loop) return true;
     return false;
 }
-
-// call_soon_threadsafe's wake-up: an eventfd read kept armed on the ring.
-class Wakeup final : public uring::Op {
-public:
-    explicit Wakeup(LoopCore& core) : core_(core), fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-        if (fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
-        arm();
-    }
-    ~Wakeup() { ::close(fd_); }
-    void notify() {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto r = ::write(fd_, &one, sizeof one);
-    }
-    void complete(int, unsigned) override { arm(); }
-
-private:
-    void arm() {
-        io_uring_sqe* s = core_.ring.sqe();
-        io_uring_prep_read(s, fd_, &value_, sizeof value_, 0);
-        io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
-    }
-    LoopCore& core_;
-    int fd_;
-    std::uint64_t value_ = 0;
-};
-
-// A signal sent to the process goes to any thread that does not block it. The loop's thread
-// blocks it (its signalfd reads it there); in any other thread this handler passes it on to
-// the loop's thread, so that a worker thread that did not block it cannot lose it or die of it.
-static_assert(sizeof(pthread_t) == sizeof(unsigned long));
-static std::atomic<unsigned long> signal_owner[NSIG];  // the loop thread per signal; 0: none
-
-static void forward_signal(int sig) {
-    const int saved = errno;
-    const auto owner = static_cast<pthread_t>(signal_owner[sig].load(std::memory_order_relaxed));
-    if (owner != 0 && !pthread_equal(owner, pthread_self())) pthread_kill(owner, sig);
-    errno = saved;
-}
-
-// Signals are blocked in the loop's thread and read from a signalfd on the ring.
-class SignalWatcher final : public uring::Op {
-public:
-    explicit SignalWatcher(LoopCore& core) : core_(core) { sigemptyset(&mask_); }
-    ~SignalWatcher() {
-        if (fd_ >= 0) ::close(fd_);
-        for (auto& [sig, old] : old_actions_) {
-            signal_owner[sig].store(0);
-            ::sigaction(sig, &old, nullptr);
-        }
-        pthread_sigmask(SIG_UNBLOCK, &mask_, nullptr);
-    }
-    void add(int sig, Callback cb) {
-        if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP)
-            throw std::invalid_argument(fmt::format("signal {} cannot be handled", sig));
-        handlers_[sig] = std::make_shared<Callback>(std::move(cb));
-        if (!old_actions_.count(sig)) {
-            struct sigaction sa {};
-            sa.sa_handler = forward_signal;
-            sigemptyset(&sa.sa_mask);
-            sa.sa_flags = SA_RESTART;
-            struct sigaction old {};
-            ::sigaction(sig, &sa, &old);
-            old_actions_[sig] = old;
-        }
-        signal_owner[sig].store(static_cast<unsigned long>(pthread_self()));
-        sigaddset(&mask_, sig);
-        sigset_t one;
-        sigemptyset(&one);
-        sigaddset(&one, sig);
-        pthread_sigmask(SIG_BLOCK, &one, nullptr);
-        int fd = signalfd(fd_, &mask_, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (fd < 0) throw std::system_error(errno, std::system_category(), "signalfd");
-        if (fd_ < 0) {
-            fd_ = fd;
-            arm();
-        }
-    }
-    bool remove(int sig) {
-        if (handlers_.erase(sig) == 0) return false;
-        // Back to what the process had before (asyncio restores the default disposition).
-        signal_owner[sig].store(0);
-        if (auto it = old_actions_.find(sig); it != old_actions_.end()) {
-            ::sigaction(sig, &it->second, nullptr);
-            old_actions_.erase(it);
-        }
-        sigdelset(&mask_, sig);
-        signalfd(fd_, &mask_, SFD_CLOEXEC | SFD_NONBLOCK);
-        sigset_t one;
-        sigemptyset(&one);
-        sigaddset(&one, sig);
-        pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-        return true;
-    }
-    void complete(int res, unsigned) override {
-        if (res == static_cast<int>(sizeof info_)) {
-            auto it = handlers_.find(static_cast<int>(info_.ssi_signo));
-            if (it != handlers_.end()) {
-                // Copy the shared callback: the handler may remove or replace itself.
-                core_.post([h = it->second] { (*h)(); });
-            }
-        }
-        if (res == -EBADF || res == -ECANCELED) return;
-        arm();
-    }
-
-private:
-    void arm() {
-        io_uring_sqe* s = core_.ring.sqe();
-        io_uring_prep_read(s, fd_, &info_, sizeof info_, 0);
-        io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
-    }
-    LoopCore& core_;
-    int fd_ = -1;
-    sigset_t mask_;
-    signalfd_siginfo info_{};
-    std::map<int, std::shared_ptr<Callback>> handlers_;
-    std::map<int, struct sigaction> old_actions_;
-};
 
 LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
     : loop(l),

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // TLS transport over a plain stream transport: handshake, application data in both directions,
-// close_notify exchange with its timeout, and start_tls. OpenSSL talks to the lower transport
-// through a custom BIO, so there is no memory BIO to copy through.
+// close_notify exchange with its timeout (start_tls itself: src/loop_tls.cpp). OpenSSL talks to
+// the lower transport through the BIO of src/ssl_bio.cpp, so there is no memory BIO to copy
+// through; the peer certificate is described by src/ssl_cert.cpp.
 #include "src/ssl_transport.hpp"
 #include "src/write_flow.hpp"
 
-#include <arpa/inet.h>
 #include <fmt/core.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -20,6 +20,9 @@
 
 #include "src/op_awaiter.hpp"
 #include "src/socket_transport.hpp"
+#include "src/socket_util.hpp"
+#include "src/ssl_bio.hpp"
+#include "src/ssl_cert.hpp"
 
 namespace aioring::detail {
 
@@ -27,120 +30,11 @@ namespace {
 
 constexpr std::size_t record_size = 16 * 1024;  // the most plaintext one TLS record carries
 
-// ---- the BIO between OpenSSL and the lower transport ----------------------------------------
-
-int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written) {
-    static_cast<SslTransport*>(BIO_get_data(b))->put_output(data, len);
-    *written = len;
-    return 1;
-}
-
-int bio_read(BIO* b, char* out, std::size_t len, std::size_t* readbytes) {
-    BIO_clear_retry_flags(b);
-    std::size_t n = static_cast<SslTransport*>(BIO_get_data(b))->take_input(out, len);
-    *readbytes = n;
-    if (n == 0) {
-        BIO_set_retry_read(b);  // nothing yet: more comes with the next data_received
-        return 0;
-    }
-    return 1;
-}
-
-long bio_ctrl(BIO*, int cmd, long, void*) {
-    switch (cmd) {
-    case BIO_CTRL_FLUSH: return 1;
-    case BIO_CTRL_DUP: return 1;
-    default: return 0;
-    }
-}
-
-int bio_create(BIO* b) {
-    BIO_set_init(b, 1);
-    return 1;
-}
-
-BIO_METHOD* bio_method() {
-    static BIO_METHOD* const m = [] {
-        BIO_METHOD* meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "aioring");
-        BIO_meth_set_write_ex(meth, bio_write);
-        BIO_meth_set_read_ex(meth, bio_read);
-        BIO_meth_set_ctrl(meth, bio_ctrl);
-        BIO_meth_set_create(meth, bio_create);
-        return meth;
-    }();
-    return m;
-}
-
 // Decrypted bytes for a Protocol go through here (data_received gets a view of it); one per
 // thread, as there is one loop per thread and data_received cannot re-enter the read loop.
 char* scratch() {
     thread_local std::unique_ptr<char[]> buf = std::make_unique<char[]>(record_size);
     return buf.get();
-}
-
-bool is_ip(const std::string& host) {
-    unsigned char buf[sizeof(in6_addr)];
-    return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
-std::string x509_name(X509_NAME* n) {
-    if (!n) return {};
-    BIO* m = BIO_new(BIO_s_mem());
-    X509_NAME_print_ex(m, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-    char* p = nullptr;
-    long len = BIO_get_mem_data(m, &p);
-    std::string out(p, static_cast<std::size_t>(len));
-    BIO_free(m);
-    return out;
-}
-
-std::string asn1_time(const ASN1_TIME* t) {
-    BIO* m = BIO_new(BIO_s_mem());
-    ASN1_TIME_print(m, t);
-    char* p = nullptr;
-    long len = BIO_get_mem_data(m, &p);
-    std::string out(p, static_cast<std::size_t>(len));
-    BIO_free(m);
-    return out;
-}
-
-PeerCertificate describe(X509* cert) {
-    PeerCertificate c;
-    c.subject = x509_name(X509_get_subject_name(cert));
-    c.issuer = x509_name(X509_get_issuer_name(cert));
-    c.not_before = asn1_time(X509_get0_notBefore(cert));
-    c.not_after = asn1_time(X509_get0_notAfter(cert));
-    if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
-        char* hex = BN_bn2hex(bn);
-        c.serial_number = hex;
-        OPENSSL_free(hex);
-        BN_free(bn);
-    }
-    auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
-    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
-        const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
-        if (g->type == GEN_DNS) {
-            const ASN1_STRING* s = g->d.dNSName;
-            c.subject_alt_names.push_back(
-                "DNS:" + std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                                     static_cast<std::size_t>(ASN1_STRING_length(s))));
-        } else if (g->type == GEN_IPADD) {
-            const ASN1_STRING* s = g->d.iPAddress;
-            char buf[INET6_ADDRSTRLEN] = {};
-            int len = ASN1_STRING_length(s);
-            if (len == 4 || len == 16)
-                inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(s), buf, sizeof buf);
-            c.subject_alt_names.push_back(std::string("IP Address:") + buf);
-        }
-    }
-    if (names) GENERAL_NAMES_free(names);
-    int len = i2d_X509(cert, nullptr);
-    if (len > 0) {
-        c.der.resize(static_cast<std::size_t>(len));
-        auto* p = reinterpret_cast<unsigned char*>(c.der.data());
-        i2d_X509(cert, &p);
-    }
-    return c;
 }
 
 }  // namespace
@@ -165,7 +59,7 @@ SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, Ss
     } else {
         SSL_set_connect_state(ssl_);
         const std::string& host = params_.server_hostname;
-        const bool ip = !host.empty() && is_ip(host);
+        const bool ip = !host.empty() && is_numeric_host(host);
         // SNI carries host names only (RFC 6066), never IP literals.
         if (!host.empty() && !ip) SSL_set_tlsext_host_name(ssl_, host.c_str());
         if (params_.context->check_hostname()) {
@@ -819,64 +713,3 @@ Future<Connection<>> ssl_connect(LoopCore& core, int fd, ProtocolFactory& factor
 }
 
 }  // namespace aioring::detail
-
-namespace aioring {
-
-namespace {
-Task<Connection<>> unix_connect_task(EventLoop& loop, ProtocolFactory factory, std::string path,
-                                     ConnectOptions options) {
-    detail::LoopCore& core = loop.core();
-    const SocketAddress addr = SocketAddress::from_unix(path);
-    detail::FdGuard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (fd.fd < 0) throw std::system_error(errno, std::system_category(), "socket()");
-    int res = co_await detail::await_op(core, [&](io_uring_sqe* s) {
-        io_uring_prep_connect(s, fd.fd, addr.get(), addr.length);
-    });
-    if (res != 0) throw std::system_error(-res, std::system_category(), "connect to " + path + " failed");
-    co_return co_await detail::ssl_connect(core, fd.release(), factory, options, {});
-}
-}  // namespace
-
-Future<Connection<>> EventLoop::create_unix_connection(ProtocolFactory factory, std::string path,
-                                                       ConnectOptions options) {
-    if (!options.ssl) return create_unix_connection(std::move(factory), std::move(path));
-    if (options.server_hostname.empty() && options.ssl->check_hostname())
-        throw std::invalid_argument("check_hostname requires server_hostname");
-    return create_task(unix_connect_task(*this, std::move(factory), std::move(path), std::move(options)));
-}
-
-Future<std::shared_ptr<Transport>> EventLoop::start_tls(std::shared_ptr<Transport> transport,
-                                                        std::shared_ptr<SslContext> sslcontext,
-                                                        StartTlsOptions options) {
-    if (!transport) throw std::invalid_argument("start_tls: no transport");
-    if (!sslcontext) throw std::invalid_argument("start_tls: no SslContext");
-    auto* lower = dynamic_cast<detail::SocketTransport*>(transport.get());
-    if (!lower) throw std::invalid_argument("start_tls needs a plain TCP or Unix stream transport");
-    if (lower->is_pipe())
-        throw std::invalid_argument(
-            "start_tls: a pipe transport cannot carry TLS (it needs a TCP or Unix stream socket)");
-    if (lower->is_closing()) throw std::logic_error("start_tls: the transport is closing");
-    if (sslcontext->is_server() != options.server_side)
-        throw std::invalid_argument(options.server_side
-                                        ? "start_tls(server_side=true) needs a server SslContext"
-                                        : "start_tls needs a client SslContext");
-    if (!options.server_side && options.server_hostname.empty() && sslcontext->check_hostname())
-        throw std::invalid_argument("check_hostname requires server_hostname");
-    detail::SslParams params{sslcontext, options.server_side, options.server_hostname,
-                             options.ssl_handshake_timeout, options.ssl_shutdown_timeout};
-    auto t = std::make_shared<detail::SslTransport>(*core_, nullptr, std::move(params), true);
-    Future<std::shared_ptr<Transport>> fut(*this);
-    t->set_on_handshake([fut, w = std::weak_ptr<detail::SslTransport>(t)](std::exception_ptr e) {
-        if (fut.done()) return;
-        if (e) fut.set_exception(e);
-        else fut.set_result(std::shared_ptr<Transport>(w.lock()));
-    });
-    const bool paused = lower->is_writing_paused();
-    // Bytes still in flight or held by the plain transport now go to the TLS side.
-    t->set_app(lower->exchange_protocol(std::make_unique<detail::SslLowerProtocol>(t)));
-    t->attach(*lower, paused, std::move(options.initial_data));
-    lower->resume_reading();
-    return fut;
-}
-
-}  // namespace aioring

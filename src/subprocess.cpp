@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// subprocess_exec/subprocess_shell and connect_read_pipe/connect_write_pipe: posix_spawn with
-// the child's standard streams redirected, pipe-mode stream transports for the pipes, and the
-// exit reaped exactly once through a pidfd polled on the ring.
+// subprocess_exec/subprocess_shell: posix_spawn with the child's standard streams redirected,
+// pipe-mode stream transports for the pipes, and the exit reaped exactly once through a pidfd
+// polled on the ring (connect_read_pipe/connect_write_pipe: src/loop_pipes.cpp).
 #include "src/subprocess.hpp"
 
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 #include <system_error>
 
 #include "src/op_awaiter.hpp"
+#include "src/socket_util.hpp"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -30,10 +31,6 @@ extern char** environ;
 namespace aioring::detail {
 
 namespace {
-
-[[noreturn]] void throw_errno(int err, const std::string& what) {
-    throw std::system_error(err, std::system_category(), what);
-}
 
 // Renumbers `g` to 3 or above (close-on-exec), so that the child's dup2 onto 0-2 can neither
 // overwrite it before it is used nor leave its close-on-exec flag set (dup2 onto itself).
@@ -383,32 +380,6 @@ Future<SubprocessConnection> start_subprocess(LoopCore& core, ProtocolFactory& f
     return fut;
 }
 
-template <class T>
-Future<TransportAndProtocol<T>> wrap_pipe(LoopCore& core, int fd, ProtocolFactory& factory,
-                                          SocketTransport::Mode mode) {
-    auto fut = Future<TransportAndProtocol<T>>(core.loop);
-    FdGuard guard(fd);
-    try {
-        struct stat st {};
-        if (fd < 0 || ::fstat(fd, &st) != 0)
-            throw std::invalid_argument("pipe transport: bad file descriptor");
-        if (S_ISDIR(st.st_mode)) throw std::invalid_argument("pipe transport: fd is a directory");
-        if (mode == SocketTransport::Mode::write_pipe) ignore_sigpipe();
-        auto protocol = factory();
-        BaseProtocol* p = protocol.get();
-        auto holder = std::make_shared<std::shared_ptr<SocketTransport>>();
-        auto t = std::make_shared<SocketTransport>(core, fd, std::move(protocol), mode);
-        guard.release();  // the transport owns it now
-        *holder = t;
-        t->start([fut, holder, p] {
-            if (!fut.done()) fut.set_result(TransportAndProtocol<T>{std::move(*holder), p});
-        });
-    } catch (...) {
-        fut.set_exception(std::current_exception());
-    }
-    return fut;
-}
-
 }  // namespace
 }  // namespace aioring::detail
 
@@ -425,16 +396,6 @@ Future<SubprocessConnection> EventLoop::subprocess_shell(ProtocolFactory factory
                                                          SubprocessOptions options) {
     return detail::start_subprocess(*core_, factory, {"/bin/sh", "-c", std::move(command)},
                                     options);
-}
-
-Future<ReadPipeConnection> EventLoop::connect_read_pipe(ProtocolFactory factory, int fd) {
-    return detail::wrap_pipe<ReadTransport>(*core_, fd, factory,
-                                            detail::SocketTransport::Mode::read_pipe);
-}
-
-Future<WritePipeConnection> EventLoop::connect_write_pipe(ProtocolFactory factory, int fd) {
-    return detail::wrap_pipe<WriteTransport>(*core_, fd, factory,
-                                             detail::SocketTransport::Mode::write_pipe);
 }
 
 }  // namespace aioring

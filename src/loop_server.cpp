@@ -14,13 +14,11 @@
 #include <system_error>
 
 #include "src/op_awaiter.hpp"
+#include "src/socket_util.hpp"
 #include "src/socket_transport.hpp"
 #include "src/ssl_transport.hpp"
 
 namespace aioring::detail {
-
-Task<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, std::uint16_t port,
-                                    int family, int type, int flags);
 
 namespace {
 

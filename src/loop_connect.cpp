@@ -17,6 +17,7 @@
 
 #include "src/connect.hpp"
 #include "src/op_awaiter.hpp"
+#include "src/socket_util.hpp"
 #include "src/socket_transport.hpp"
 #include "src/ssl_transport.hpp"
 
@@ -25,24 +26,6 @@ namespace detail {
 
 FdGuard::~FdGuard() {
     if (fd >= 0) ::close(fd);
-}
-
-bool is_numeric_host(const std::string& host) {
-    unsigned char buf[sizeof(in6_addr)];
-    return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
-// Resolves host:port, without a thread for numeric addresses.
-Task<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, std::uint16_t port,
-                                    int family, int type, int flags) {
-    if (!host.empty() && is_numeric_host(host)) {
-        SocketAddress a = SocketAddress::from_ip(host, port);
-        if (family != AF_UNSPEC && family != a.family())
-            throw std::system_error(std::make_error_code(std::errc::address_family_not_supported),
-                                    "address family mismatch for " + host);
-        co_return std::vector<AddrInfo>{AddrInfo{a.family(), type, 0, "", a}};
-    }
-    co_return co_await loop.getaddrinfo(host, std::to_string(port), family, type, 0, flags);
 }
 
 std::vector<AddrInfo> interleave_addrinfos(std::vector<AddrInfo> infos, int first_family_count) {
@@ -402,6 +385,29 @@ Future<Connection<>> connect_to_addresses(EventLoop& loop, ProtocolFactory facto
 
 Future<Connection<>> EventLoop::create_unix_connection(ProtocolFactory factory, std::string path) {
     return create_task(detail::unix_connect_task(*this, std::move(factory), std::move(path)));
+}
+
+namespace {
+Task<Connection<>> unix_connect_task(EventLoop& loop, ProtocolFactory factory, std::string path,
+                                     ConnectOptions options) {
+    detail::LoopCore& core = loop.core();
+    const SocketAddress addr = SocketAddress::from_unix(path);
+    detail::FdGuard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (fd.fd < 0) throw std::system_error(errno, std::system_category(), "socket()");
+    int res = co_await detail::await_op(core, [&](io_uring_sqe* s) {
+        io_uring_prep_connect(s, fd.fd, addr.get(), addr.length);
+    });
+    if (res != 0) throw std::system_error(-res, std::system_category(), "connect to " + path + " failed");
+    co_return co_await detail::ssl_connect(core, fd.release(), factory, options, {});
+}
+}  // namespace
+
+Future<Connection<>> EventLoop::create_unix_connection(ProtocolFactory factory, std::string path,
+                                                       ConnectOptions options) {
+    if (!options.ssl) return create_unix_connection(std::move(factory), std::move(path));
+    if (options.server_hostname.empty() && options.ssl->check_hostname())
+        throw std::invalid_argument("check_hostname requires server_hostname");
+    return create_task(unix_connect_task(*this, std::move(factory), std::move(path), std::move(options)));
 }
 
 Future<Connection<>> EventLoop::connect_accepted_socket(ProtocolFactory factory, int fd) {
