@@ -129,6 +129,8 @@ public:
 
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
+    // write() calls sent straight from the ring buffer being delivered (no copy).
+    std::uint64_t held_writes() const { return held_writes_; }
 
 private:
     struct RecvOp final : uring::Op {
@@ -158,6 +160,8 @@ private:
     void submit_send();
     void on_send(int res, unsigned flags);
     void append(std::string_view data);
+    bool hold_for_send(std::string_view data);
+    void drop_held_send();
     void force_close(std::error_code ec);
     // TransportBase
     void abort_after_failure() override;
@@ -216,6 +220,25 @@ private:
     msghdr msg_{};
     bool send_inflight_ = false;
     std::uint64_t sends_ = 0;
+    // No copy for an echo: while data_received runs on ring bytes (cur_*), a write() of bytes
+    // inside them with nothing queued keeps the ring buffer (BufferRing::keep, so it is not
+    // given back to the kernel, incremental or not) and sends from it; the buffer is released
+    // once the send has taken every byte, or when the write buffer is dropped (abort, error).
+    // One per connection (it is the front of the write buffer: what is written after it is
+    // copied into chunks behind it); ring-wide, BufferRing::can_keep bounds the buffers kept
+    // (half the ring, shared with paused readers); over that, write() copies.
+    struct HeldSend {
+        const char* data = nullptr;
+        std::uint32_t size = 0;
+        std::uint32_t off = 0;  // bytes already sent
+        std::uint16_t bid = 0;
+        bool active = false;
+    };
+    HeldSend held_send_;
+    const char* cur_data_ = nullptr;  // the ring bytes being delivered, or null
+    std::uint32_t cur_size_ = 0;
+    std::uint16_t cur_bid_ = 0;
+    std::uint64_t held_writes_ = 0;
 
     // Closing (the rest of the state is TransportBase's).
     bool eof_requested_ = false;   // write_eof() called
