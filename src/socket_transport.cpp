@@ -384,26 +384,25 @@ void SocketTransport::write(std::string_view data) {
 
 bool SocketTransport::hold_for_send(std::string_view data) {
     // Bytes of the ring buffer being delivered, with nothing queued before them: keep the
-    // buffer and send from it (see held_send_). The kernel does not reuse a kept buffer: with
+    // buffer and send from it (see held_sends_). The kernel does not reuse a kept buffer: with
     // incremental consumption it may still be filling the rest of it (no Piece::last yet), but
     // only after these bytes, and it is given back only once both the kernel is done with it
     // (finish) and this send has released it.
     const auto p = reinterpret_cast<std::uintptr_t>(data.data());
     const auto base = reinterpret_cast<std::uintptr_t>(cur_data_);
     if (p < base || p + data.size() > base + cur_size_) return false;
-    if (flow_.size() != 0 || send_inflight_ || !chunks_.empty()) return false;
+    if (!chunks_.empty() || nheld_ == max_held_sends) return false;  // per-connection cap
     uring::BufferRing& ring = core_.stream_ring();
     if (!ring.can_keep(cur_bid_)) return false;  // ring-wide cap: copy instead
     ring.keep(cur_bid_);
-    held_send_ = HeldSend{data.data(), static_cast<std::uint32_t>(data.size()), 0, cur_bid_, true};
+    held_sends_[nheld_++] = HeldSend{data.data(), static_cast<std::uint32_t>(data.size()), 0, cur_bid_};
     ++held_writes_;
     return true;
 }
 
 void SocketTransport::drop_held_send() {
-    if (!held_send_.active) return;
-    held_send_.active = false;
-    core_.stream_ring().release(held_send_.bid);
+    // Every held write goes back (the write buffer is dropped).
+    while (nheld_ != 0) core_.stream_ring().release(held_sends_[--nheld_].bid);
 }
 
 void SocketTransport::write(std::string&& data) {
@@ -426,14 +425,14 @@ void SocketTransport::flush() {
 }
 
 void SocketTransport::submit_send() {
-    if (held_send_.active || chunks_.size() == 1) [[likely]] {
+    if ((nheld_ == 1 || (nheld_ == 0 && chunks_.size() == 1))) [[likely]] {
         if (mode_ == Mode::socket) [[likely]] {
             // One buffer: a plain send, no msghdr or iovec for the kernel to copy in.
             const char* b;
             std::size_t len;
-            if (held_send_.active) {
-                b = held_send_.data + held_send_.off;
-                len = held_send_.size - held_send_.off;
+            if (nheld_ == 1) {
+                b = held_sends_[0].data + held_sends_[0].off;
+                len = held_sends_[0].size - held_sends_[0].off;
                 inflight_chunks_ = 0;
             } else {
                 std::string& c = chunks_.front();
@@ -448,6 +447,23 @@ void SocketTransport::submit_send() {
             ++sends_;
             return;
         }
+    }
+    if (nheld_ > 1) {
+        // Several held writes, and nothing else: the chunks behind them go next time.
+        iov_.resize(nheld_);
+        for (std::size_t i = 0; i < nheld_; ++i) {
+            const HeldSend& h = held_sends_[i];
+            iov_[i] = iovec{const_cast<char*>(h.data + h.off), h.size - h.off};
+        }
+        msg_.msg_iov = iov_.data();
+        msg_.msg_iovlen = nheld_;
+        inflight_chunks_ = 0;
+        io_uring_sqe* s = core_.ring.sqe();
+        io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
+        io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
+        send_inflight_ = true;
+        ++sends_;
+        return;
     }
     const std::size_t n = std::min(chunks_.size(), max_iov);
     iov_.resize(n);
@@ -487,12 +503,22 @@ void SocketTransport::on_send(int res, unsigned) {
     // Consume what was sent; a short send leaves the rest at the front, sent before anything
     // newer.
     std::size_t sent = static_cast<std::size_t>(res);
-    if (held_send_.active) {
-        // A send from a held ring buffer sends from nothing else; a short one goes again from
-        // where it stopped, and the buffer goes back once every byte has been taken.
-        held_send_.off += static_cast<std::uint32_t>(sent);
-        if (held_send_.off == held_send_.size) drop_held_send();
-        sent = 0;
+    // The held writes first (a send from them sends from nothing else): each one's buffer
+    // goes back once every byte of it has been taken; a short send goes again from where it
+    // stopped. Held writes made while it was in flight are behind them.
+    while (sent != 0 && nheld_ != 0) {
+        HeldSend& h = held_sends_[0];
+        const std::size_t left = h.size - h.off;
+        if (sent < left) {
+            h.off += static_cast<std::uint32_t>(sent);
+            sent = 0;
+            break;
+        }
+        sent -= left;
+        const std::uint16_t bid = h.bid;
+        std::copy(held_sends_.begin() + 1, held_sends_.begin() + nheld_, held_sends_.begin());
+        --nheld_;
+        core_.stream_ring().release(bid);
     }
     while (sent != 0) {
         std::string& front = chunks_.front();
@@ -602,7 +628,7 @@ void SocketTransport::loop_closed() {
     // cancelled, and no callback runs any more (asyncio does not call connection_lost either).
     recv_armed_ = false;
     send_inflight_ = false;
-    held_send_.active = false;  // the ring goes with the loop
+    nheld_ = 0;  // the ring goes with the loop
     flush_scheduled = false;
     rearm_scheduled = false;
     closing_ = lost_scheduled_ = lost_done_ = detached_ = true;
@@ -625,7 +651,8 @@ std::any SocketTransport::get_extra_info(std::string_view name, std::any default
     // Diagnostic: write() calls sent straight from a received ring buffer (no copy), and
     // whether such a send is still holding its buffer.
     if (name == "held_writes") return std::any(held_writes_);
-    if (name == "holding_send_buffer") return std::any(held_send_.active);
+    if (name == "holding_send_buffer") return std::any(nheld_ != 0);
+    if (name == "held_send_count") return std::any(static_cast<std::size_t>(nheld_));
     if (name == "pipe") return fd_closed_ || mode_ == Mode::socket ? default_value : std::any(fd_);
     return default_value;
 }

@@ -224,17 +224,19 @@ private:
     // inside them with nothing queued keeps the ring buffer (BufferRing::keep, so it is not
     // given back to the kernel, incremental or not) and sends from it; the buffer is released
     // once the send has taken every byte, or when the write buffer is dropped (abort, error).
-    // One per connection (it is the front of the write buffer: what is written after it is
-    // copied into chunks behind it); ring-wide, BufferRing::can_keep bounds the buffers kept
-    // (half the ring, shared with paused readers); over that, write() copies.
+    // Held writes are the front of the write buffer, oldest first, up to max_held_sends per
+    // connection while nothing copied is queued (once a write is copied, what follows is copied
+    // behind it until the chunks drain); ring-wide, BufferRing::can_keep bounds the buffers
+    // kept (half the ring, shared with paused readers); over either cap, write() copies.
     struct HeldSend {
-        const char* data = nullptr;
-        std::uint32_t size = 0;
-        std::uint32_t off = 0;  // bytes already sent
-        std::uint16_t bid = 0;
-        bool active = false;
+        const char* data;
+        std::uint32_t size;
+        std::uint32_t off;  // bytes already sent
+        std::uint16_t bid;
     };
-    HeldSend held_send_;
+    static constexpr std::size_t max_held_sends = 4;
+    std::array<HeldSend, max_held_sends> held_sends_{};
+    std::uint8_t nheld_ = 0;
     const char* cur_data_ = nullptr;  // the ring bytes being delivered, or null
     std::uint32_t cur_size_ = 0;
     std::uint16_t cur_bid_ = 0;

@@ -8,6 +8,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <thread>
@@ -39,6 +40,9 @@ std::uint64_t held_writes(Transport& t) {
 }
 bool holding(Transport& t) {
     return std::any_cast<bool>(t.get_extra_info("holding_send_buffer", false));
+}
+std::size_t held_count(Transport& t) {
+    return std::any_cast<std::size_t>(t.get_extra_info("held_send_count", std::size_t{0}));
 }
 unsigned kept(EventLoop& loop) { return loop.core().stream_ring().kept_buffers(); }
 
@@ -125,6 +129,8 @@ TEST_CASE("short sends from a held buffer send the rest, in order, then give the
     REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
     const std::string data = pattern(1024 * 1024, 7);
     std::string got;
+    std::atomic<std::size_t> received{0};  // got.size(), for the loop thread
+    std::size_t most_held = 0;
     {
         // The peer reads slowly, in small pieces: the echo's sends stall and come back short.
         std::thread reader([&] {
@@ -133,6 +139,7 @@ TEST_CASE("short sends from a held buffer send the rest, in order, then give the
                 ssize_t n = ::recv(sp.b, buf, sizeof buf, 0);
                 if (n <= 0) break;
                 got.append(buf, static_cast<std::size_t>(n));
+                received = got.size();
             }
         });
         std::thread writer([&] {
@@ -144,7 +151,10 @@ TEST_CASE("short sends from a held buffer send the rest, in order, then give the
                 off += static_cast<std::size_t>(n);
             }
         });
-        REQUIRE(run_until_polling(loop, [&] { return got.size() >= data.size(); }));
+        REQUIRE(run_until_polling(loop, [&] {
+            most_held = std::max(most_held, held_count(*conn.transport));
+            return received >= data.size();
+        }));
         writer.join();
         reader.join();
     }
@@ -152,6 +162,7 @@ TEST_CASE("short sends from a held buffer send the rest, in order, then give the
     CHECK(echo->buffered_counts_held);
     if (ring_receives()) CHECK(held_writes(*conn.transport) > 0);
     CHECK_FALSE(holding(*conn.transport));
+    CHECK(most_held <= 4);
     CHECK(kept(loop) == 0);
     conn.transport->close();
     REQUIRE(run_until(loop, [&] { return echo->lost == 1; }));
@@ -243,7 +254,10 @@ TEST_CASE("many stalled echoes hold at most half the ring; the rest copy; nothin
         return all;
     }));
     int holders = 0;
-    for (int i = 0; i < n; ++i) holders += holding(*transports[i]) ? 1 : 0;
+    for (int i = 0; i < n; ++i) {
+        holders += holding(*transports[i]) ? 1 : 0;
+        CHECK(held_count(*transports[i]) <= 4);  // the per-connection cap
+    }
     CHECK(kept(loop) <= cap);
     CHECK(most_kept <= cap);
     if (ring_receives()) CHECK(holders > 0);
