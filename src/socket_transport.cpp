@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Stream transport over a connected socket: multishot receive into the loop's provided-buffer
-// ring (or single-shot into a BufferedProtocol's memory), one coalesced sendmsg in flight, and
+// ring (or single-shot into a BufferedProtocol's memory), one send in flight (a plain send for
+// one buffer, which may be a received ring buffer held for an echo; sendmsg for several), and
 // asyncio's close/abort/write_eof ordering and flow control.
 #include "src/socket_transport.hpp"
 
@@ -61,7 +62,10 @@ SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BasePro
 }
 
 SocketTransport::~SocketTransport() {
-    if (!detached_) release_pieces();  // once the loop is gone, so is its ring
+    if (!detached_) {  // once the loop is gone, so is its ring
+        release_pieces();
+        drop_held_send();
+    }
     if (!fd_closed_) ::close(fd_);
 }
 
@@ -148,7 +152,14 @@ void SocketTransport::on_recv(int res, unsigned flags) {
             const auto piece = ring.take(flags, static_cast<unsigned>(res));
             const std::string_view data(piece.data, static_cast<std::size_t>(res));
             if (!holding()) [[likely]] {
-                if (!closing_ && !eof_) dispatch(data);
+                if (!closing_ && !eof_) {
+                    // write() may send straight from these bytes (hold_for_send).
+                    cur_data_ = piece.data;
+                    cur_size_ = static_cast<std::uint32_t>(res);
+                    cur_bid_ = piece.bid;
+                    dispatch(data);
+                    cur_data_ = nullptr;
+                }
             } else if (!keep_piece(ring, piece.bid, data)) {
                 deliver(data);
             }
@@ -273,7 +284,13 @@ void SocketTransport::deliver_held() {
         const HeldPiece p = pieces_[0];
         std::copy(pieces_.begin() + 1, pieces_.begin() + npieces_, pieces_.begin());
         --npieces_;
-        if (!closing_ && !eof_) dispatch(std::string_view(p.data, p.size));
+        if (!closing_ && !eof_) {
+            cur_data_ = p.data;
+            cur_size_ = p.size;
+            cur_bid_ = p.bid;
+            dispatch(std::string_view(p.data, p.size));
+            cur_data_ = nullptr;
+        }
         core_.stream_ring().release(p.bid);
         if (closing_) release_pieces();
         if (!reading_) return;  // paused again inside data_received
@@ -355,9 +372,32 @@ void SocketTransport::write(std::string_view data) {
         core_.ignored_write(ignored_writes_);
         return;
     }
-    append(data);
+    if (cur_data_ == nullptr || barrier_ || !hold_for_send(data)) append(data);  // none past a sendfile
     core_.want_flush(this);
     flow_.add(data.size());
+}
+
+bool SocketTransport::hold_for_send(std::string_view data) {
+    // Bytes of the ring buffer being delivered, with nothing queued before them: keep the
+    // buffer and send from it (see held_sends_). The kernel does not reuse a kept buffer: with
+    // incremental consumption it may still be filling the rest of it (no Piece::last yet), but
+    // only after these bytes, and it is given back only once both the kernel is done with it
+    // (finish) and this send has released it.
+    const auto p = reinterpret_cast<std::uintptr_t>(data.data());
+    const auto base = reinterpret_cast<std::uintptr_t>(cur_data_);
+    if (p < base || p + data.size() > base + cur_size_) return false;
+    if (!chunks_.empty() || nheld_ == max_held_sends) return false;  // per-connection cap
+    uring::BufferRing& ring = core_.stream_ring();
+    if (!ring.can_keep(cur_bid_)) return false;  // ring-wide cap: copy instead
+    ring.keep(cur_bid_);
+    held_sends_[nheld_++] = HeldSend{data.data(), static_cast<std::uint32_t>(data.size()), 0, cur_bid_};
+    ++held_writes_;
+    return true;
+}
+
+void SocketTransport::drop_held_send() {
+    // Every held write goes back (the write buffer is dropped).
+    while (nheld_ != 0) core_.stream_ring().release(held_sends_[--nheld_].bid);
 }
 
 void SocketTransport::write(std::string&& data) {
@@ -381,6 +421,46 @@ void SocketTransport::flush() {
 }
 
 void SocketTransport::submit_send() {
+    if (nheld_ == 1 || (nheld_ == 0 && chunks_.size() == 1 && !barrier_)) [[likely]] {
+        if (mode_ == Mode::socket) [[likely]] {
+            // One buffer: a plain send, no msghdr or iovec for the kernel to copy in.
+            const char* b;
+            std::size_t len;
+            if (nheld_ == 1) {
+                b = held_sends_[0].data + held_sends_[0].off;
+                len = held_sends_[0].size - held_sends_[0].off;
+                inflight_chunks_ = 0;
+            } else {
+                std::string& c = chunks_.front();
+                b = c.data() + front_offset_;
+                len = c.size() - front_offset_;
+                inflight_chunks_ = 1;
+            }
+            io_uring_sqe* s = core_.ring.sqe();
+            io_uring_prep_send(s, fd_, b, len, MSG_NOSIGNAL);
+            io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
+            send_inflight_ = true;
+            ++sends_;
+            return;
+        }
+    }
+    if (nheld_ > 1) {
+        // Several held writes, and nothing else: the chunks behind them go next time.
+        iov_.resize(nheld_);
+        for (std::size_t i = 0; i < nheld_; ++i) {
+            const HeldSend& h = held_sends_[i];
+            iov_[i] = iovec{const_cast<char*>(h.data + h.off), h.size - h.off};
+        }
+        msg_.msg_iov = iov_.data();
+        msg_.msg_iovlen = nheld_;
+        inflight_chunks_ = 0;
+        io_uring_sqe* s = core_.ring.sqe();
+        io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
+        io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
+        send_inflight_ = true;
+        ++sends_;
+        return;
+    }
     std::size_t n = std::min(chunks_.size(), max_iov);
     iov_.resize(n);
     std::size_t limit = barrier_ ? barrier_bytes_ : SIZE_MAX;  // nothing past a write barrier
@@ -411,6 +491,7 @@ void SocketTransport::on_send(int res, unsigned) {
     if (lost_scheduled_) {  // aborted: the buffer was dropped, only the memory was kept
         chunks_.clear();
         front_offset_ = 0;
+        drop_held_send();
         maybe_release();
         return;
     }
@@ -427,6 +508,23 @@ void SocketTransport::on_send(int res, unsigned) {
     // Consume what was sent; a short send leaves the rest at the front, sent before anything
     // newer.
     std::size_t sent = static_cast<std::size_t>(res);
+    // The held writes first (a send from them sends from nothing else): each one's buffer
+    // goes back once every byte of it has been taken; a short send goes again from where it
+    // stopped. Held writes made while it was in flight are behind them.
+    while (sent != 0 && nheld_ != 0) {
+        HeldSend& h = held_sends_[0];
+        const std::size_t left = h.size - h.off;
+        if (sent < left) {
+            h.off += static_cast<std::uint32_t>(sent);
+            sent = 0;
+            break;
+        }
+        sent -= left;
+        const std::uint16_t bid = h.bid;
+        std::copy(held_sends_.begin() + 1, held_sends_.begin() + nheld_, held_sends_.begin());
+        --nheld_;
+        core_.stream_ring().release(bid);
+    }
     while (sent != 0) {
         std::string& front = chunks_.front();
         const std::size_t left = front.size() - front_offset_;
@@ -499,6 +597,7 @@ void SocketTransport::force_close(std::error_code ec) {
     if (!send_inflight_) {
         chunks_.clear();
         front_offset_ = 0;
+        drop_held_send();
     }
     cancel_recv();
     if (send_inflight_) {
@@ -570,6 +669,7 @@ void SocketTransport::loop_closed() {
     recv_armed_ = false;
     send_inflight_ = false;
     barrier_ = nullptr;
+    nheld_ = 0;  // the ring goes with the loop
     flush_scheduled = false;
     rearm_scheduled = false;
     closing_ = lost_scheduled_ = lost_done_ = detached_ = true;
@@ -589,6 +689,11 @@ std::any SocketTransport::get_extra_info(std::string_view name, std::any default
     if (name == "socket") return fd_closed_ || mode_ != Mode::socket ? default_value : std::any(fd_);
     // Diagnostic (not asyncio): send operations submitted so far, to check coalescing.
     if (name == "send_calls") return std::any(sends_);
+    // Diagnostic: write() calls sent straight from a received ring buffer (no copy), and
+    // whether such a send is still holding its buffer.
+    if (name == "held_writes") return std::any(held_writes_);
+    if (name == "holding_send_buffer") return std::any(nheld_ != 0);
+    if (name == "held_send_count") return std::any(static_cast<std::size_t>(nheld_));
     if (name == "pipe") return fd_closed_ || mode_ == Mode::socket ? default_value : std::any(fd_);
     return default_value;
 }

@@ -154,6 +154,8 @@ public:
 
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
+    // write() calls sent straight from the ring buffer being delivered (no copy).
+    std::uint64_t held_writes() const { return held_writes_; }
 
 private:
     struct RecvOp final : uring::Op {
@@ -183,6 +185,8 @@ private:
     void submit_send();
     void on_send(int res, unsigned flags);
     void append(std::string_view data);
+    bool hold_for_send(std::string_view data);
+    void drop_held_send();
     void force_close(std::error_code ec);
     // TransportBase
     void abort_after_failure() override;
@@ -243,6 +247,27 @@ private:
     std::uint64_t sends_ = 0;
     WriteBarrier* barrier_ = nullptr;
     std::size_t barrier_bytes_ = 0;  // bytes written before the barrier, not yet sent
+    // No copy for an echo: while data_received runs on ring bytes (cur_*), a write() of bytes
+    // inside them with nothing queued keeps the ring buffer (BufferRing::keep, so it is not
+    // given back to the kernel, incremental or not) and sends from it; the buffer is released
+    // once the send has taken every byte, or when the write buffer is dropped (abort, error).
+    // Held writes are the front of the write buffer, oldest first, up to max_held_sends per
+    // connection while nothing copied is queued (once a write is copied, what follows is copied
+    // behind it until the chunks drain); ring-wide, BufferRing::can_keep bounds the buffers
+    // kept (half the ring, shared with paused readers); over either cap, write() copies.
+    struct HeldSend {
+        const char* data;
+        std::uint32_t size;
+        std::uint32_t off;  // bytes already sent
+        std::uint16_t bid;
+    };
+    static constexpr std::size_t max_held_sends = 4;
+    std::array<HeldSend, max_held_sends> held_sends_{};
+    std::uint8_t nheld_ = 0;
+    const char* cur_data_ = nullptr;  // the ring bytes being delivered, or null
+    std::uint32_t cur_size_ = 0;
+    std::uint16_t cur_bid_ = 0;
+    std::uint64_t held_writes_ = 0;
 
     // Closing (the rest of the state is TransportBase's).
     bool eof_requested_ = false;   // write_eof() called

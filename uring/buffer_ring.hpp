@@ -3,6 +3,7 @@
 // multishot receives. liburing 2.3 has no io_uring_setup_buf_ring, so the ring is mapped here.
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -76,6 +77,7 @@ public:
         if (kept_[bid]++ == 0) ++kept_buffers_;
     }
     void release(std::uint16_t bid) {
+        assert(kept_[bid] != 0);
         if (--kept_[bid] != 0) return;
         --kept_buffers_;
         if (done_[bid]) {
@@ -88,6 +90,9 @@ public:
         if (kept_[bid] == 0) give_back(bid);
         else done_[bid] = true;
     }
+
+    // Buffers kept by receivers right now (tests check that none leaks).
+    unsigned kept_buffers() const { return kept_buffers_; }
 
     std::uint64_t exhaustions = 0;  // ENOBUFS seen by receivers (a sizing signal)
 
