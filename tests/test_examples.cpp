@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "process.hpp"
@@ -345,11 +347,21 @@ TEST_CASE("echo_server --threads 4 under aioring-load --threads 2: every byte ve
     }
 }
 
-TEST_CASE("every program reports a kernel that is too old in one line and exits 1") {
-    // AIORING_PRETEND_KERNEL (uring/kernel_check.cpp) makes the loop's set-up refuse the kernel.
+TEST_CASE("every program asked for io_uring on a kernel too old reports it in one line, exits 1") {
+    // AIORING_PRETEND_KERNEL (uring/kernel_check.cpp) makes the loop's set-up refuse the kernel;
+    // AIORING_BACKEND=io_uring asks for io_uring only (automatic would fall back to epoll).
     struct Pretend {
-        Pretend() { ::setenv("AIORING_PRETEND_KERNEL", "5.10", 1); }
-        ~Pretend() { ::unsetenv("AIORING_PRETEND_KERNEL"); }
+        std::optional<std::string> backend;  // the suite's own setting (the .epoll variant's)
+        Pretend() {
+            if (const char* b = std::getenv("AIORING_BACKEND")) backend = b;
+            ::setenv("AIORING_PRETEND_KERNEL", "5.10", 1);
+            ::setenv("AIORING_BACKEND", "io_uring", 1);
+        }
+        ~Pretend() {
+            ::unsetenv("AIORING_PRETEND_KERNEL");
+            if (backend) ::setenv("AIORING_BACKEND", backend->c_str(), 1);
+            else ::unsetenv("AIORING_BACKEND");
+        }
     } pretend;
     const std::vector<std::vector<std::string>> commands = {
         {example("tcp_echo_server"), "--port", "0"},
