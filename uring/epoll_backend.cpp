@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -471,11 +473,26 @@ bool EpollBackend::run_splice(Task& t) {
     }
     loff_t off_in = static_cast<loff_t>(s.splice_off_in);
     loff_t off_out = static_cast<loff_t>(s.off);
+    // splice() into a socket whose peer is gone raises SIGPIPE (it has no MSG_NOSIGNAL), which
+    // the kernel's io_uring splice does not: block it for the call and discard one it raised.
+    sigset_t pipe_set;
+    sigset_t old_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
     long r;
     do r = ::splice(in, s.splice_off_in == no_offset ? nullptr : &off_in, out,
                     s.off == no_offset ? nullptr : &off_out, s.len,
                     (s.splice_flags & ~SPLICE_F_FD_IN_FIXED) | SPLICE_F_NONBLOCK);
     while (r < 0 && errno == EINTR);
+    const int err = errno;
+    if (r < 0 && err == EPIPE && !sigismember(&old_set, SIGPIPE)) {
+        const timespec zero{};
+        while (::sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
+        }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
+    errno = err;
     if (r >= 0) return finish(t, static_cast<int>(r));
     if (!would_block(errno)) return finish(t, -errno);
     // Whichever side is not ready is the one to wait for.
