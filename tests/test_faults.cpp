@@ -34,11 +34,18 @@ long rss_kib() {
     return -1;
 }
 
+// What a Writer counts, kept by the test: the transport frees its protocol once the connection
+// is lost and idle, so the counts must outlive the Writer.
+struct WriteCounts {
+    std::size_t written = 0, max_buffered = 0;
+};
+
 // Writes `chunk`-byte pieces (bytes counting up mod 251) while writing is not paused, `total`
 // bytes in all, and records the largest write-buffer size it saw.
 class Writer : public RecordingProtocol {
 public:
-    Writer(Events& e, std::size_t total, std::size_t chunk) : RecordingProtocol(e), total_(total), chunk_(chunk) {}
+    Writer(Events& e, WriteCounts& c, std::size_t total, std::size_t chunk)
+        : RecordingProtocol(e), written(c.written), max_buffered(c.max_buffered), total_(total), chunk_(chunk) {}
     void connection_made(Transport& t) override {
         RecordingProtocol::connection_made(t);
         t_ = &t;
@@ -52,7 +59,8 @@ public:
         RecordingProtocol::pause_writing();
         paused_ = true;
     }
-    std::size_t written = 0, max_buffered = 0;
+    std::size_t& written;
+    std::size_t& max_buffered;
 
 private:
     void fill() {
@@ -76,16 +84,15 @@ private:
 TEST_SUITE("faults") {
 TEST_CASE("a peer that resets (SO_LINGER 0) while the server writes 32 MiB: connection_lost with an error, fds released") {
     Events ev;
-    Writer* writer = nullptr;
+    WriteCounts counts;
+    WriteCounts* writer = &counts;
     const int fds_before = open_fds();
     {
         EventLoop loop;
         ExceptionLog log(loop);
         auto server = run(loop, loop.create_server(
                                     [&] {
-                                        auto w = std::make_unique<Writer>(ev, std::size_t{32} << 20, 256 * 1024);
-                                        writer = w.get();
-                                        return w;
+                                        return std::make_unique<Writer>(ev, counts, std::size_t{32} << 20, 256 * 1024);
                                     },
                                     "127.0.0.1", 0));
         const int peer = tcp_connect(server->addresses().front().port());
@@ -123,15 +130,14 @@ TEST_CASE("a peer that resets (SO_LINGER 0) while the server writes 32 MiB: conn
 
 TEST_CASE("a peer that never reads: pause_writing holds the buffer at the high-water mark; RSS stays bounded; nothing lost once it reads") {
     Events ev;
-    Writer* writer = nullptr;
+    WriteCounts counts;
+    WriteCounts* writer = &counts;
     constexpr std::size_t total = std::size_t{256} << 20, chunk = 16 * 1024;
     EventLoop loop;
     ExceptionLog log(loop);
     auto server = run(loop, loop.create_server(
                                 [&] {
-                                    auto w = std::make_unique<Writer>(ev, total, chunk);
-                                    writer = w.get();
-                                    return w;
+                                    return std::make_unique<Writer>(ev, counts, total, chunk);
                                 },
                                 "127.0.0.1", 0));
     const int peer = tcp_connect(server->addresses().front().port());
