@@ -218,6 +218,19 @@ TEST_CASE("every program and aioring-load at tiny fd limits: one line naming the
     };
     // 3 leaves the dynamic loader no fd to open the libraries with: that is not ours.
     for (const auto& prog : programs) {
+#if defined(__SANITIZE_ADDRESS__)
+#define AIORING_EXAMPLES_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AIORING_EXAMPLES_ASAN 1
+#endif
+#endif
+#if defined(AIORING_EXAMPLES_ASAN)
+        // The examples link aioring_fdlimit (no UBSan vptr check, which needs a free fd to
+        // probe memory); aioring-load does not, so at the limit UBSan reports objects as invalid
+        // (test_load_tool skips its fd-exhaustion case there for the same reason).
+        if (std::string(prog.name) == "aioring-load") continue;
+#endif
         std::vector<std::string> argv = {std::string(prog.name) == "aioring-load" ? std::string(AIORING_TOOLS_DIR) + "/aioring-load"
                                                                      : example(prog.name)};
         argv.insert(argv.end(), prog.args.begin(), prog.args.end());
