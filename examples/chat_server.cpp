@@ -143,8 +143,7 @@ int program(int argc, char** argv) {
     Chat chat;
     chat.idle_timeout = args.number("idle-timeout", 0.001, 1e9);
     try {
-        return aioring::run(
-            [&](EventLoop& loop) { return main_task(loop, chat, host, port); });
+        return aioring::run([&](EventLoop& loop) { return main_task(loop, chat, host, port); });
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", cli::cause(e).c_str());
         return 1;

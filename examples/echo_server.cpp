@@ -90,12 +90,17 @@ Future<std::shared_ptr<Server>> start(EventLoop& loop, const Config& c, std::uin
 }  // namespace
 
 int program(int argc, char** argv) {
-    cli::Args args(argc, argv,
-                   "usage: echo_server [--api protocol|buffered|streams] [--host HOST] [--port PORT]\n"
-                   "                   [--threads N] [--cert FILE --key FILE]\n"
-                   "  Echoes every byte back on persistent connections.\n",
-                   {{"api", "protocol"}, {"host", "127.0.0.1"}, {"port", "8888"}, {"threads", "1"},
-                    {"cert", ""}, {"key", ""}});
+    cli::Args args(
+        argc, argv,
+        "usage: echo_server [--api protocol|buffered|streams] [--host HOST] [--port PORT]\n"
+        "                   [--threads N] [--cert FILE --key FILE]\n"
+        "  Echoes every byte back on persistent connections.\n",
+        {{"api", "protocol"},
+         {"host", "127.0.0.1"},
+         {"port", "8888"},
+         {"threads", "1"},
+         {"cert", ""},
+         {"key", ""}});
     Config c{args.str("api"), args.str("host"), args.port()};
     if (c.api != "protocol" && c.api != "buffered" && c.api != "streams")
         args.fail("--api must be protocol, buffered or streams, not '" + c.api + "'");

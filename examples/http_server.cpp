@@ -32,8 +32,10 @@ bool header_is(std::string_view line, std::string_view name, std::string_view& v
     for (std::size_t i = 0; i < name.size(); ++i)
         if (lower(line[i]) != name[i]) return false;
     value = line.substr(name.size() + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t' || value.back() == '\r')) value.remove_suffix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t' || value.back() == '\r'))
+        value.remove_suffix(1);
     return true;
 }
 
@@ -156,10 +158,11 @@ private:
 
 namespace {
 int program(int argc, char** argv) {
-    cli::Args args(argc, argv,
-                   "usage: http_server [--host 127.0.0.1] [--port 8080]\n"
-                   "  Answers every HTTP/1.1 request with 'Hello, World!' on keep-alive connections.\n",
-                   {{"host", "127.0.0.1"}, {"port", "8080"}});
+    cli::Args args(
+        argc, argv,
+        "usage: http_server [--host 127.0.0.1] [--port 8080]\n"
+        "  Answers every HTTP/1.1 request with 'Hello, World!' on keep-alive connections.\n",
+        {{"host", "127.0.0.1"}, {"port", "8080"}});
     const std::string host = args.str("host");
     const std::uint16_t port = args.port();
 

@@ -57,4 +57,6 @@ int program(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("socketpair_protocol", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("socketpair_protocol", argc, argv, program);
+}

@@ -42,4 +42,6 @@ int program(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("stream_echo_client", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("stream_echo_client", argc, argv, program);
+}

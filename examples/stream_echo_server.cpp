@@ -26,7 +26,8 @@ struct Connections {
 struct Tracked {
     Connections& conns;
     std::list<StreamWriter>::iterator self;
-    Tracked(Connections& c, const StreamWriter& w) : conns(c), self(c.open.insert(c.open.end(), w)) {}
+    Tracked(Connections& c, const StreamWriter& w)
+        : conns(c), self(c.open.insert(c.open.end(), w)) {}
     ~Tracked() {
         conns.open.erase(self);
         if (conns.stopping && conns.open.empty()) conns.idle.set();
@@ -97,4 +98,6 @@ int program(int argc, char** argv) {
     }
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("stream_echo_server", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("stream_echo_server", argc, argv, program);
+}

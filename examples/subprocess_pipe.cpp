@@ -27,13 +27,16 @@ const char* const usage =
 struct State {
     EventLoop& loop;
     std::shared_ptr<SubprocessTransport> child;
-    std::shared_ptr<ReadTransport> in;          // our stdin
-    std::shared_ptr<WriteTransport> out[3];     // [1] our stdout, [2] our stderr
+    std::shared_ptr<ReadTransport> in;       // our stdin
+    std::shared_ptr<WriteTransport> out[3];  // [1] our stdout, [2] our stderr
     Future<void> child_done, in_done, out_done[3];
     bool terminate_requested = false;
 
     explicit State(EventLoop& l)
-        : loop(l), child_done(l), in_done(l), out_done{Future<void>(l), Future<void>(l), Future<void>(l)} {}
+        : loop(l),
+          child_done(l),
+          in_done(l),
+          out_done{Future<void>(l), Future<void>(l), Future<void>(l)} {}
 
     WriteTransport* child_stdin() const {
         auto* w = child ? child->pipe_transport<WriteTransport>(0) : nullptr;
@@ -115,8 +118,10 @@ int dup_std(int fd) { return ::fcntl(fd, F_DUPFD_CLOEXEC, 3); }
 Task<int> main_task(EventLoop& loop, std::vector<std::string> argv) {
     State s(loop);
     auto on_signal = [&s] {
-        if (s.child && !s.child->get_returncode()) s.child->terminate();
-        else s.terminate_requested = true;
+        if (s.child && !s.child->get_returncode())
+            s.child->terminate();
+        else
+            s.terminate_requested = true;
     };
     loop.add_signal_handler(SIGTERM, on_signal);
     loop.add_signal_handler(SIGINT, on_signal);
@@ -127,7 +132,8 @@ Task<int> main_task(EventLoop& loop, std::vector<std::string> argv) {
             s.out_done[fd].set_result();
             continue;
         }
-        auto c = co_await loop.connect_write_pipe([&s, fd] { return std::make_unique<Output>(s, fd); }, copy);
+        auto c = co_await loop.connect_write_pipe(
+            [&s, fd] { return std::make_unique<Output>(s, fd); }, copy);
         s.out[fd] = c.transport;
     }
     std::string failure;
@@ -190,4 +196,6 @@ int program(int argc, char** argv) {
     }
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("subprocess_pipe", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("subprocess_pipe", argc, argv, program);
+}

@@ -42,10 +42,11 @@ Task<> main_task(EventLoop& loop, std::string host, std::uint16_t port, std::str
 }
 
 int program(int argc, char** argv) {
-    cli::Args args(argc, argv,
-                   "usage: tcp_echo_client [--host HOST] [--port PORT] [--message TEXT]\n"
-                   "  Sends TEXT, prints the echo, stops when the server closes (asyncio's example).\n",
-                   {{"host", "127.0.0.1"}, {"port", "8888"}, {"message", "Hello World!"}});
+    cli::Args args(
+        argc, argv,
+        "usage: tcp_echo_client [--host HOST] [--port PORT] [--message TEXT]\n"
+        "  Sends TEXT, prints the echo, stops when the server closes (asyncio's example).\n",
+        {{"host", "127.0.0.1"}, {"port", "8888"}, {"message", "Hello World!"}});
     const auto port = args.port();
     EventLoop loop;
     try {
@@ -57,4 +58,6 @@ int program(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("tcp_echo_client", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("tcp_echo_client", argc, argv, program);
+}

@@ -45,18 +45,24 @@ int program(int argc, char** argv) {
     serve::Connections connections;
     std::shared_ptr<Server> server;
     try {
-        server = loop.run_until_complete(loop.create_server(
-            [&] { return std::make_unique<EchoServerProtocol>(connections); }, args.str("host"),
-            port));
+        server = loop.run_until_complete(
+            loop.create_server([&] { return std::make_unique<EchoServerProtocol>(connections); },
+                               args.str("host"), port));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", cli::cause(e).c_str());
         return 1;
     }
     std::printf("Serving on %s\n", serve::describe(*server).c_str());
     serve::run_until_signal(
-        loop, [&] { server->close(); connections.close_all(); },
+        loop,
+        [&] {
+            server->close();
+            connections.close_all();
+        },
         [&] { return connections.open.empty(); });
     return 0;
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("tcp_echo_server", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("tcp_echo_server", argc, argv, program);
+}

@@ -20,7 +20,8 @@ public:
         auto cipher = t.extra<CipherInfo>("cipher");
         std::printf("Connected using %s %s\n", cipher ? cipher->version.c_str() : "?",
                     cipher ? cipher->name.c_str() : "?");
-        if (auto alpn = t.extra<std::string>("alpn_protocol")) std::printf("ALPN: %s\n", alpn->c_str());
+        if (auto alpn = t.extra<std::string>("alpn_protocol"))
+            std::printf("ALPN: %s\n", alpn->c_str());
         t.write(message_);
         std::printf("Data sent: %s\n", cli::quoted(message_).c_str());
     }
@@ -34,9 +35,9 @@ public:
     void connection_lost(std::error_code ec) override {
         if (!lost_.done()) lost_.set_result();
         if (!received_.done())
-            received_.set_exception(std::make_exception_ptr(std::system_error(
-                ec ? ec : std::make_error_code(std::errc::connection_reset),
-                "the server closed the connection before echoing everything")));
+            received_.set_exception(std::make_exception_ptr(
+                std::system_error(ec ? ec : std::make_error_code(std::errc::connection_reset),
+                                  "the server closed the connection before echoing everything")));
     }
 
 private:
@@ -59,26 +60,34 @@ Task<> run_client(EventLoop& loop, std::string host, std::uint16_t port, std::st
 }  // namespace
 
 int program(int argc, char** argv) {
-    cli::Args args(argc, argv,
-                   "usage: tls_echo_client [--host HOST] [--port PORT] [--message TEXT] [--cafile FILE]\n"
-                   "                       [--server-hostname NAME] [--insecure] [--alpn LIST]\n"
-                   "  Sends one message over TLS and prints the echo. The server's certificate is\n"
-                   "  verified against --cafile (or the system store) and the host name unless --insecure.\n",
-                   {{"host", "127.0.0.1"}, {"port", "8443"}, {"message", "Hello World!"}, {"cafile", ""},
-                    {"server-hostname", ""}, {"alpn", ""}},
-                   {"insecure"});
+    cli::Args args(
+        argc, argv,
+        "usage: tls_echo_client [--host HOST] [--port PORT] [--message TEXT] [--cafile FILE]\n"
+        "                       [--server-hostname NAME] [--insecure] [--alpn LIST]\n"
+        "  Sends one message over TLS and prints the echo. The server's certificate is\n"
+        "  verified against --cafile (or the system store) and the host name unless --insecure.\n",
+        {{"host", "127.0.0.1"},
+         {"port", "8443"},
+         {"message", "Hello World!"},
+         {"cafile", ""},
+         {"server-hostname", ""},
+         {"alpn", ""}},
+        {"insecure"});
     const std::uint16_t port = args.port();
     ConnectOptions options;
     try {
-        options.ssl = tls_setup::client_context(args.str("cafile"), args.flag("insecure"), args.str("alpn"));
+        options.ssl =
+            tls_setup::client_context(args.str("cafile"), args.flag("insecure"), args.str("alpn"));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());
         return 1;
     }
-    options.server_hostname = args.given("server-hostname") ? args.str("server-hostname") : args.str("host");
+    options.server_hostname =
+        args.given("server-hostname") ? args.str("server-hostname") : args.str("host");
     EventLoop loop;
     try {
-        loop.run_until_complete(run_client(loop, args.str("host"), port, args.str("message"), options));
+        loop.run_until_complete(
+            run_client(loop, args.str("host"), port, args.str("message"), options));
     } catch (const SslError& e) {
         std::fprintf(stderr, "%s\n", e.what());
         return 1;
@@ -89,4 +98,6 @@ int program(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("tls_echo_client", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("tls_echo_client", argc, argv, program);
+}

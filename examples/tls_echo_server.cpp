@@ -24,7 +24,8 @@ public:
         auto cipher = t.extra<CipherInfo>("cipher");
         std::printf("Connection from %s using %s %s\n", peer ? peer->to_string().c_str() : "?",
                     cipher ? cipher->version.c_str() : "?", cipher ? cipher->name.c_str() : "?");
-        if (auto alpn = t.extra<std::string>("alpn_protocol")) std::printf("ALPN: %s\n", alpn->c_str());
+        if (auto alpn = t.extra<std::string>("alpn_protocol"))
+            std::printf("ALPN: %s\n", alpn->c_str());
     }
     void data_received(std::string_view data) override { transport_->write(data); }
     // Back-pressure: a client that sends without reading stops being read.
@@ -40,10 +41,11 @@ private:
 }  // namespace
 
 int program(int argc, char** argv) {
-    cli::Args args(argc, argv,
-                   "usage: tls_echo_server [--host HOST] [--port PORT] --cert FILE --key FILE [--alpn LIST]\n"
-                   "  Echoes every byte over TLS. --alpn takes protocols in preference order: h2,http/1.1\n",
-                   {{"host", "127.0.0.1"}, {"port", "8443"}, {"cert", ""}, {"key", ""}, {"alpn", ""}});
+    cli::Args args(
+        argc, argv,
+        "usage: tls_echo_server [--host HOST] [--port PORT] --cert FILE --key FILE [--alpn LIST]\n"
+        "  Echoes every byte over TLS. --alpn takes protocols in preference order: h2,http/1.1\n",
+        {{"host", "127.0.0.1"}, {"port", "8443"}, {"cert", ""}, {"key", ""}, {"alpn", ""}});
     const std::uint16_t port = args.port();
     if (!args.given("cert") || !args.given("key")) args.fail("--cert and --key are required");
 
@@ -59,7 +61,8 @@ int program(int argc, char** argv) {
     EventLoop loop;
     serve::handle_stop_signals(loop);
     loop.set_exception_handler([](EventLoop& l, const ExceptionContext& c) {
-        if (c.message != "SSL handshake failed" || !c.exception) return l.default_exception_handler(c);
+        if (c.message != "SSL handshake failed" || !c.exception)
+            return l.default_exception_handler(c);
         std::string cause = "unknown error";
         try {
             std::rethrow_exception(c.exception);
@@ -69,16 +72,17 @@ int program(int argc, char** argv) {
         const std::string prefix = "SSL handshake failed: ";
         if (cause.compare(0, prefix.size(), prefix) == 0) cause.erase(0, prefix.size());
         auto peer = c.transport ? c.transport->extra<SocketAddress>("peername") : std::nullopt;
-        std::printf("Handshake failed from %s: %s\n", peer ? peer->to_string().c_str() : "?", cause.c_str());
+        std::printf("Handshake failed from %s: %s\n", peer ? peer->to_string().c_str() : "?",
+                    cause.c_str());
     });
     serve::Connections connections;
     ServerOptions options;
     options.ssl = ctx;
     std::shared_ptr<Server> server;
     try {
-        server = loop.run_until_complete(loop.create_server(
-            [&connections] { return std::make_unique<TlsEcho>(connections); }, args.str("host"), port,
-            options));
+        server = loop.run_until_complete(
+            loop.create_server([&connections] { return std::make_unique<TlsEcho>(connections); },
+                               args.str("host"), port, options));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", cli::cause(e).c_str());
         return 1;
@@ -102,4 +106,6 @@ int program(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("tls_echo_server", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("tls_echo_server", argc, argv, program);
+}

@@ -58,16 +58,18 @@ Task<bool> main_task(EventLoop& loop, std::string host, std::uint16_t port, std:
 }
 
 int program(int argc, char** argv) {
-    cli::Args args(argc, argv,
-                   "usage: udp_echo_client [--host 127.0.0.1] [--port 9999] [--message TEXT] "
-                   "[--timeout 5]\n"
-                   "Sends one datagram to the UDP echo server and waits for the reply.\n",
-                   {{"host", "127.0.0.1"}, {"port", "9999"}, {"message", "Hello World!"}, {"timeout", "5"}});
+    cli::Args args(
+        argc, argv,
+        "usage: udp_echo_client [--host 127.0.0.1] [--port 9999] [--message TEXT] "
+        "[--timeout 5]\n"
+        "Sends one datagram to the UDP echo server and waits for the reply.\n",
+        {{"host", "127.0.0.1"}, {"port", "9999"}, {"message", "Hello World!"}, {"timeout", "5"}});
     const std::uint16_t port = args.port();
     const double timeout = args.number("timeout", 0.001, 86400);
     EventLoop loop;
     try {
-        if (!loop.run_until_complete(main_task(loop, args.str("host"), port, args.str("message"), timeout))) {
+        if (!loop.run_until_complete(
+                main_task(loop, args.str("host"), port, args.str("message"), timeout))) {
             std::fprintf(stderr, "No reply within %g seconds\n", timeout);
             return 1;
         }
@@ -78,4 +80,6 @@ int program(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("udp_echo_client", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("udp_echo_client", argc, argv, program);
+}

@@ -72,4 +72,6 @@ int program(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) { return cli::guarded_main("udp_echo_server", argc, argv, program); }
+int main(int argc, char** argv) {
+    return cli::guarded_main("udp_echo_server", argc, argv, program);
+}

@@ -19,8 +19,8 @@ namespace {
     std::fprintf(stderr, "cli fuzzer: %s\n", what);
     std::abort();
 }
-#define EXPECT(cond) \
-    do {             \
+#define EXPECT(cond)                  \
+    do {                              \
         if (!(cond)) violated(#cond); \
     } while (0)
 
@@ -38,8 +38,11 @@ void parse(std::vector<std::string>& strings, bool subprocess_style) {
             (void)args.flag("shell");
         } else {
             cli::Args args(argc, argv.data(), "usage: echo_server [--port PORT] ...\n",
-                           {{"api", "protocol"}, {"host", "127.0.0.1"}, {"port", "8888"},
-                            {"threads", "1"}, {"rate", "0"}},
+                           {{"api", "protocol"},
+                            {"host", "127.0.0.1"},
+                            {"port", "8888"},
+                            {"threads", "1"},
+                            {"rate", "0"}},
                            {"quiet"});
             EXPECT(args.positional().empty());  // a stray argument is an error, after -- too
             const long long port = args.port();

@@ -4,8 +4,8 @@
 // RequestTemplate on the same text). The stream is fed whole and in pieces the input chooses:
 // the same replies must end at the same offsets, and each must be what its spec says (its size,
 // ending in the delimiter once, or OFFSET + WIDTH + the field's value bytes).
-#include "parsers.hpp"
 #include "load_fuzz.hpp"
+#include "parsers.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -32,23 +32,28 @@ std::vector<std::pair<std::size_t, bool>> run(const std::string& stream, const F
             LOAD_FUZZ_EXPECT(!reply.empty() || spec.kind == FrameSpec::Kind::size);
             LOAD_FUZZ_EXPECT(reply.size() <= spec.max_reply);
             switch (spec.kind) {
-            case FrameSpec::Kind::size: LOAD_FUZZ_EXPECT(reply.size() == spec.size); break;
-            case FrameSpec::Kind::delimiter:
-                LOAD_FUZZ_EXPECT(reply.size() >= spec.delimiter.size());
-                LOAD_FUZZ_EXPECT(reply.substr(reply.size() - spec.delimiter.size()) == spec.delimiter);
-                LOAD_FUZZ_EXPECT(reply.find(spec.delimiter) == reply.size() - spec.delimiter.size());
-                break;
-            case FrameSpec::Kind::length_prefix: {
-                const LengthPrefix& lp = spec.prefix;
-                LOAD_FUZZ_EXPECT(reply.size() >= lp.offset + lp.width);
-                std::uint64_t v = 0;
-                for (unsigned i = 0; i < lp.width; ++i) {
-                    const auto b = static_cast<unsigned char>(reply[lp.offset + (lp.little_endian ? lp.width - 1 - i : i)]);
-                    v = v << 8 | b;
+                case FrameSpec::Kind::size:
+                    LOAD_FUZZ_EXPECT(reply.size() == spec.size);
+                    break;
+                case FrameSpec::Kind::delimiter:
+                    LOAD_FUZZ_EXPECT(reply.size() >= spec.delimiter.size());
+                    LOAD_FUZZ_EXPECT(reply.substr(reply.size() - spec.delimiter.size()) ==
+                                     spec.delimiter);
+                    LOAD_FUZZ_EXPECT(reply.find(spec.delimiter) ==
+                                     reply.size() - spec.delimiter.size());
+                    break;
+                case FrameSpec::Kind::length_prefix: {
+                    const LengthPrefix& lp = spec.prefix;
+                    LOAD_FUZZ_EXPECT(reply.size() >= lp.offset + lp.width);
+                    std::uint64_t v = 0;
+                    for (unsigned i = 0; i < lp.width; ++i) {
+                        const auto b = static_cast<unsigned char>(
+                            reply[lp.offset + (lp.little_endian ? lp.width - 1 - i : i)]);
+                        v = v << 8 | b;
+                    }
+                    LOAD_FUZZ_EXPECT(reply.size() == lp.offset + lp.width + v);
+                    break;
                 }
-                LOAD_FUZZ_EXPECT(reply.size() == lp.offset + lp.width + v);
-                break;
-            }
             }
             const bool starts = reply.substr(0, spec.expect_prefix.size()) == spec.expect_prefix;
             LOAD_FUZZ_EXPECT(p.mismatched() == !starts);
@@ -84,8 +89,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string error;
     // The option parsers on the same text: an error has a message, a success holds up.
     std::string unescaped;
-    if (unescape(text, unescaped, error)) LOAD_FUZZ_EXPECT(unescaped.size() <= text.size());
-    else LOAD_FUZZ_EXPECT(!error.empty());
+    if (unescape(text, unescaped, error))
+        LOAD_FUZZ_EXPECT(unescaped.size() <= text.size());
+    else
+        LOAD_FUZZ_EXPECT(!error.empty());
     RequestTemplate tmpl;
     error.clear();
     if (tmpl.parse(text, true, error)) {
@@ -97,19 +104,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     error.clear();
     switch (kind) {
-    case 0: spec.kind = FrameSpec::Kind::size; break;
-    case 1:
-        spec.kind = FrameSpec::Kind::delimiter;
-        if (!unescape(text, spec.delimiter, error) || spec.delimiter.empty()) return 0;
-        break;
-    default:
-        spec.kind = FrameSpec::Kind::length_prefix;
-        if (!parse_length_prefix(text, spec.prefix, error)) {
-            LOAD_FUZZ_EXPECT(!error.empty());
-            return 0;
-        }
-        LOAD_FUZZ_EXPECT(spec.prefix.width == 1 || spec.prefix.width == 2 || spec.prefix.width == 4);
-        break;
+        case 0:
+            spec.kind = FrameSpec::Kind::size;
+            break;
+        case 1:
+            spec.kind = FrameSpec::Kind::delimiter;
+            if (!unescape(text, spec.delimiter, error) || spec.delimiter.empty()) return 0;
+            break;
+        default:
+            spec.kind = FrameSpec::Kind::length_prefix;
+            if (!parse_length_prefix(text, spec.prefix, error)) {
+                LOAD_FUZZ_EXPECT(!error.empty());
+                return 0;
+            }
+            LOAD_FUZZ_EXPECT(spec.prefix.width == 1 || spec.prefix.width == 2 ||
+                             spec.prefix.width == 4);
+            break;
     }
     if (spec.kind == FrameSpec::Kind::size && spec.size == 0) spec.size = 1;
     spec.expect_prefix = prefix;

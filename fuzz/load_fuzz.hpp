@@ -13,19 +13,20 @@
 
 #include "parsers.hpp"
 
-#define LOAD_FUZZ_EXPECT(cond)                                             \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
+#define LOAD_FUZZ_EXPECT(cond)                                                \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
             std::fprintf(stderr, "load parser fuzzer: %s violated\n", #cond); \
-            std::abort();                                                  \
-        }                                                                  \
+            std::abort();                                                     \
+        }                                                                     \
     } while (0)
 
 namespace load_fuzz {
 
 // The input's last bytes, up to 16 of them, after a 0xff separator are the piece sizes (each
 // 1 to 255, cycled); without a separator the stream arrives one byte at a time.
-inline std::string split_input(const std::uint8_t* data, std::size_t size, std::vector<std::size_t>& cuts) {
+inline std::string split_input(const std::uint8_t* data, std::size_t size,
+                               std::vector<std::size_t>& cuts) {
     std::size_t end = size;
     for (std::size_t i = size; i > 0 && size - i < 17; --i) {
         if (data[i - 1] == 0xff) {
@@ -44,7 +45,8 @@ template <class F>
 bool drive(const std::string& stream, const std::vector<std::size_t>& cuts, F&& feed) {
     std::size_t off = 0, k = 0;
     while (off < stream.size()) {
-        const std::size_t n = cuts.empty() ? stream.size() - off : std::min(cuts[k++ % cuts.size()], stream.size() - off);
+        const std::size_t n = cuts.empty() ? stream.size() - off
+                                           : std::min(cuts[k++ % cuts.size()], stream.size() - off);
         std::string_view piece(stream.data() + off, n);
         while (!piece.empty()) {
             const aioring::load::Feed f = feed(piece);

@@ -3,8 +3,8 @@
 // byte stream twice, whole and cut into pieces the input chooses. Either way it must never read
 // past what it was given, always make progress, and find the same replies at the same offsets
 // with the same status, body size and keep-alive, or fail at the same place.
-#include "parsers.hpp"
 #include "load_fuzz.hpp"
+#include "parsers.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +17,7 @@ using aioring::load::HttpParser;
 namespace {
 
 struct Event {
-    std::size_t at;     // stream offset just after the reply (or the failure)
+    std::size_t at;  // stream offset just after the reply (or the failure)
     bool bad;
     int status;
     bool keep_alive;

@@ -2,8 +2,8 @@
 // libFuzzer target: aioring-load's marker scanner (tools/load/marker.hpp) on a byte stream cut
 // into pieces the input chooses. It must find exactly the markers a plain search of the whole
 // stream finds, in order, with their numbers, however the stream is cut.
-#include "marker.hpp"
 #include "load_fuzz.hpp"
+#include "marker.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -27,10 +27,15 @@ int hex(char c) {
 Found reference(const std::string& s) {
     Found out;
     for (std::size_t i = 0; i + marker_size <= s.size();) {
-        bool ok = s.compare(i, 5, "[[al:") == 0 && s[i + 21] == ':' && s[i + 30] == ']' && s[i + 31] == ']';
+        bool ok = s.compare(i, 5, "[[al:") == 0 && s[i + 21] == ':' && s[i + 30] == ']' &&
+                  s[i + 31] == ']';
         std::uint64_t seq = 0, conn = 0;
-        for (std::size_t k = 5; ok && k < 21; ++k) ok = hex(s[i + k]) >= 0, seq = seq << 4 | static_cast<std::uint64_t>(hex(s[i + k]) & 0xf);
-        for (std::size_t k = 22; ok && k < 30; ++k) ok = hex(s[i + k]) >= 0, conn = conn << 4 | static_cast<std::uint64_t>(hex(s[i + k]) & 0xf);
+        for (std::size_t k = 5; ok && k < 21; ++k)
+            ok = hex(s[i + k]) >= 0,
+            seq = seq << 4 | static_cast<std::uint64_t>(hex(s[i + k]) & 0xf);
+        for (std::size_t k = 22; ok && k < 30; ++k)
+            ok = hex(s[i + k]) >= 0,
+            conn = conn << 4 | static_cast<std::uint64_t>(hex(s[i + k]) & 0xf);
         if (ok) {
             out.emplace_back(seq, conn);
             i += marker_size;

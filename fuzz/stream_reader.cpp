@@ -23,8 +23,8 @@ namespace {
     std::fprintf(stderr, "stream_reader fuzzer: %s\n", what);
     std::abort();
 }
-#define EXPECT(cond) \
-    do {             \
+#define EXPECT(cond)                  \
+    do {                              \
         if (!(cond)) violated(#cond); \
     } while (0)
 
@@ -53,72 +53,73 @@ Task<void> consume(StreamReader reader, std::vector<Op> ops, std::string sep, st
                    Model* m) {
     for (const Op& op : ops) {
         switch (op.kind % 4) {
-        case 0: {  // readline
-            try {
-                std::string line = co_await reader.readline();
-                EXPECT(m->data.compare(m->pos, line.size(), line) == 0);
-                const auto nl = m->data.find('\n', m->pos);
-                if (nl != std::string::npos && nl < m->fed) {
-                    EXPECT(line.size() == nl + 1 - m->pos);
-                    EXPECT(line.size() - 1 <= limit);
-                } else {
-                    EXPECT(m->eof && line.size() == m->fed - m->pos);  // the rest at EOF
+            case 0: {  // readline
+                try {
+                    std::string line = co_await reader.readline();
+                    EXPECT(m->data.compare(m->pos, line.size(), line) == 0);
+                    const auto nl = m->data.find('\n', m->pos);
+                    if (nl != std::string::npos && nl < m->fed) {
+                        EXPECT(line.size() == nl + 1 - m->pos);
+                        EXPECT(line.size() - 1 <= limit);
+                    } else {
+                        EXPECT(m->eof && line.size() == m->fed - m->pos);  // the rest at EOF
+                    }
+                    m->pos += line.size();
+                } catch (const LimitOverrunError& e) {
+                    // The over-long line is dropped: through its separator if it is here, else all
+                    // that is buffered.
+                    EXPECT(e.consumed > limit);
+                    if (m->pos + e.consumed < m->fed && m->data[m->pos + e.consumed] == '\n')
+                        m->pos += e.consumed + 1;
+                    else
+                        m->pos = m->fed;
                 }
-                m->pos += line.size();
-            } catch (const LimitOverrunError& e) {
-                // The over-long line is dropped: through its separator if it is here, else all
-                // that is buffered.
-                EXPECT(e.consumed > limit);
-                if (m->pos + e.consumed < m->fed && m->data[m->pos + e.consumed] == '\n')
-                    m->pos += e.consumed + 1;
-                else
+                break;
+            }
+            case 1: {  // readuntil
+                try {
+                    std::string chunk = co_await reader.readuntil(sep);
+                    const auto at = m->data.find(sep, m->pos);
+                    EXPECT(at != std::string::npos && at + sep.size() <= m->fed);
+                    EXPECT(chunk.size() == at + sep.size() - m->pos);
+                    EXPECT(m->data.compare(m->pos, chunk.size(), chunk) == 0);
+                    EXPECT(at - m->pos <= limit);
+                    m->pos += chunk.size();
+                } catch (const LimitOverrunError& e) {
+                    EXPECT(e.consumed > limit);  // and the data stays buffered
+                } catch (const IncompleteReadError& e) {
+                    EXPECT(m->eof);
+                    EXPECT(e.partial.size() == m->fed - m->pos);
+                    EXPECT(m->data.compare(m->pos, e.partial.size(), e.partial) == 0);
                     m->pos = m->fed;
+                }
+                break;
             }
-            break;
-        }
-        case 1: {  // readuntil
-            try {
-                std::string chunk = co_await reader.readuntil(sep);
-                const auto at = m->data.find(sep, m->pos);
-                EXPECT(at != std::string::npos && at + sep.size() <= m->fed);
-                EXPECT(chunk.size() == at + sep.size() - m->pos);
-                EXPECT(m->data.compare(m->pos, chunk.size(), chunk) == 0);
-                EXPECT(at - m->pos <= limit);
-                m->pos += chunk.size();
-            } catch (const LimitOverrunError& e) {
-                EXPECT(e.consumed > limit);  // and the data stays buffered
-            } catch (const IncompleteReadError& e) {
-                EXPECT(m->eof);
-                EXPECT(e.partial.size() == m->fed - m->pos);
-                EXPECT(m->data.compare(m->pos, e.partial.size(), e.partial) == 0);
-                m->pos = m->fed;
+            case 2: {  // readexactly
+                const std::size_t n = op.arg % 48;
+                try {
+                    std::string got = co_await reader.readexactly(n);
+                    EXPECT(got.size() == n);
+                    EXPECT(m->data.compare(m->pos, n, got) == 0);
+                    m->pos += n;
+                } catch (const IncompleteReadError& e) {
+                    EXPECT(m->eof && e.partial.size() < n);
+                    EXPECT(e.partial.size() == m->fed - m->pos);
+                    m->pos = m->fed;
+                }
+                break;
             }
-            break;
-        }
-        case 2: {  // readexactly
-            const std::size_t n = op.arg % 48;
-            try {
-                std::string got = co_await reader.readexactly(n);
-                EXPECT(got.size() == n);
-                EXPECT(m->data.compare(m->pos, n, got) == 0);
-                m->pos += n;
-            } catch (const IncompleteReadError& e) {
-                EXPECT(m->eof && e.partial.size() < n);
-                EXPECT(e.partial.size() == m->fed - m->pos);
-                m->pos = m->fed;
+            default: {  // read(n), read() to EOF
+                const std::ptrdiff_t n =
+                    op.arg == 255 ? -1 : static_cast<std::ptrdiff_t>(op.arg % 48);
+                std::string got = co_await reader.read(n);
+                if (n >= 0) EXPECT(got.size() <= static_cast<std::size_t>(n));
+                if (n < 0) EXPECT(m->eof && got.size() == m->fed - m->pos);
+                if (got.empty() && n != 0) EXPECT(m->eof && m->pos == m->fed);
+                EXPECT(m->data.compare(m->pos, got.size(), got) == 0);
+                m->pos += got.size();
+                break;
             }
-            break;
-        }
-        default: {  // read(n), read() to EOF
-            const std::ptrdiff_t n = op.arg == 255 ? -1 : static_cast<std::ptrdiff_t>(op.arg % 48);
-            std::string got = co_await reader.read(n);
-            if (n >= 0) EXPECT(got.size() <= static_cast<std::size_t>(n));
-            if (n < 0) EXPECT(m->eof && got.size() == m->fed - m->pos);
-            if (got.empty() && n != 0) EXPECT(m->eof && m->pos == m->fed);
-            EXPECT(m->data.compare(m->pos, got.size(), got) == 0);
-            m->pos += got.size();
-            break;
-        }
         }
         EXPECT(m->pos <= m->fed);
     }

@@ -6,12 +6,12 @@
 // input raw as if it were records, or (2) sends half of it as application data and the rest
 // raw, cut anywhere. The transport must end with connection_lost once, every time: no crash,
 // no hang, no leak.
-#include <aioring/aioring.hpp>
-#include <aioring/ssl.hpp>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <aioring/aioring.hpp>
+#include <aioring/ssl.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -40,9 +40,10 @@ struct Certs {
         dir = tmpl;
         cert = dir + "/cert.pem";
         key = dir + "/key.pem";
-        const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-                                "-nodes -days 2 -subj /CN=localhost -keyout " + key + " -out " +
-                                cert + " >/dev/null 2>&1";
+        const std::string cmd =
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+            "-nodes -days 2 -subj /CN=localhost -keyout " +
+            key + " -out " + cert + " >/dev/null 2>&1";
         if (std::system(cmd.c_str()) != 0) violated("openssl req failed");
     }
     ~Certs() { std::filesystem::remove_all(dir); }
@@ -121,7 +122,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) violated("socketpair");
     int lost = 0;
-    auto made = loop.connect_accepted_socket([&lost] { return std::make_unique<Sink>(lost); }, sv[0]);
+    auto made =
+        loop.connect_accepted_socket([&lost] { return std::make_unique<Sink>(lost); }, sv[0]);
     auto conn = loop.run_until_complete(made);
     std::atomic<bool> peer_done{false};
     std::thread client(peer, sv[1], mode, data, size, &peer_done);

@@ -54,14 +54,18 @@ std::string SocketAddress::host() const {
     char buf[INET6_ADDRSTRLEN] = {};
     switch (storage.ss_family) {
         case AF_INET:
-            inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, buf, sizeof buf);
+            inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, buf,
+                      sizeof buf);
             return buf;
         case AF_INET6:
-            inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, buf, sizeof buf);
+            inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, buf,
+                      sizeof buf);
             return buf;
         case AF_UNIX: {
             auto* un = reinterpret_cast<const sockaddr_un*>(&storage);
-            std::size_t n = length > offsetof(sockaddr_un, sun_path) ? length - offsetof(sockaddr_un, sun_path) : 0;
+            std::size_t n = length > offsetof(sockaddr_un, sun_path)
+                                ? length - offsetof(sockaddr_un, sun_path)
+                                : 0;
             if (n == 0) return "";
             if (un->sun_path[0] == '\0') return "@" + std::string(un->sun_path + 1, n - 1);
             return std::string(un->sun_path, strnlen(un->sun_path, n));
@@ -72,16 +76,20 @@ std::string SocketAddress::host() const {
 
 std::uint16_t SocketAddress::port() const {
     switch (storage.ss_family) {
-        case AF_INET: return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
-        case AF_INET6: return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+        case AF_INET:
+            return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+        case AF_INET6:
+            return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
     }
     return 0;
 }
 
 std::string SocketAddress::to_string() const {
     switch (storage.ss_family) {
-        case AF_INET: return host() + ":" + std::to_string(port());
-        case AF_INET6: return "[" + host() + "]:" + std::to_string(port());
+        case AF_INET:
+            return host() + ":" + std::to_string(port());
+        case AF_INET6:
+            return "[" + host() + "]:" + std::to_string(port());
     }
     return host();
 }

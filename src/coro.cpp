@@ -37,8 +37,10 @@ void Waiter::suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& c
         list->unlink(*this);
         post_resume(*ctx->loop, h);
     };
-    if (context.cancel_requested) cancel();
-    else context.cancel_current = cancel;
+    if (context.cancel_requested)
+        cancel();
+    else
+        context.cancel_current = cancel;
 }
 
 bool Waiter::resumed() {
@@ -55,17 +57,23 @@ void WaitList::push(Waiter& w) {
     w.list = this;
     w.prev = tail_;
     w.next = nullptr;
-    if (tail_) tail_->next = &w;
-    else head_ = &w;
+    if (tail_)
+        tail_->next = &w;
+    else
+        head_ = &w;
     tail_ = &w;
 }
 
 void WaitList::unlink(Waiter& w) {
     assert(w.list == this);
-    if (w.prev) w.prev->next = w.next;
-    else head_ = w.next;
-    if (w.next) w.next->prev = w.prev;
-    else tail_ = w.prev;
+    if (w.prev)
+        w.prev->next = w.next;
+    else
+        head_ = w.next;
+    if (w.next)
+        w.next->prev = w.prev;
+    else
+        tail_ = w.prev;
     w.prev = w.next = nullptr;
     w.list = nullptr;
 }
@@ -129,8 +137,10 @@ void GatherAwaiter::suspend(std::coroutine_handle<> h) {
             for (auto& c : children_)
                 if (!c->done()) c->cancel();
         };
-        if (ctx_->cancel_requested) cancel();
-        else ctx_->cancel_current = cancel;
+        if (ctx_->cancel_requested)
+            cancel();
+        else
+            ctx_->cancel_current = cancel;
     }
 }
 
@@ -164,8 +174,8 @@ static void wait_many_resume(WaitManyState& s) {
     s.h.resume();
 }
 
-WaitManyAwaiter::WaitManyAwaiter(std::vector<std::shared_ptr<FutureStateBase>> fs,
-                                 ReturnWhen when, std::optional<double> timeout)
+WaitManyAwaiter::WaitManyAwaiter(std::vector<std::shared_ptr<FutureStateBase>> fs, ReturnWhen when,
+                                 std::optional<double> timeout)
     : s_(std::make_shared<WaitManyState>()) {
     s_->when = when;
     for (auto& f : fs) {
@@ -189,8 +199,7 @@ WaitManyAwaiter::WaitManyAwaiter(std::vector<std::shared_ptr<FutureStateBase>> f
             if (!s->waiting) return;
             --s->remaining;
             if (s->remaining == 0 || s->when == ReturnWhen::first_completed ||
-                (s->when == ReturnWhen::first_exception && !c->cancelled() &&
-                 c->has_exception()))
+                (s->when == ReturnWhen::first_exception && !c->cancelled() && c->has_exception()))
                 wait_many_resume(*s);
         });
     }
@@ -214,8 +223,10 @@ void WaitManyAwaiter::suspend(std::coroutine_handle<> h, TaskContext& ctx) {
         s->timer.cancel();
         post_resume(*s->ctx->loop, s->h);
     };
-    if (ctx.cancel_requested) cancel();
-    else ctx.cancel_current = cancel;
+    if (ctx.cancel_requested)
+        cancel();
+    else
+        ctx.cancel_current = cancel;
 }
 
 bool WaitManyAwaiter::await_resume() {

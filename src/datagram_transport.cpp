@@ -13,16 +13,16 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
-#include <tuple>
 #include <system_error>
+#include <tuple>
 
 #include "src/op_awaiter.hpp"
 
 namespace aioring::detail {
 
 namespace {
-constexpr std::size_t max_chain = 64;     // datagrams per sendmsg chain
-constexpr std::size_t slots_keep = 256;   // idle slots kept for reuse
+constexpr std::size_t max_chain = 64;    // datagrams per sendmsg chain
+constexpr std::size_t slots_keep = 256;  // idle slots kept for reuse
 constexpr std::size_t slot_capacity_keep = 64 * 1024 + 1024;
 
 // Errors that say the socket itself is unusable; anything else concerns one datagram and goes
@@ -43,7 +43,8 @@ bool same_address(const SocketAddress& a, const SocketAddress& b) {
             return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
                    std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
         }
-        case AF_UNIX: return a.host() == b.host();
+        case AF_UNIX:
+            return a.host() == b.host();
     }
     return a == b;
 }
@@ -73,9 +74,8 @@ void DatagramSocketTransport::start(Callback on_made) {
     adopt(shared_from_this());
     core_.post([this, on_made = std::move(on_made)]() mutable {
         made_ = true;
-        run_callback("protocol connection_made() failed", [&] {
-            datagram()->connection_made(*this);
-        });
+        run_callback("protocol connection_made() failed",
+                     [&] { datagram()->connection_made(*this); });
         if (!closing_ && !recv_armed_) arm_recv();
         if (on_made) on_made();
     });
@@ -126,10 +126,15 @@ void DatagramSocketTransport::on_recv(int res, unsigned flags) {
                 if (out->flags & MSG_TRUNC) [[unlikely]] {
                     if (!closing_) error_received(std::make_error_code(std::errc::message_size));
                 } else {
-                    const socklen_t namelen = std::min<socklen_t>(out->namelen, sizeof(sockaddr_storage));
-                    const SocketAddress from(static_cast<const sockaddr*>(io_uring_recvmsg_name(out)), namelen);
-                    const auto* payload = static_cast<const char*>(io_uring_recvmsg_payload(out, &recv_msg_));
-                    deliver(std::string_view(payload, io_uring_recvmsg_payload_length(out, res, &recv_msg_)), from);
+                    const socklen_t namelen =
+                        std::min<socklen_t>(out->namelen, sizeof(sockaddr_storage));
+                    const SocketAddress from(
+                        static_cast<const sockaddr*>(io_uring_recvmsg_name(out)), namelen);
+                    const auto* payload =
+                        static_cast<const char*>(io_uring_recvmsg_payload(out, &recv_msg_));
+                    deliver(std::string_view(payload,
+                                             io_uring_recvmsg_payload_length(out, res, &recv_msg_)),
+                            from);
                 }
             }
         }
@@ -139,7 +144,8 @@ void DatagramSocketTransport::on_recv(int res, unsigned flags) {
         if (recv_msg_.msg_flags & MSG_TRUNC) [[unlikely]] {
             if (!closing_) error_received(std::make_error_code(std::errc::message_size));
         } else {
-            recv_addr_.length = std::min<socklen_t>(recv_msg_.msg_namelen, sizeof(sockaddr_storage));
+            recv_addr_.length =
+                std::min<socklen_t>(recv_msg_.msg_namelen, sizeof(sockaddr_storage));
             deliver(std::string_view(own_buffer_.get(), static_cast<std::size_t>(res)), recv_addr_);
         }
     } else if (res == -ENOBUFS) {
@@ -158,9 +164,8 @@ void DatagramSocketTransport::on_recv(int res, unsigned flags) {
 
 void DatagramSocketTransport::deliver(std::string_view data, const SocketAddress& addr) {
     if (closing_) return;
-    run_callback("protocol datagram_received() failed", [&] {
-        datagram()->datagram_received(data, addr);
-    });
+    run_callback("protocol datagram_received() failed",
+                 [&] { datagram()->datagram_received(data, addr); });
 }
 
 void DatagramSocketTransport::receive_error(int err) {
@@ -180,16 +185,15 @@ void DatagramSocketTransport::rearm() {
 }
 
 void DatagramSocketTransport::error_received(std::error_code ec) {
-    run_callback("protocol error_received() failed", [&] {
-        datagram()->error_received(ec);
-    });
+    run_callback("protocol error_received() failed", [&] { datagram()->error_received(ec); });
 }
 
 // ---- sending --------------------------------------------------------------------------------
 
 void DatagramSocketTransport::sendto(std::string_view data) {
     if (peername_.empty())
-        throw std::invalid_argument("sendto() without an address needs an endpoint with a remote address");
+        throw std::invalid_argument(
+            "sendto() without an address needs an endpoint with a remote address");
     if (closing_) return;
     queue(data, nullptr);
 }
@@ -221,8 +225,10 @@ void DatagramSocketTransport::queue(std::string_view data, const SocketAddress* 
     }
     Slot& s = slot_at(count_);
     s.data.assign(data);
-    if (addr) s.addr = *addr;
-    else s.addr.length = 0;
+    if (addr)
+        s.addr = *addr;
+    else
+        s.addr.length = 0;
     ++count_;
     core_.want_flush(this);
     flow_.add(data.size() + datagram_overhead);
@@ -250,8 +256,10 @@ void DatagramSocketTransport::submit_chain() {
     // that would split it into two chains racing each other.
     std::size_t n = std::min(count_, max_chain);
     const std::size_t room = core_.ring.sq_space_left();
-    if (room != 0) n = std::min(n, room);
-    else n = 1;
+    if (room != 0)
+        n = std::min(n, room);
+    else
+        n = 1;
     for (std::size_t i = 0; i < n; ++i) {
         Slot& s = slot_at(i);
         s.iov = iovec{s.data.data(), s.data.size()};
@@ -302,8 +310,10 @@ void DatagramSocketTransport::on_send(Slot& slot, int res) {
         --chain_;
         if (r < 0) [[unlikely]] {
             chain_failed_ = true;
-            if (is_fatal(-r)) force_close(std::error_code(-r, std::system_category()));
-            else if (!closing_) error_received(std::error_code(-r, std::system_category()));
+            if (is_fatal(-r))
+                force_close(std::error_code(-r, std::system_category()));
+            else if (!closing_)
+                error_received(std::error_code(-r, std::system_category()));
             if (lost_scheduled_) {  // aborted from error_received: everything is dropped
                 maybe_release();
                 return;
@@ -398,7 +408,8 @@ void DatagramSocketTransport::loop_closed() {
 
 // ---- the rest -------------------------------------------------------------------------------
 
-std::any DatagramSocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
+std::any DatagramSocketTransport::get_extra_info(std::string_view name,
+                                                 std::any default_value) const {
     if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
     if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
     if (name == "socket") return fd_closed_ ? default_value : std::any(fd_);

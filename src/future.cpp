@@ -12,8 +12,7 @@ namespace aioring::detail {
 bool is_live_loop(const EventLoop* loop);
 
 FutureStateBase::~FutureStateBase() {
-    if (report_unretrieved && error_ && !retrieved_ && is_live_loop(loop_) &&
-        !loop_->is_closed()) {
+    if (report_unretrieved && error_ && !retrieved_ && is_live_loop(loop_) && !loop_->is_closed()) {
         loop_->call_exception_handler(
             ExceptionContext{"Task exception was never retrieved", error_, nullptr});
     }
@@ -67,8 +66,10 @@ void FutureStateBase::drop_callbacks() {
 }
 
 void FutureStateBase::add_done_callback(Callback cb) {
-    if (status_ != Status::pending) loop_->core().post(std::move(cb));
-    else callbacks_.push_back(std::move(cb));
+    if (status_ != Status::pending)
+        loop_->core().post(std::move(cb));
+    else
+        callbacks_.push_back(std::move(cb));
 }
 
 void FutureStateBase::rethrow_if_failed() {

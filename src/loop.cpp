@@ -39,18 +39,24 @@ thread_local LoopCore* live_loops = nullptr;
 
 uring::Backend to_uring(Backend b) {
     switch (b) {
-        case Backend::automatic: return uring::Backend::automatic;
-        case Backend::io_uring: return uring::Backend::io_uring;
-        case Backend::epoll: return uring::Backend::epoll;
+        case Backend::automatic:
+            return uring::Backend::automatic;
+        case Backend::io_uring:
+            return uring::Backend::io_uring;
+        case Backend::epoll:
+            return uring::Backend::epoll;
     }
     return uring::Backend::automatic;
 }
 
 uring::SetupMode to_setup(RingMode m) {
     switch (m) {
-        case RingMode::defer_taskrun: return uring::SetupMode::defer_taskrun;
-        case RingMode::coop_taskrun: return uring::SetupMode::coop_taskrun;
-        case RingMode::basic: return uring::SetupMode::basic;
+        case RingMode::defer_taskrun:
+            return uring::SetupMode::defer_taskrun;
+        case RingMode::coop_taskrun:
+            return uring::SetupMode::coop_taskrun;
+        case RingMode::basic:
+            return uring::SetupMode::basic;
     }
     return uring::SetupMode::basic;
 }
@@ -100,8 +106,8 @@ void LoopCore::check_slow(std::chrono::steady_clock::time_point start, const cha
     const double dt =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (dt >= slow_callback_duration)
-        log(LogLevel::warning, fmt::format("Executing {} {} took {:.3f} seconds", kind,
-                                           type_name(type), dt));
+        log(LogLevel::warning,
+            fmt::format("Executing {} {} took {:.3f} seconds", kind, type_name(type), dt));
 }
 
 void LoopCore::set_debug(bool on) {
@@ -150,8 +156,8 @@ LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
     : loop(l),
       ring(o.sq_entries, o.cq_entries, to_setup(o.strongest_ring_mode), to_uring(o.backend)),
       buffers(ring, 0, o.buffer_count, o.buffer_size),
-      stream_buffers(ring, 1, o.incremental_buffers ? o.stream_buffer_count : 0, o.stream_buffer_size,
-                     uring::BufferRing::Consumption::incremental),
+      stream_buffers(ring, 1, o.incremental_buffers ? o.stream_buffer_count : 0,
+                     o.stream_buffer_size, uring::BufferRing::Consumption::incremental),
       owner_(std::this_thread::get_id()) {
     wakeup_ = std::make_unique<Wakeup>(*this);
     if (!(o.slow_callback_duration >= 0))
@@ -180,8 +186,10 @@ LoopResource::LoopResource(LoopCore& core) : core_(&core) {
 
 void LoopResource::release() {
     if (!owned_) return;
-    if (core_) core_->release_later(std::move(owned_));
-    else owned_.reset();  // unreachable in practice: close() takes the reference itself
+    if (core_)
+        core_->release_later(std::move(owned_));
+    else
+        owned_.reset();  // unreachable in practice: close() takes the reference itself
 }
 
 void LoopCore::free_released() {
@@ -194,8 +202,10 @@ void LoopCore::free_released() {
 
 LoopResource::~LoopResource() {
     if (!core_) return;
-    if (prev_) prev_->next_ = next_;
-    else core_->resources_ = next_;
+    if (prev_)
+        prev_->next_ = next_;
+    else
+        core_->resources_ = next_;
     if (next_) next_->prev_ = prev_;
 }
 
@@ -246,7 +256,8 @@ void LoopCore::close() {
     // Pending root tasks are destroyed (asyncio reports "Task was destroyed but it is pending!"
     // always; here in debug mode).
     for (auto h : std::exchange(roots, {})) {
-        if (debug_) [[unlikely]] log(LogLevel::error, "Task was destroyed but it is pending!");
+        if (debug_) [[unlikely]]
+            log(LogLevel::error, "Task was destroyed but it is pending!");
         h.destroy();
     }
     drop_queues();
@@ -259,8 +270,7 @@ double LoopCore::time() const {
 }
 
 void LoopCore::wrong_thread() const {
-    throw LoopError(
-        "event loop used from a thread other than its own: use call_soon_threadsafe()");
+    throw LoopError("event loop used from a thread other than its own: use call_soon_threadsafe()");
 }
 
 Handle LoopCore::call_soon(Callback cb) {
@@ -334,7 +344,8 @@ void LoopCore::call_exception_handler(const ExceptionContext& ctx) {
 
 void report(LoopCore& core, std::exception_ptr e, const char* message, const BaseTransport* t) {
     // asyncio's context for a failing protocol callback: message, exception, transport, protocol.
-    core.call_exception_handler(ExceptionContext{message, std::move(e), t, t ? t->get_protocol() : nullptr});
+    core.call_exception_handler(
+        ExceptionContext{message, std::move(e), t, t ? t->get_protocol() : nullptr});
 }
 
 void LoopCore::run_forever() {
@@ -402,7 +413,8 @@ void LoopCore::run_once() {
     fire_timers();
     run_ready();
     if (!released_.empty()) free_released();
-    if (iteration_hook) [[unlikely]] iteration_hook();
+    if (iteration_hook) [[unlikely]]
+        iteration_hook();
 }
 
 void LoopCore::fire_timers() {
@@ -413,13 +425,16 @@ void LoopCore::fire_timers() {
         auto h = std::move(timers_.back().handle);
         timers_.pop_back();
         h->timer_heap = nullptr;
-        if (!h->cancelled) ready_.push_back(Item{Callback{}, std::move(h)});
-        else --cancelled_timers_;
+        if (!h->cancelled)
+            ready_.push_back(Item{Callback{}, std::move(h)});
+        else
+            --cancelled_timers_;
     }
 }
 
 void LoopCore::run_ready() {
-    if (debug_) [[unlikely]] return run_ready_timed();
+    if (debug_) [[unlikely]]
+        return run_ready_timed();
     running_items_.swap(ready_);
     for (Item& it : running_items_) {
         Callback& cb = it.handle ? (it.cb ? it.cb : it.handle->cb) : it.cb;
@@ -472,19 +487,26 @@ void schedule_root(EventLoop& loop, std::coroutine_handle<> h) {
 
 const char* to_string(LogLevel l) {
     switch (l) {
-        case LogLevel::debug: return "debug";
-        case LogLevel::info: return "info";
-        case LogLevel::warning: return "warning";
-        case LogLevel::error: return "error";
+        case LogLevel::debug:
+            return "debug";
+        case LogLevel::info:
+            return "info";
+        case LogLevel::warning:
+            return "warning";
+        case LogLevel::error:
+            return "error";
     }
     return "?";
 }
 
 const char* to_string(RingMode m) {
     switch (m) {
-        case RingMode::defer_taskrun: return "defer_taskrun";
-        case RingMode::coop_taskrun: return "coop_taskrun";
-        case RingMode::basic: return "basic";
+        case RingMode::defer_taskrun:
+            return "defer_taskrun";
+        case RingMode::coop_taskrun:
+            return "coop_taskrun";
+        case RingMode::basic:
+            return "basic";
     }
     return "?";
 }
@@ -515,9 +537,12 @@ std::string EventLoop::backend_fallback_reason() const { return core_->ring.fall
 
 RingMode EventLoop::ring_mode() const {
     switch (core_->ring.mode()) {
-        case uring::SetupMode::defer_taskrun: return RingMode::defer_taskrun;
-        case uring::SetupMode::coop_taskrun: return RingMode::coop_taskrun;
-        case uring::SetupMode::basic: return RingMode::basic;
+        case uring::SetupMode::defer_taskrun:
+            return RingMode::defer_taskrun;
+        case uring::SetupMode::coop_taskrun:
+            return RingMode::coop_taskrun;
+        case uring::SetupMode::basic:
+            return RingMode::basic;
     }
     return RingMode::basic;
 }
@@ -526,7 +551,9 @@ Handle EventLoop::call_soon(Callback cb) { return core_->call_soon(std::move(cb)
 TimerHandle EventLoop::call_later(double delay, Callback cb) {
     return core_->call_at(time() + delay, std::move(cb));
 }
-TimerHandle EventLoop::call_at(double when, Callback cb) { return core_->call_at(when, std::move(cb)); }
+TimerHandle EventLoop::call_at(double when, Callback cb) {
+    return core_->call_at(when, std::move(cb));
+}
 void EventLoop::call_soon_threadsafe(Callback cb) { core_->call_soon_threadsafe(std::move(cb)); }
 void EventLoop::run_forever() { core_->run_forever(); }
 void EventLoop::stop() { core_->stop(); }
@@ -537,9 +564,15 @@ void EventLoop::close() { core_->close(); }
 bool EventLoop::is_running() const { return core_->is_running(); }
 bool EventLoop::is_closed() const { return core_->is_closed(); }
 
-void EventLoop::set_exception_handler(ExceptionHandler h) { core_->exception_handler = std::move(h); }
-const ExceptionHandler& EventLoop::get_exception_handler() const { return core_->exception_handler; }
-void EventLoop::call_exception_handler(const ExceptionContext& c) { core_->call_exception_handler(c); }
+void EventLoop::set_exception_handler(ExceptionHandler h) {
+    core_->exception_handler = std::move(h);
+}
+const ExceptionHandler& EventLoop::get_exception_handler() const {
+    return core_->exception_handler;
+}
+void EventLoop::call_exception_handler(const ExceptionContext& c) {
+    core_->call_exception_handler(c);
+}
 void EventLoop::default_exception_handler(const ExceptionContext& c) {
     std::string line = c.message;
     if (c.exception) {
@@ -582,7 +615,8 @@ Future<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::stri
     core_->check_thread();
     if (core_->is_closed()) throw LoopError("Event loop is closed");
     if (!core_->resolver) core_->resolver = std::make_unique<detail::Resolver>(*core_);
-    return core_->resolver->resolve(std::move(host), std::move(port), family, type, protocol, flags);
+    return core_->resolver->resolve(std::move(host), std::move(port), family, type, protocol,
+                                    flags);
 }
 
 }  // namespace aioring

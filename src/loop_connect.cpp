@@ -17,8 +17,8 @@
 
 #include "src/connect.hpp"
 #include "src/op_awaiter.hpp"
-#include "src/socket_util.hpp"
 #include "src/socket_transport.hpp"
+#include "src/socket_util.hpp"
 #include "src/ssl_transport.hpp"
 
 namespace aioring {
@@ -34,15 +34,18 @@ std::vector<AddrInfo> interleave_addrinfos(std::vector<AddrInfo> infos, int firs
     for (AddrInfo& ai : infos) {
         auto it = std::find_if(by_family.begin(), by_family.end(),
                                [&](const auto& g) { return g.front().family == ai.family; });
-        if (it == by_family.end()) by_family.emplace_back().push_back(std::move(ai));
-        else it->push_back(std::move(ai));
+        if (it == by_family.end())
+            by_family.emplace_back().push_back(std::move(ai));
+        else
+            it->push_back(std::move(ai));
     }
     std::vector<AddrInfo> out;
     out.reserve(infos.size());
     std::vector<std::size_t> taken(by_family.size(), 0);
     // The first family's first count-1 addresses go alone; then one of each family in turn.
     auto& first = by_family.front();
-    const std::size_t lead = std::min(first.size(), static_cast<std::size_t>(first_family_count - 1));
+    const std::size_t lead =
+        std::min(first.size(), static_cast<std::size_t>(first_family_count - 1));
     for (; taken[0] < lead; ++taken[0]) out.push_back(std::move(first[taken[0]]));
     while (out.size() < infos.size()) {
         for (std::size_t f = 0; f < by_family.size(); ++f)
@@ -68,8 +71,10 @@ Future<Connection<>> wrap(LoopCore& core, int fd, ProtocolFactory& factory) {
     auto holder = std::make_shared<std::shared_ptr<SocketTransport>>();
     try {
         *holder = make_socket_transport(core, fd, std::move(protocol), [fut, holder, p] {
-            if (!fut.done()) fut.set_result(Connection<>{std::move(*holder), p});
-            else if (*holder) (*holder)->abort();  // cancelled meanwhile: nobody will use it
+            if (!fut.done())
+                fut.set_result(Connection<>{std::move(*holder), p});
+            else if (*holder)
+                (*holder)->abort();  // cancelled meanwhile: nobody will use it
         });
     } catch (...) {
         ::close(fd);
@@ -200,9 +205,9 @@ Task<void> attempt_task(std::shared_ptr<Race> race, std::size_t i, AddrInfo ai,
                 bound = true;
                 break;
             }
-            bind_error = AttemptError{std::error_code(errno, std::system_category()),
-                                      "error while attempting to bind on address " +
-                                          l.address.to_string()};
+            bind_error =
+                AttemptError{std::error_code(errno, std::system_category()),
+                             "error while attempting to bind on address " + l.address.to_string()};
         }
         if (!bound) {
             if (!bind_error)
@@ -212,9 +217,8 @@ Task<void> attempt_task(std::shared_ptr<Race> race, std::size_t i, AddrInfo ai,
             co_return;
         }
     }
-    const int res = co_await await_op(core, [&](io_uring_sqe* s) {
-        io_uring_prep_connect(s, fd.fd, addr.get(), addr.length);
-    });
+    const int res = co_await await_op(
+        core, [&](io_uring_sqe* s) { io_uring_prep_connect(s, fd.fd, addr.get(), addr.length); });
     if (res != 0) {
         race->failed(i, std::error_code(-res, std::system_category()), {});
         co_return;
@@ -340,7 +344,8 @@ Task<Connection<>> addresses_task(EventLoop& loop, ProtocolFactory factory,
 
 void check_race_options(const ConnectOptions& o) {
     if (o.happy_eyeballs_delay && !(*o.happy_eyeballs_delay >= 0))
-        throw std::invalid_argument("happy_eyeballs_delay must be a non-negative number of seconds");
+        throw std::invalid_argument(
+            "happy_eyeballs_delay must be a non-negative number of seconds");
     if (o.interleave && *o.interleave < 0)
         throw std::invalid_argument("interleave must not be negative");
 }
@@ -350,9 +355,8 @@ Task<Connection<>> unix_connect_task(EventLoop& loop, ProtocolFactory factory, s
     const SocketAddress addr = SocketAddress::from_unix(path);
     FdGuard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (fd.fd < 0) throw std::system_error(errno, std::system_category(), "socket()");
-    int res = co_await await_op(core, [&](io_uring_sqe* s) {
-        io_uring_prep_connect(s, fd.fd, addr.get(), addr.length);
-    });
+    int res = co_await await_op(
+        core, [&](io_uring_sqe* s) { io_uring_prep_connect(s, fd.fd, addr.get(), addr.length); });
     if (res != 0)
         throw std::system_error(-res, std::system_category(), "connect to " + path + " failed");
     co_return co_await wrap(core, fd.release(), factory);
@@ -369,8 +373,8 @@ Future<Connection<>> EventLoop::create_connection(ProtocolFactory factory, std::
         return connect_accepted_socket(std::move(factory), options.sock);
     }
     detail::check_race_options(options);
-    return create_task(detail::connect_task(*this, std::move(factory), std::move(host), port,
-                                            std::move(options)));
+    return create_task(
+        detail::connect_task(*this, std::move(factory), std::move(host), port, std::move(options)));
 }
 
 namespace detail {
@@ -394,10 +398,10 @@ Task<Connection<>> unix_connect_task(EventLoop& loop, ProtocolFactory factory, s
     const SocketAddress addr = SocketAddress::from_unix(path);
     detail::FdGuard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (fd.fd < 0) throw std::system_error(errno, std::system_category(), "socket()");
-    int res = co_await detail::await_op(core, [&](io_uring_sqe* s) {
-        io_uring_prep_connect(s, fd.fd, addr.get(), addr.length);
-    });
-    if (res != 0) throw std::system_error(-res, std::system_category(), "connect to " + path + " failed");
+    int res = co_await detail::await_op(
+        core, [&](io_uring_sqe* s) { io_uring_prep_connect(s, fd.fd, addr.get(), addr.length); });
+    if (res != 0)
+        throw std::system_error(-res, std::system_category(), "connect to " + path + " failed");
     co_return co_await detail::ssl_connect(core, fd.release(), factory, options, {});
 }
 }  // namespace
@@ -407,7 +411,8 @@ Future<Connection<>> EventLoop::create_unix_connection(ProtocolFactory factory, 
     if (!options.ssl) return create_unix_connection(std::move(factory), std::move(path));
     if (options.server_hostname.empty() && options.ssl->check_hostname())
         throw std::invalid_argument("check_hostname requires server_hostname");
-    return create_task(unix_connect_task(*this, std::move(factory), std::move(path), std::move(options)));
+    return create_task(
+        unix_connect_task(*this, std::move(factory), std::move(path), std::move(options)));
 }
 
 Future<Connection<>> EventLoop::connect_accepted_socket(ProtocolFactory factory, int fd) {

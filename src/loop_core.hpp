@@ -138,7 +138,8 @@ public:
     double time() const;
     // Throws LoopError when called from a thread other than the running loop's.
     void check_thread() const {
-        if (running_ && owner_ != std::this_thread::get_id()) [[unlikely]] wrong_thread();
+        if (running_ && owner_ != std::this_thread::get_id()) [[unlikely]]
+            wrong_thread();
     }
 
     // Runs after every loop iteration while set (tests wait on their conditions with it, so
@@ -160,7 +161,8 @@ public:
     // logs a warning (asyncio then logs every later one; once per transport here), in every build.
     static constexpr std::uint32_t ignored_writes_logged_at = 5;
     void ignored_write(std::uint32_t& count) {
-        if (++count == ignored_writes_logged_at) [[unlikely]] log_ignored_writes();
+        if (++count == ignored_writes_logged_at) [[unlikely]]
+            log_ignored_writes();
     }
 
     std::vector<std::coroutine_handle<>> roots;  // pending root tasks, freed at close

@@ -44,7 +44,8 @@ int unix_endpoint(const DatagramEndpointOptions& o) {
         const SocketAddress local = SocketAddress::from_unix(*o.local_path);
         // A stale socket file from an earlier run would make bind fail (asyncio removes it).
         struct stat st {};
-        if ((*o.local_path)[0] != '@' && ::stat(o.local_path->c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+        if ((*o.local_path)[0] != '@' && ::stat(o.local_path->c_str(), &st) == 0 &&
+            S_ISSOCK(st.st_mode))
             ::unlink(o.local_path->c_str());
         if (::bind(fd.fd, local.get(), local.length) != 0)
             throw_errno("error while attempting to bind on address '" + *o.local_path + "'");
@@ -101,9 +102,11 @@ Task<int> inet_endpoint(EventLoop& loop, DatagramEndpointOptions o) {
             FdGuard fd(::socket(p.family, SOCK_DGRAM | SOCK_CLOEXEC, o.proto));
             if (fd.fd < 0) throw_errno("socket()");
             const int one = 1;
-            if (o.reuse_port && ::setsockopt(fd.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+            if (o.reuse_port &&
+                ::setsockopt(fd.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
                 throw_errno("setsockopt(SO_REUSEPORT)");
-            if (o.allow_broadcast && ::setsockopt(fd.fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) != 0)
+            if (o.allow_broadcast &&
+                ::setsockopt(fd.fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) != 0)
                 throw_errno("setsockopt(SO_BROADCAST)");
             if (p.local && ::bind(fd.fd, p.local->get(), p.local->length) != 0)
                 throw_errno("error while attempting to bind on address " + p.local->to_string());
@@ -121,8 +124,10 @@ Task<int> inet_endpoint(EventLoop& loop, DatagramEndpointOptions o) {
 Task<DatagramConnection<>> endpoint_task(EventLoop& loop, ProtocolFactory factory,
                                          DatagramEndpointOptions o) {
     int fd;
-    if (o.family == AF_UNIX || o.local_path || o.remote_path) fd = unix_endpoint(o);
-    else fd = co_await inet_endpoint(loop, o);
+    if (o.family == AF_UNIX || o.local_path || o.remote_path)
+        fd = unix_endpoint(o);
+    else
+        fd = co_await inet_endpoint(loop, o);
     co_return co_await wrap_datagram(loop.core(), fd, factory);
 }
 
@@ -134,9 +139,11 @@ namespace aioring {
 Future<DatagramConnection<>> EventLoop::create_datagram_endpoint(ProtocolFactory factory,
                                                                  DatagramEndpointOptions o) {
     if (o.sock >= 0) {
-        if (o.local_addr || o.remote_addr || o.local_path || o.remote_path || o.family != AF_UNSPEC ||
-            o.proto != 0 || o.flags != 0 || o.reuse_port || o.allow_broadcast)
-            throw std::invalid_argument("socket modifier keyword arguments can not be used when sock is specified");
+        if (o.local_addr || o.remote_addr || o.local_path || o.remote_path ||
+            o.family != AF_UNSPEC || o.proto != 0 || o.flags != 0 || o.reuse_port ||
+            o.allow_broadcast)
+            throw std::invalid_argument(
+                "socket modifier keyword arguments can not be used when sock is specified");
         int type = 0;
         socklen_t len = sizeof type;
         if (getsockopt(o.sock, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM)

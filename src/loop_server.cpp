@@ -14,8 +14,8 @@
 #include <system_error>
 
 #include "src/op_awaiter.hpp"
-#include "src/socket_util.hpp"
 #include "src/socket_transport.hpp"
+#include "src/socket_util.hpp"
 #include "src/ssl_transport.hpp"
 
 namespace aioring::detail {
@@ -57,7 +57,7 @@ public:
             l->armed = false;
             l->maybe_close();
         }
-        clients_ = nullptr;  // the transports are let go of in their own loop_closed()
+        clients_ = nullptr;            // the transports are let go of in their own loop_closed()
         auto self = std::move(self_);  // may free this server on return
     }
 
@@ -93,8 +93,10 @@ public:
     Future<void> wait_closed() override {
         if (detached_) throw LoopError("wait_closed() on a server whose loop is closed");
         Future<void> f(core_.loop);
-        if (closed_ && open_listeners() == 0 && active_ == 0) f.set_result();
-        else waiters_.push_back(f);
+        if (closed_ && open_listeners() == 0 && active_ == 0)
+            f.set_result();
+        else
+            waiters_.push_back(f);
         return f;
     }
     bool is_serving() const override { return serving_; }
@@ -144,8 +146,10 @@ private:
         void arm() {
             io_uring_sqe* s = server.core_.ring.sqe();
             multishot = server.core_.ring.features().multishot_accept;
-            if (multishot) io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
-            else io_uring_prep_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (multishot)
+                io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+            else
+                io_uring_prep_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
             io_uring_sqe_set_data(s, static_cast<uring::Op*>(this));
             armed = true;
         }
@@ -176,8 +180,8 @@ private:
             } else if (!server.closed_ && !transient(res)) {
                 // Out of fds or memory (asyncio's case), or anything unexpected: keep the
                 // server, report, and stop accepting for a moment rather than spin on it.
-                const bool resources = res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
-                                       res == -ENOMEM;
+                const bool resources =
+                    res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM;
                 const double now = server.core_.time();
                 if (now >= server.next_accept_report_) {
                     std::string more;
@@ -185,10 +189,10 @@ private:
                         more = fmt::format(" ({} more since the last report)",
                                            server.unreported_accept_errors_);
                     server.core_.call_exception_handler(ExceptionContext{
-                        fmt::format("accept() {} ({}); retrying every {} s, reported once per {} s{}",
-                                    resources ? "out of system resource" : "failed",
-                                    std::strerror(-res), accept_retry_delay,
-                                    accept_report_interval, more),
+                        fmt::format(
+                            "accept() {} ({}); retrying every {} s, reported once per {} s{}",
+                            resources ? "out of system resource" : "failed", std::strerror(-res),
+                            accept_retry_delay, accept_report_interval, more),
                         nullptr, nullptr});
                     server.unreported_accept_errors_ = 0;
                     server.next_accept_report_ = now + accept_report_interval;
@@ -216,8 +220,8 @@ private:
         static bool transient(int res) {
             return res == -ECONNABORTED || res == -EINTR || res == -EAGAIN || res == -EPROTO ||
                    res == -EPERM || res == -ECANCELED || res == -ENETDOWN || res == -ENETUNREACH ||
-                   res == -EHOSTUNREACH || res == -EHOSTDOWN || res == -ENONET || res == -EOPNOTSUPP ||
-                   res == -ETIMEDOUT;
+                   res == -EHOSTUNREACH || res == -EHOSTDOWN || res == -ENONET ||
+                   res == -EOPNOTSUPP || res == -ETIMEDOUT;
         }
     };
 
@@ -237,7 +241,8 @@ private:
             });
         } catch (...) {
             ::close(fd);
-            report(core_, std::current_exception(), "protocol factory failed for an accepted socket");
+            report(core_, std::current_exception(),
+                   "protocol factory failed for an accepted socket");
         }
     }
     std::size_t open_listeners() const {
@@ -258,8 +263,10 @@ private:
         clients_ = t;
     }
     void unlink(SocketTransport* t) {
-        if (t->server_prev) t->server_prev->server_next = t->server_next;
-        else clients_ = t->server_next;
+        if (t->server_prev)
+            t->server_prev->server_next = t->server_next;
+        else
+            clients_ = t->server_next;
         if (t->server_next) t->server_next->server_prev = t->server_prev;
         t->server_prev = t->server_next = nullptr;
     }
@@ -291,12 +298,13 @@ private:
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::vector<Future<void>> waiters_;
     std::vector<Future<void>> forever_;
-    std::shared_ptr<ServerImpl> self_;  // while listening ops may complete
-    std::size_t active_ = 0;            // accepted connections not yet lost
+    std::shared_ptr<ServerImpl> self_;    // while listening ops may complete
+    std::size_t active_ = 0;              // accepted connections not yet lost
     SocketTransport* clients_ = nullptr;  // those connections (intrusive list)
-    double next_accept_report_ = -std::numeric_limits<double>::infinity();  // errors before: counted
+    double next_accept_report_ =
+        -std::numeric_limits<double>::infinity();  // errors before: counted
     std::size_t unreported_accept_errors_ = 0;
-    bool detached_ = false;             // the loop closed first
+    bool detached_ = false;  // the loop closed first
     bool serving_ = false;
     bool closed_ = false;
 };
@@ -311,12 +319,14 @@ int listen_socket(const SocketAddress& addr, const ServerOptions& o) {
         if (o.reuse_port && setsockopt(fd.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
             throw std::system_error(errno, std::system_category(), "SO_REUSEPORT");
         // Each family gets its own socket, so that an empty host serves IPv4 and IPv6 alike.
-        if (addr.family() == AF_INET6) setsockopt(fd.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (addr.family() == AF_INET6)
+            setsockopt(fd.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     }
     if (::bind(fd.fd, addr.get(), addr.length) != 0)
         throw std::system_error(errno, std::system_category(),
                                 "error while attempting to bind on address " + addr.to_string());
-    if (::listen(fd.fd, o.backlog) != 0) throw std::system_error(errno, std::system_category(), "listen()");
+    if (::listen(fd.fd, o.backlog) != 0)
+        throw std::system_error(errno, std::system_category(), "listen()");
     return fd.release();
 }
 
@@ -356,7 +366,7 @@ std::shared_ptr<Server> make_unix_server(LoopCore& core, ProtocolFactory factory
                                          const std::string& path, const ServerOptions& options) {
     SocketAddress addr = SocketAddress::from_unix(path);
     // A stale socket file from an earlier run is replaced, as asyncio does.
-    struct stat st{};
+    struct stat st {};
     if (path[0] != '\0' && path[0] != '@' && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
         ::unlink(path.c_str());
     if (options.ssl) factory = ssl_server_factory(core, std::move(factory), options);
@@ -372,16 +382,18 @@ std::shared_ptr<Server> make_unix_server(LoopCore& core, ProtocolFactory factory
 namespace aioring {
 
 Future<std::shared_ptr<Server>> EventLoop::create_server(ProtocolFactory factory, std::string host,
-                                                         std::uint16_t port, ServerOptions options) {
+                                                         std::uint16_t port,
+                                                         ServerOptions options) {
     return create_server(std::move(factory), std::vector<std::string>{std::move(host)}, port,
                          std::move(options));
 }
 
 Future<std::shared_ptr<Server>> EventLoop::create_server(ProtocolFactory factory,
                                                          std::vector<std::string> hosts,
-                                                         std::uint16_t port, ServerOptions options) {
-    return create_task(detail::server_task(*this, std::move(factory), std::move(hosts), port,
-                                           std::move(options)));
+                                                         std::uint16_t port,
+                                                         ServerOptions options) {
+    return create_task(
+        detail::server_task(*this, std::move(factory), std::move(hosts), port, std::move(options)));
 }
 
 Future<std::shared_ptr<Server>> EventLoop::create_unix_server(ProtocolFactory factory,

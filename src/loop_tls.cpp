@@ -33,8 +33,10 @@ Future<std::shared_ptr<Transport>> EventLoop::start_tls(std::shared_ptr<Transpor
     Future<std::shared_ptr<Transport>> fut(*this);
     t->set_on_handshake([fut, w = std::weak_ptr<detail::SslTransport>(t)](std::exception_ptr e) {
         if (fut.done()) return;
-        if (e) fut.set_exception(e);
-        else fut.set_result(std::shared_ptr<Transport>(w.lock()));
+        if (e)
+            fut.set_exception(e);
+        else
+            fut.set_result(std::shared_ptr<Transport>(w.lock()));
     });
     const bool paused = lower->is_writing_paused();
     // Bytes still in flight or held by the plain transport now go to the TLS side.

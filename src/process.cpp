@@ -28,7 +28,8 @@ public:
     void connection_made(SubprocessTransport& t) override {
         for (int fd = 0; fd < 3; ++fd)
             if (protos_[fd])
-                if (auto* pipe = t.pipe_transport<Transport>(fd)) protos_[fd]->connection_made(*pipe);
+                if (auto* pipe = t.pipe_transport<Transport>(fd))
+                    protos_[fd]->connection_made(*pipe);
     }
     void pipe_data_received(int fd, std::string_view data) override {
         if (protos_[fd]) protos_[fd]->data_received(data);
@@ -94,15 +95,18 @@ Task<std::string> feed_stdin(StreamWriter w, std::string input) {
     co_return std::string();
 }
 
-Task<std::pair<std::string, std::string>> communicate_task(
-    std::shared_ptr<SubprocessTransport> t, std::shared_ptr<ProcessState> s,
-    std::optional<StreamWriter> in, std::optional<StreamReader> out,
-    std::optional<StreamReader> err, std::string input) {
+Task<std::pair<std::string, std::string>> communicate_task(std::shared_ptr<SubprocessTransport> t,
+                                                           std::shared_ptr<ProcessState> s,
+                                                           std::optional<StreamWriter> in,
+                                                           std::optional<StreamReader> out,
+                                                           std::optional<StreamReader> err,
+                                                           std::string input) {
     // gather cancels all three (and waits for them) if this task is cancelled.
     Task<std::string> feeding = in ? feed_stdin(*in, std::move(input)) : nothing();
     Task<std::string> reading_out = out ? read_to_eof(*out) : nothing();
     Task<std::string> reading_err = err ? read_to_eof(*err) : nothing();
-    auto results = co_await gather(std::move(feeding), std::move(reading_out), std::move(reading_err));
+    auto results =
+        co_await gather(std::move(feeding), std::move(reading_out), std::move(reading_err));
     co_await wait_task(std::move(t), std::move(s));
     co_return std::pair<std::string, std::string>{std::move(std::get<1>(results)),
                                                   std::move(std::get<2>(results))};

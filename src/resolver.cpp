@@ -43,7 +43,8 @@ Future<std::vector<AddrInfo>> Resolver::resolve(std::string host, std::string po
     auto state = std::make_shared<FutureState<std::vector<AddrInfo>>>(core_.loop);
     {
         std::lock_guard lock(mutex_);
-        jobs_.push_back(Job{std::move(host), std::move(port), family, type, protocol, flags, state});
+        jobs_.push_back(
+            Job{std::move(host), std::move(port), family, type, protocol, flags, state});
         if (workers_.size() < worker_count && jobs_.size() > 0) {
             sigset_t all, old;
             sigfillset(&all);
@@ -98,8 +99,10 @@ void Resolver::work() {
             core_.call_soon_threadsafe([st = std::move(job.result), out = std::move(out), ec,
                                         what = std::move(what)]() mutable {
                 if (st->done()) return;  // cancelled meanwhile
-                if (ec) st->set_exception(std::make_exception_ptr(std::system_error(ec, what)));
-                else st->set_result(std::move(out));
+                if (ec)
+                    st->set_exception(std::make_exception_ptr(std::system_error(ec, what)));
+                else
+                    st->set_result(std::move(out));
             });
         } catch (const LoopError&) {
             return;  // the loop closed meanwhile

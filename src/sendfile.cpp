@@ -49,9 +49,18 @@ public:
     FileSender(LoopCore& core, std::shared_ptr<BaseTransport> keep, SocketTransport* sock,
                SslTransport* tls, int file, std::uint64_t offset, std::uint64_t count,
                bool fallback)
-        : LoopResource(core), core_(core), keep_(std::move(keep)), sock_(sock), tls_(tls),
-          file_(file), offset_(offset), count_(count), pos_(offset), fallback_(fallback),
-          fut_(core.loop), kind_(tls ? Kind::copy_tls : Kind::splice) {}
+        : LoopResource(core),
+          core_(core),
+          keep_(std::move(keep)),
+          sock_(sock),
+          tls_(tls),
+          file_(file),
+          offset_(offset),
+          count_(count),
+          pos_(offset),
+          fallback_(fallback),
+          fut_(core.loop),
+          kind_(tls ? Kind::copy_tls : Kind::splice) {}
 
     ~FileSender() { close_pipe(); }
 
@@ -159,43 +168,43 @@ private:
         if (done_) return;
         if (stopping_) return finish();
         switch (kind_) {
-        case Kind::splice:
-            if (no_splice_) return splice_refused(-EINVAL);
-            if (in_pipe_ != 0) {
-                submit(Step::splice_out, [](io_uring_sqe* s, FileSender& f) {
-                    io_uring_prep_splice(s, f.pipe_[0], -1, f.sock_fd(), -1,
-                                         static_cast<unsigned>(f.in_pipe_), 0);
-                });
-            } else if (to_read() == 0) {
-                finish();
-            } else {
-                submit(Step::splice_in, [](io_uring_sqe* s, FileSender& f) {
-                    const auto n = std::min<std::uint64_t>(f.to_read(), f.pipe_cap_);
-                    io_uring_prep_splice(s, f.file_, static_cast<std::int64_t>(f.pos_), f.pipe_[1],
-                                         -1, static_cast<unsigned>(n), 0);
-                });
-            }
-            return;
-        case Kind::copy_socket:
-            if (buf_off_ != buf_len_) {
-                submit(Step::send, [](io_uring_sqe* s, FileSender& f) {
-                    io_uring_prep_send(s, f.sock_fd(), f.buf_.get() + f.buf_off_,
-                                       f.buf_len_ - f.buf_off_, MSG_NOSIGNAL);
+            case Kind::splice:
+                if (no_splice_) return splice_refused(-EINVAL);
+                if (in_pipe_ != 0) {
+                    submit(Step::splice_out, [](io_uring_sqe* s, FileSender& f) {
+                        io_uring_prep_splice(s, f.pipe_[0], -1, f.sock_fd(), -1,
+                                             static_cast<unsigned>(f.in_pipe_), 0);
+                    });
+                } else if (to_read() == 0) {
+                    finish();
+                } else {
+                    submit(Step::splice_in, [](io_uring_sqe* s, FileSender& f) {
+                        const auto n = std::min<std::uint64_t>(f.to_read(), f.pipe_cap_);
+                        io_uring_prep_splice(s, f.file_, static_cast<std::int64_t>(f.pos_),
+                                             f.pipe_[1], -1, static_cast<unsigned>(n), 0);
+                    });
+                }
+                return;
+            case Kind::copy_socket:
+                if (buf_off_ != buf_len_) {
+                    submit(Step::send, [](io_uring_sqe* s, FileSender& f) {
+                        io_uring_prep_send(s, f.sock_fd(), f.buf_.get() + f.buf_off_,
+                                           f.buf_len_ - f.buf_off_, MSG_NOSIGNAL);
+                    });
+                    return;
+                }
+                [[fallthrough]];
+            case Kind::copy_tls:
+                if (to_read() == 0) return finish();
+                if (kind_ == Kind::copy_tls && !buf_) {
+                    chunk_ = tls_chunk();
+                    buf_ = std::make_unique<char[]>(chunk_);
+                }
+                submit(Step::read, [](io_uring_sqe* s, FileSender& f) {
+                    const auto n = std::min<std::uint64_t>(f.to_read(), f.chunk_);
+                    io_uring_prep_read(s, f.file_, f.buf_.get(), static_cast<unsigned>(n), f.pos_);
                 });
                 return;
-            }
-            [[fallthrough]];
-        case Kind::copy_tls:
-            if (to_read() == 0) return finish();
-            if (kind_ == Kind::copy_tls && !buf_) {
-                chunk_ = tls_chunk();
-                buf_ = std::make_unique<char[]>(chunk_);
-            }
-            submit(Step::read, [](io_uring_sqe* s, FileSender& f) {
-                const auto n = std::min<std::uint64_t>(f.to_read(), f.chunk_);
-                io_uring_prep_read(s, f.file_, f.buf_.get(), static_cast<unsigned>(n), f.pos_);
-            });
-            return;
         }
     }
 
@@ -223,46 +232,46 @@ private:
             return finish();
         }
         switch (step) {
-        case Step::none:
-            return;
-        case Step::poll:
-            if (res < 0 && res != -EINTR) return fail_file(-res, "sendfile: poll");
-            return next();  // the state says which step again
-        case Step::splice_in:
-            if (res > 0) {
-                pos_ += static_cast<std::uint64_t>(res);
-                in_pipe_ = static_cast<std::size_t>(res);
-                return next();
-            }
-            if (res == 0) return finish();  // end of file
-            if (res == -EINTR) return next();
-            if (res == -EAGAIN) return poll_then(pipe_[1], POLLOUT);
-            if (refused(res) && sent_ == 0) return splice_refused(res);
-            return fail_file(-res, "sendfile: reading the file");
-        case Step::splice_out:
-            if (res > 0) {
-                sent_ += static_cast<std::uint64_t>(res);
-                in_pipe_ -= static_cast<std::size_t>(res);
-                return next();
-            }
-            if (res == -EINTR) return next();
-            if (res == -EAGAIN) return poll_then(sock_fd(), POLLOUT);
-            if (refused(res) && sent_ == 0) return splice_refused(res);
-            return fail_connection(res == 0 ? EPIPE : -res);
-        case Step::read:
-            if (res > 0) return on_read(static_cast<std::size_t>(res));
-            if (res == 0) return finish();
-            if (res == -EINTR || res == -EAGAIN) return next();
-            return fail_file(-res, "sendfile: reading the file");
-        case Step::send:
-            if (res > 0) {
-                buf_off_ += static_cast<std::size_t>(res);
-                sent_ += static_cast<std::uint64_t>(res);
-                return next();
-            }
-            if (res == -EINTR) return next();
-            if (res == -EAGAIN) return poll_then(sock_fd(), POLLOUT);
-            return fail_connection(res == 0 ? EPIPE : -res);
+            case Step::none:
+                return;
+            case Step::poll:
+                if (res < 0 && res != -EINTR) return fail_file(-res, "sendfile: poll");
+                return next();  // the state says which step again
+            case Step::splice_in:
+                if (res > 0) {
+                    pos_ += static_cast<std::uint64_t>(res);
+                    in_pipe_ = static_cast<std::size_t>(res);
+                    return next();
+                }
+                if (res == 0) return finish();  // end of file
+                if (res == -EINTR) return next();
+                if (res == -EAGAIN) return poll_then(pipe_[1], POLLOUT);
+                if (refused(res) && sent_ == 0) return splice_refused(res);
+                return fail_file(-res, "sendfile: reading the file");
+            case Step::splice_out:
+                if (res > 0) {
+                    sent_ += static_cast<std::uint64_t>(res);
+                    in_pipe_ -= static_cast<std::size_t>(res);
+                    return next();
+                }
+                if (res == -EINTR) return next();
+                if (res == -EAGAIN) return poll_then(sock_fd(), POLLOUT);
+                if (refused(res) && sent_ == 0) return splice_refused(res);
+                return fail_connection(res == 0 ? EPIPE : -res);
+            case Step::read:
+                if (res > 0) return on_read(static_cast<std::size_t>(res));
+                if (res == 0) return finish();
+                if (res == -EINTR || res == -EAGAIN) return next();
+                return fail_file(-res, "sendfile: reading the file");
+            case Step::send:
+                if (res > 0) {
+                    buf_off_ += static_cast<std::size_t>(res);
+                    sent_ += static_cast<std::uint64_t>(res);
+                    return next();
+                }
+                if (res == -EINTR) return next();
+                if (res == -EAGAIN) return poll_then(sock_fd(), POLLOUT);
+                return fail_connection(res == 0 ? EPIPE : -res);
         }
     }
 
@@ -326,7 +335,8 @@ private:
         }
         // A splice or send blocked on a full socket: shut it for writing (abort's rule: no
         // byte the kernel has not accepted goes out after it) and cancel the op.
-        if (shut && (step_ == Step::splice_out || step_ == Step::send)) ::shutdown(sock_fd(), SHUT_WR);
+        if (shut && (step_ == Step::splice_out || step_ == Step::send))
+            ::shutdown(sock_fd(), SHUT_WR);
         io_uring_sqe* s = core_.ring.sqe();
         io_uring_prep_cancel(s, static_cast<uring::Op*>(&op_), 0);
         uring::Ring::ignore_result(s);
@@ -352,8 +362,10 @@ private:
             sock_->release_write_barrier(conn_error_);
         }
         if (!fut_.done()) {
-            if (e) fut_.set_exception(e);
-            else fut_.set_result(static_cast<std::size_t>(sent_));
+            if (e)
+                fut_.set_exception(e);
+            else
+                fut_.set_result(static_cast<std::size_t>(sent_));
         }
         keep_.reset();
         core_.post([s = std::move(self_)] {});  // freed after this call returns
@@ -403,7 +415,7 @@ Future<std::size_t> start_sendfile(Transport& transport, int fd, std::int64_t of
     if (count && *count < 0)
         throw std::invalid_argument(
             fmt::format("sendfile: count must be a non-negative integer (got {})", *count));
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd, &st) != 0)
         throw std::system_error(errno, std::system_category(), "sendfile: the file");
     if (!S_ISREG(st.st_mode))

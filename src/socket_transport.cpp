@@ -32,7 +32,8 @@ constexpr std::size_t spare_keep = 4;
 
 std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
                                                        std::unique_ptr<BaseProtocol> protocol,
-                                                       Callback on_made, SocketTransport::Mode mode) {
+                                                       Callback on_made,
+                                                       SocketTransport::Mode mode) {
     auto t = std::make_shared<SocketTransport>(core, fd, std::move(protocol), mode);
     t->start(std::move(on_made));
     return t;
@@ -47,7 +48,7 @@ SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BasePro
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
     if (mode_ != Mode::socket) [[unlikely]] {
         // Only a FIFO or a socket reports its reader's close; a file or a tty never does.
-        struct stat st{};
+        struct stat st {};
         watch_reader_ = mode_ == Mode::write_pipe && ::fstat(fd_, &st) == 0 &&
                         (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
         return;
@@ -73,9 +74,8 @@ void SocketTransport::start(Callback on_made) {
     adopt(shared_from_this());
     core_.post([this, on_made = std::move(on_made)]() mutable {
         made_ = true;
-        run_callback("protocol connection_made() failed", [&] {
-            stream()->connection_made(*this);
-        });
+        run_callback("protocol connection_made() failed",
+                     [&] { stream()->connection_made(*this); });
         if (wants_read() && !recv_armed_) arm_recv();
         if (on_made) on_made();
     });
@@ -90,9 +90,9 @@ void SocketTransport::arm_recv() {
         mode_ != Mode::write_pipe && protocol_->kind() == BaseProtocol::Kind::buffered;
     if (buffered) {
         if (!run_callback("protocol get_buffer() failed", [&] {
-            buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
-            if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
-                }))
+                buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
+                if (buf.empty()) throw std::runtime_error("get_buffer() returned an empty buffer");
+            }))
             return;
         // get_buffer may have paused reading or closed the transport: then nothing is armed
         // (resume_reading asks for a buffer again).
@@ -107,10 +107,13 @@ void SocketTransport::arm_recv() {
     } else if (buffered) {
         target_ = buf;
         target_owner_ = protocol_.get();
-        if (mode_ == Mode::read_pipe) io_uring_prep_read(s, fd_, buf.data(), buf.size(), -1);
-        else io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
+        if (mode_ == Mode::read_pipe)
+            io_uring_prep_read(s, fd_, buf.data(), buf.size(), -1);
+        else
+            io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
         recv_multishot_ = false;
-    } else if (mode_ == Mode::socket && core_.stream_ring().ok() && core_.ring.features().multishot_recv) {
+    } else if (mode_ == Mode::socket && core_.stream_ring().ok() &&
+               core_.ring.features().multishot_recv) {
         io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
         s->flags |= IOSQE_BUFFER_SELECT;
         s->buf_group = core_.stream_ring().group();
@@ -118,8 +121,10 @@ void SocketTransport::arm_recv() {
     } else {
         if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_size);
         // Offset -1: the file position, for a regular file given as a pipe (a FIFO ignores it).
-        if (mode_ == Mode::read_pipe) io_uring_prep_read(s, fd_, own_buffer_.get(), receive_size, -1);
-        else io_uring_prep_recv(s, fd_, own_buffer_.get(), receive_size, 0);
+        if (mode_ == Mode::read_pipe)
+            io_uring_prep_read(s, fd_, own_buffer_.get(), receive_size, -1);
+        else
+            io_uring_prep_recv(s, fd_, own_buffer_.get(), receive_size, 0);
         recv_multishot_ = false;
     }
     io_uring_sqe_set_data(s, static_cast<uring::Op*>(&recv_op_));
@@ -140,8 +145,10 @@ void SocketTransport::on_recv(int res, unsigned flags) {
         // The reader went away (asyncio's _UnixWritePipeTransport._read_ready): with data still
         // owed that is a broken pipe, otherwise a clean close.
         if (res > 0 && !closing_) {
-            if (flow_.size() != 0) force_close(std::make_error_code(std::errc::broken_pipe));
-            else close();
+            if (flow_.size() != 0)
+                force_close(std::make_error_code(std::errc::broken_pipe));
+            else
+                close();
         }
         maybe_release();
         return;
@@ -188,13 +195,15 @@ void SocketTransport::on_recv(int res, unsigned flags) {
         target_ = {};
         target_owner_ = nullptr;
         retired_.reset();  // a replaced protocol's buffer is no longer in use
-        if (wants_read() && !rearm_scheduled && held_.empty() && npieces_ == 0 && held_buffered_ == 0)
+        if (wants_read() && !rearm_scheduled && held_.empty() && npieces_ == 0 &&
+            held_buffered_ == 0)
             arm_recv();
         maybe_release();
     }
 }
 
-bool SocketTransport::keep_piece(uring::BufferRing& ring, std::uint16_t bid, std::string_view data) {
+bool SocketTransport::keep_piece(uring::BufferRing& ring, std::uint16_t bid,
+                                 std::string_view data) {
     // Completed after pause_reading: the ring's bytes are held as they are, while few are and
     // nothing copied is queued before them; the buffer goes back once they are delivered.
     if (closing_ || eof_ || !held_.empty() || npieces_ == max_held_pieces || !ring.can_keep(bid))
@@ -220,9 +229,8 @@ void SocketTransport::deliver(std::string_view data) {
 
 void SocketTransport::dispatch(std::string_view data) {
     if (protocol_->kind() == BaseProtocol::Kind::stream) [[likely]] {
-        run_callback("protocol data_received() failed", [&] {
-            static_cast<Protocol*>(protocol_.get())->data_received(data);
-        });
+        run_callback("protocol data_received() failed",
+                     [&] { static_cast<Protocol*>(protocol_.get())->data_received(data); });
         return;
     }
     // The protocol was switched to a BufferedProtocol: copy into its buffers.
@@ -251,9 +259,8 @@ void SocketTransport::deliver_buffered(std::size_t n) {
         held_buffered_data_ = target_.data();
         return;
     }
-    run_callback("protocol buffer_updated() failed", [&] {
-        static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n);
-    });
+    run_callback("protocol buffer_updated() failed",
+                 [&] { static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n); });
 }
 
 void SocketTransport::on_eof() {
@@ -264,9 +271,8 @@ void SocketTransport::on_eof() {
     }
     eof_ = true;
     bool keep_open = false;
-    if (!run_callback("protocol eof_received() failed", [&] {
-        keep_open = stream()->eof_received();
-            }))
+    if (!run_callback("protocol eof_received() failed",
+                      [&] { keep_open = stream()->eof_received(); }))
         return;
     if (!keep_open || mode_ == Mode::read_pipe) close();  // a read pipe closes at EOF (asyncio)
 }
@@ -276,9 +282,8 @@ void SocketTransport::deliver_held() {
     if (!reading_ || closing_) return;
     if (held_buffered_ != 0) {
         std::size_t n = std::exchange(held_buffered_, 0);
-        run_callback("protocol buffer_updated() failed", [&] {
-            static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n);
-        });
+        run_callback("protocol buffer_updated() failed",
+                     [&] { static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n); });
     }
     while (npieces_ != 0) {
         const HeldPiece p = pieces_[0];
@@ -372,7 +377,8 @@ void SocketTransport::write(std::string_view data) {
         core_.ignored_write(ignored_writes_);
         return;
     }
-    if (cur_data_ == nullptr || barrier_ || !hold_for_send(data)) append(data);  // none past a sendfile
+    if (cur_data_ == nullptr || barrier_ || !hold_for_send(data))
+        append(data);  // none past a sendfile
     core_.want_flush(this);
     flow_.add(data.size());
 }
@@ -390,7 +396,8 @@ bool SocketTransport::hold_for_send(std::string_view data) {
     uring::BufferRing& ring = core_.stream_ring();
     if (!ring.can_keep(cur_bid_)) return false;  // ring-wide cap: copy instead
     ring.keep(cur_bid_);
-    held_sends_[nheld_++] = HeldSend{data.data(), static_cast<std::uint32_t>(data.size()), 0, cur_bid_};
+    held_sends_[nheld_++] =
+        HeldSend{data.data(), static_cast<std::uint32_t>(data.size()), 0, cur_bid_};
     ++held_writes_;
     return true;
 }
@@ -415,7 +422,8 @@ void SocketTransport::writelines(std::span<const std::string_view> chunks) {
 }
 
 void SocketTransport::flush() {
-    if (!send_inflight_ && flow_.size() != 0 && !lost_scheduled_ && (!barrier_ || barrier_bytes_ != 0))
+    if (!send_inflight_ && flow_.size() != 0 && !lost_scheduled_ &&
+        (!barrier_ || barrier_bytes_ != 0))
         submit_send();
     maybe_release();
 }
@@ -470,7 +478,8 @@ void SocketTransport::submit_send() {
         const std::size_t len = std::min(c.size() - off, limit);
         iov_[i] = iovec{c.data() + off, len};
         limit -= len;
-        if (limit == 0) [[unlikely]] n = i + 1;
+        if (limit == 0) [[unlikely]]
+            n = i + 1;
     }
     msg_.msg_iov = iov_.data();
     msg_.msg_iovlen = n;
@@ -478,8 +487,10 @@ void SocketTransport::submit_send() {
     io_uring_sqe* s = core_.ring.sqe();
     // A pipe's writev raises SIGPIPE when the reader is gone: the pipe transports ignore that
     // signal process-wide (as Python does) and see EPIPE.
-    if (mode_ == Mode::socket) [[likely]] io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
-    else io_uring_prep_writev(s, fd_, iov_.data(), static_cast<unsigned>(n), -1);
+    if (mode_ == Mode::socket) [[likely]]
+        io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
+    else
+        io_uring_prep_writev(s, fd_, iov_.data(), static_cast<unsigned>(n), -1);
     io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
     send_inflight_ = true;
     ++sends_;
@@ -542,11 +553,14 @@ void SocketTransport::on_send(int res, unsigned) {
         chunks_.pop_front();
     }
     flow_.sub(static_cast<std::size_t>(res));
-    if (send_observer_) [[unlikely]] send_observer_->bytes_sent(static_cast<std::size_t>(res));
+    if (send_observer_) [[unlikely]]
+        send_observer_->bytes_sent(static_cast<std::size_t>(res));
     if (barrier_) [[unlikely]] {
         if (lost_scheduled_) return;
-        if (barrier_reached) barrier_->writes_before_sent();
-        else if (barrier_bytes_ != 0) submit_send();
+        if (barrier_reached)
+            barrier_->writes_before_sent();
+        else if (barrier_bytes_ != 0)
+            submit_send();
         return;
     }
     if (flow_.size() != 0) {
@@ -636,8 +650,10 @@ void SocketTransport::release_write_barrier(std::error_code ec) {
         force_close(ec);
     } else if (!lost_scheduled_) {
         // What was written meanwhile goes now, then a close() or write_eof() made meanwhile.
-        if (flow_.size() != 0) core_.want_flush(this);
-        else if (closing_) schedule_connection_lost({});
+        if (flow_.size() != 0)
+            core_.want_flush(this);
+        else if (closing_)
+            schedule_connection_lost({});
         else if (eof_requested_ && !shut_wr_) {
             shut_wr_ = true;
             ::shutdown(fd_, SHUT_WR);
@@ -686,7 +702,8 @@ void SocketTransport::loop_closed() {
 std::any SocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
     if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
     if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
-    if (name == "socket") return fd_closed_ || mode_ != Mode::socket ? default_value : std::any(fd_);
+    if (name == "socket")
+        return fd_closed_ || mode_ != Mode::socket ? default_value : std::any(fd_);
     // Diagnostic (not asyncio): send operations submitted so far, to check coalescing.
     if (name == "send_calls") return std::any(sends_);
     // Diagnostic: write() calls sent straight from a received ring buffer (no copy), and
@@ -720,7 +737,8 @@ void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     if (recv_armed_ && (kind_changed || kind == BaseProtocol::Kind::buffered)) cancel_recv();
 }
 
-std::unique_ptr<BaseProtocol> SocketTransport::exchange_protocol(std::unique_ptr<BaseProtocol> protocol) {
+std::unique_ptr<BaseProtocol> SocketTransport::exchange_protocol(
+    std::unique_ptr<BaseProtocol> protocol) {
     take_held_buffered();
     auto old = std::move(protocol_);
     protocol_ = std::move(protocol);

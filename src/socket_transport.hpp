@@ -31,7 +31,8 @@ public:
     std::string& front() { return v_[head_]; }
     std::string& back() { return (*this)[n_ - 1]; }
     void push_back(std::string&& s) {
-        if (n_ == v_.size()) [[unlikely]] grow();
+        if (n_ == v_.size()) [[unlikely]]
+            grow();
         (*this)[n_] = std::move(s);
         ++n_;
     }
@@ -202,7 +203,7 @@ private:
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
 
     int fd_;
-    std::unique_ptr<BaseProtocol> retired_;    // replaced protocol, freed once no op uses it
+    std::unique_ptr<BaseProtocol> retired_;  // replaced protocol, freed once no op uses it
     RecvOp recv_op_{*this};
     SendOp send_op_{*this};
     Mode mode_;
@@ -211,11 +212,11 @@ private:
     SocketAddress sockname_;
 
     // Reading.
-    bool reading_ = true;         // not paused
-    bool recv_armed_ = false;     // the receive op is in flight
+    bool reading_ = true;      // not paused
+    bool recv_armed_ = false;  // the receive op is in flight
     bool recv_multishot_ = false;
-    bool eof_ = false;            // EOF delivered (or held)
-    bool held_eof_ = false;       // EOF came while paused
+    bool eof_ = false;       // EOF delivered (or held)
+    bool held_eof_ = false;  // EOF came while paused
     // Data completed while paused, delivered on resume: first ring pieces kept as they are (no
     // copy; a few, and bounded ring-wide by BufferRing::can_keep), then copies in held_.
     struct HeldPiece {
@@ -229,10 +230,10 @@ private:
     std::string held_;
     std::size_t held_buffered_ = 0;  // BufferedProtocol bytes completed while paused
     const std::byte* held_buffered_data_ = nullptr;  // where they are (the protocol's memory)
-    std::string delivering_;      // held_'s bytes while they are being delivered
-    std::span<std::byte> target_;    // BufferedProtocol's buffer for the armed receive
+    std::string delivering_;                         // held_'s bytes while they are being delivered
+    std::span<std::byte> target_;           // BufferedProtocol's buffer for the armed receive
     BaseProtocol* target_owner_ = nullptr;  // the protocol that handed out target_
-    std::unique_ptr<char[]> own_buffer_;  // single-shot receive without a buffer ring
+    std::unique_ptr<char[]> own_buffer_;    // single-shot receive without a buffer ring
 
     // Writing.
     ChunkQueue chunks_;
@@ -270,7 +271,7 @@ private:
     std::uint64_t held_writes_ = 0;
 
     // Closing (the rest of the state is TransportBase's).
-    bool eof_requested_ = false;   // write_eof() called
+    bool eof_requested_ = false;  // write_eof() called
     bool shut_wr_ = false;
     bool fd_closed_ = false;
     std::uint32_t ignored_writes_ = 0;  // write() calls dropped while closing

@@ -29,9 +29,12 @@ int bio_read(BIO* b, char* out, std::size_t len, std::size_t* readbytes) {
 
 long bio_ctrl(BIO*, int cmd, long, void*) {
     switch (cmd) {
-    case BIO_CTRL_FLUSH: return 1;
-    case BIO_CTRL_DUP: return 1;
-    default: return 0;
+        case BIO_CTRL_FLUSH:
+            return 1;
+        case BIO_CTRL_DUP:
+            return 1;
+        default:
+            return 0;
     }
 }
 

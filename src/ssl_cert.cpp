@@ -48,7 +48,8 @@ PeerCertificate describe(X509* cert) {
         OPENSSL_free(hex);
         BN_free(bn);
     }
-    auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    auto* names =
+        static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
     for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
         const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
         if (g->type == GEN_DNS) {

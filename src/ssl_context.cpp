@@ -18,13 +18,18 @@ public:
     const char* name() const noexcept override { return "ssl"; }
     std::string message(int c) const override {
         switch (static_cast<SslErrc>(c)) {
-        case SslErrc::handshake_failed: return "SSL handshake failed";
-        case SslErrc::certificate_verify_failed: return "certificate verify failed";
-        case SslErrc::handshake_timeout: return "SSL handshake timed out";
-        case SslErrc::shutdown_timeout: return "SSL shutdown timed out";
-        case SslErrc::eof_without_close_notify:
-            return "EOF occurred in violation of protocol (no close_notify)";
-        case SslErrc::protocol_error: return "SSL protocol error";
+            case SslErrc::handshake_failed:
+                return "SSL handshake failed";
+            case SslErrc::certificate_verify_failed:
+                return "certificate verify failed";
+            case SslErrc::handshake_timeout:
+                return "SSL handshake timed out";
+            case SslErrc::shutdown_timeout:
+                return "SSL shutdown timed out";
+            case SslErrc::eof_without_close_notify:
+                return "EOF occurred in violation of protocol (no close_notify)";
+            case SslErrc::protocol_error:
+                return "SSL protocol error";
         }
         return "unknown SSL error";
     }
@@ -32,10 +37,14 @@ public:
 
 int to_openssl(TlsVersion v, bool max) {
     switch (v) {
-    case TlsVersion::tls1_2: return TLS1_2_VERSION;
-    case TlsVersion::tls1_3: return TLS1_3_VERSION;
-    case TlsVersion::minimum_supported: return max ? 0 : TLS1_2_VERSION;
-    case TlsVersion::maximum_supported: return 0;
+        case TlsVersion::tls1_2:
+            return TLS1_2_VERSION;
+        case TlsVersion::tls1_3:
+            return TLS1_3_VERSION;
+        case TlsVersion::minimum_supported:
+            return max ? 0 : TLS1_2_VERSION;
+        case TlsVersion::maximum_supported:
+            return 0;
     }
     return 0;
 }
@@ -46,8 +55,8 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
     const std::string& wire = *static_cast<const std::string*>(arg);
     unsigned char* o = nullptr;
     if (SSL_select_next_proto(&o, outlen, reinterpret_cast<const unsigned char*>(wire.data()),
-                              static_cast<unsigned>(wire.size()), in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+                              static_cast<unsigned>(wire.size()), in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = o;
     return SSL_TLSEXT_ERR_OK;
@@ -126,17 +135,20 @@ void SslContext::load_cert_chain(const std::string& certfile, const std::string&
         fail(certfile + ": cannot load the certificate chain");
     if (SSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), SSL_FILETYPE_PEM) != 1)
         fail(key + ": cannot load the private key");
-    if (SSL_CTX_check_private_key(ctx_) != 1) fail(key + ": the key does not match the certificate");
+    if (SSL_CTX_check_private_key(ctx_) != 1)
+        fail(key + ": the key does not match the certificate");
 }
 
 void SslContext::load_verify_locations(const std::string& cafile, const std::string& capath) {
     if (cafile.empty() && capath.empty())
-        throw std::invalid_argument("load_verify_locations: cafile and capath cannot both be empty");
+        throw std::invalid_argument(
+            "load_verify_locations: cafile and capath cannot both be empty");
     if (!cafile.empty()) {
         std::FILE* fp = std::fopen(cafile.c_str(), "rb");
         if (!fp)
-            throw SslError(SslErrc::protocol_error,
-                           cafile + ": " + std::error_code(errno, std::system_category()).message());
+            throw SslError(
+                SslErrc::protocol_error,
+                cafile + ": " + std::error_code(errno, std::system_category()).message());
         std::fclose(fp);
     }
     ERR_clear_error();
@@ -152,7 +164,8 @@ void SslContext::set_default_verify_paths() {
 
 void SslContext::set_verify_mode(VerifyMode mode) {
     if (mode == VerifyMode::none && check_hostname_)
-        throw std::invalid_argument("Cannot set verify_mode to none when check_hostname is enabled.");
+        throw std::invalid_argument(
+            "Cannot set verify_mode to none when check_hostname is enabled.");
     int flags = SSL_VERIFY_NONE;
     if (mode == VerifyMode::optional) flags = SSL_VERIFY_PEER;
     if (mode == VerifyMode::required)
@@ -177,9 +190,12 @@ void SslContext::set_alpn_protocols(const std::vector<std::string>& protocols) {
     alpn_ = protocols;
     alpn_wire_ = std::move(wire);
     if (server_) {
-        if (alpn_wire_.empty()) SSL_CTX_set_alpn_select_cb(ctx_, nullptr, nullptr);
-        else SSL_CTX_set_alpn_select_cb(ctx_, select_alpn, &alpn_wire_);
-    } else if (SSL_CTX_set_alpn_protos(ctx_, reinterpret_cast<const unsigned char*>(alpn_wire_.data()),
+        if (alpn_wire_.empty())
+            SSL_CTX_set_alpn_select_cb(ctx_, nullptr, nullptr);
+        else
+            SSL_CTX_set_alpn_select_cb(ctx_, select_alpn, &alpn_wire_);
+    } else if (SSL_CTX_set_alpn_protos(ctx_,
+                                       reinterpret_cast<const unsigned char*>(alpn_wire_.data()),
                                        static_cast<unsigned>(alpn_wire_.size())) != 0) {
         fail("set_alpn_protocols");
     }
@@ -200,7 +216,8 @@ void SslContext::set_ciphers(const std::string& ciphers) {
 
 void SslContext::set_ciphersuites(const std::string& suites) {
     ERR_clear_error();
-    if (SSL_CTX_set_ciphersuites(ctx_, suites.c_str()) != 1) fail("set_ciphersuites('" + suites + "')");
+    if (SSL_CTX_set_ciphersuites(ctx_, suites.c_str()) != 1)
+        fail("set_ciphersuites('" + suites + "')");
 }
 
 }  // namespace aioring

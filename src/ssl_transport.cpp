@@ -63,7 +63,8 @@ SslTransport::SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, Ss
         // SNI carries host names only (RFC 6066), never IP literals.
         if (!host.empty() && !ip) SSL_set_tlsext_host_name(ssl_, host.c_str());
         if (params_.context->check_hostname()) {
-            if (ip) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), host.c_str());
+            if (ip)
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), host.c_str());
             else {
                 SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
                 SSL_set1_host(ssl_, host.c_str());
@@ -91,18 +92,17 @@ void SslTransport::attach(SocketTransport& lower, bool lower_paused, std::string
     backlog_ = std::move(initial);
     state_ = State::handshaking;
     if (params_.handshake_timeout > 0)
-        handshake_timer_ = core_.call_at(core_.time() + params_.handshake_timeout,
-                                         [w = weak_from_this()] {
-                                             auto s = w.lock();
-                                             if (!s || s->state_ != State::handshaking) return;
-                                             s->handshake_failed(
-                                                 std::make_exception_ptr(SslError(
-                                                     SslErrc::handshake_timeout,
-                                                     fmt::format("SSL handshake is taking longer than "
-                                                                 "{} seconds: aborting the connection",
-                                                                 s->params_.handshake_timeout))),
-                                                 SslErrc::handshake_timeout, true);
-                                         });
+        handshake_timer_ =
+            core_.call_at(core_.time() + params_.handshake_timeout, [w = weak_from_this()] {
+                auto s = w.lock();
+                if (!s || s->state_ != State::handshaking) return;
+                s->handshake_failed(std::make_exception_ptr(
+                                        SslError(SslErrc::handshake_timeout,
+                                                 fmt::format("SSL handshake is taking longer than "
+                                                             "{} seconds: aborting the connection",
+                                                             s->params_.handshake_timeout))),
+                                    SslErrc::handshake_timeout, true);
+            });
     do_handshake();
 }
 
@@ -133,15 +133,18 @@ void SslTransport::put_output(const char* data, std::size_t len) {
     lower_->write(std::string_view(data, len));
     // Records written outside SSL_write (handshake, alerts, tickets, close_notify) carry no
     // application bytes.
-    if (sent_open_ || (sent_count_ != 0 && sent_back().plain == 0)) sent_back().cipher += len;
-    else sent_push(len, 0);
+    if (sent_open_ || (sent_count_ != 0 && sent_back().plain == 0))
+        sent_back().cipher += len;
+    else
+        sent_push(len, 0);
 }
 
 void SslTransport::sent_push(std::size_t cipher, std::size_t plain) {
     if (sent_count_ == sent_.size()) [[unlikely]] {
         std::vector<Sent> grown;
         grown.reserve(std::max<std::size_t>(16, 2 * sent_.size()));
-        for (std::size_t i = 0; i < sent_count_; ++i) grown.push_back(sent_[(sent_head_ + i) % sent_.size()]);
+        for (std::size_t i = 0; i < sent_count_; ++i)
+            grown.push_back(sent_[(sent_head_ + i) % sent_.size()]);
         grown.resize(grown.capacity());
         sent_ = std::move(grown);
         sent_head_ = 0;
@@ -196,7 +199,8 @@ std::exception_ptr SslTransport::handshake_error() {
             m += ", certificate is not valid for '" + params_.server_hostname + "'";
         return std::make_exception_ptr(SslError(SslErrc::certificate_verify_failed, m));
     }
-    return std::make_exception_ptr(SslError(SslErrc::handshake_failed, "SSL handshake failed: " + errors));
+    return std::make_exception_ptr(
+        SslError(SslErrc::handshake_failed, "SSL handshake failed: " + errors));
 }
 
 void SslTransport::handshake_done() {
@@ -226,11 +230,15 @@ void SslTransport::handshake_failed(std::exception_ptr e, std::error_code ec, bo
     error_ = ec;
     handshake_timer_.cancel();
     // A server has nobody waiting for the handshake: the loop's exception handler hears of it.
-    if (auto cb = std::exchange(on_handshake_, {})) cb(e);
-    else report(core_, e, "SSL handshake failed", this);
+    if (auto cb = std::exchange(on_handshake_, {}))
+        cb(e);
+    else
+        report(core_, e, "SSL handshake failed", this);
     if (lower_) {
-        if (abort_lower) lower_->abort();
-        else lower_->close();
+        if (abort_lower)
+            lower_->abort();
+        else
+            lower_->close();
     }
 }
 
@@ -254,10 +262,17 @@ void SslTransport::on_lower_data(std::string_view data) {
 
 void SslTransport::process() {
     switch (state_) {
-    case State::handshaking: do_handshake(); break;  // goes on to read_app once done
-    case State::wrapped: read_app(); break;
-    case State::shutdown: shutdown_input(); break;
-    default: break;
+        case State::handshaking:
+            do_handshake();
+            break;  // goes on to read_app once done
+        case State::wrapped:
+            read_app();
+            break;
+        case State::shutdown:
+            shutdown_input();
+            break;
+        default:
+            break;
     }
     retry_pending_write();
 }
@@ -373,25 +388,27 @@ void SslTransport::resume_reading() {
 bool SslTransport::on_lower_eof() {
     auto self = shared_from_this();
     switch (state_) {
-    case State::unwrapped:
-    case State::handshaking:
-        handshake_failed(std::make_exception_ptr(SslError(
-                             SslErrc::handshake_failed,
-                             "SSL handshake failed: the peer closed the connection during the handshake")),
-                         make_error_code(SslErrc::handshake_failed), true);
-        break;
-    case State::wrapped:
-        // A close_notify would have been read before this EOF: the stream may be truncated.
-        error_ = make_error_code(SslErrc::eof_without_close_notify);
-        state_ = State::closed;
-        closing_ = true;
-        break;
-    case State::shutdown:
-        // We sent close_notify and the peer closed TCP: as good an answer as its own.
-        state_ = State::closed;
-        shutdown_timer_.cancel();
-        break;
-    case State::closed: break;
+        case State::unwrapped:
+        case State::handshaking:
+            handshake_failed(
+                std::make_exception_ptr(SslError(
+                    SslErrc::handshake_failed,
+                    "SSL handshake failed: the peer closed the connection during the handshake")),
+                make_error_code(SslErrc::handshake_failed), true);
+            break;
+        case State::wrapped:
+            // A close_notify would have been read before this EOF: the stream may be truncated.
+            error_ = make_error_code(SslErrc::eof_without_close_notify);
+            state_ = State::closed;
+            closing_ = true;
+            break;
+        case State::shutdown:
+            // We sent close_notify and the peer closed TCP: as good an answer as its own.
+            state_ = State::closed;
+            shutdown_timer_.cancel();
+            break;
+        case State::closed:
+            break;
     }
     return false;
 }
@@ -408,12 +425,11 @@ void SslTransport::on_lower_lost(std::error_code ec) {
     sent_count_ = 0;
     flow_.set(0);
     if (lower_) lower_->set_send_observer(nullptr);
-    if (!error_ && handshaking)
-        error_ = ec ? ec : make_error_code(SslErrc::handshake_failed);
+    if (!error_ && handshaking) error_ = ec ? ec : make_error_code(SslErrc::handshake_failed);
     if (auto cb = std::exchange(on_handshake_, {})) {
-        cb(std::make_exception_ptr(SslError(
-            SslErrc::handshake_failed,
-            "SSL handshake failed: connection lost (" + (ec ? ec.message() : error_.message()) + ")")));
+        cb(std::make_exception_ptr(
+            SslError(SslErrc::handshake_failed, "SSL handshake failed: connection lost (" +
+                                                    (ec ? ec.message() : error_.message()) + ")")));
     }
     // connection_lost (if connection_made ran), then the loop lets go.
     call_connection_lost(error_ ? error_ : ec);
@@ -446,8 +462,10 @@ void SslTransport::release_writes() {
     write_hold_ = false;
     std::string h = std::exchange(held_plain_, {});
     if (h.empty() || closing_) return;  // aborted: dropped (and no longer counted)
-    if (state_ != State::wrapped || !pending_plain_.empty()) pending_plain_.append(h);
-    else ssl_write(h);
+    if (state_ != State::wrapped || !pending_plain_.empty())
+        pending_plain_.append(h);
+    else
+        ssl_write(h);
 }
 
 void SslTransport::writelines(std::span<const std::string_view> chunks) {
@@ -512,8 +530,10 @@ void SslTransport::close() {
     if (closing_ || detached_) return;
     if (write_hold_) release_writes();  // a sendfile stops; what was written after it goes
     closing_ = true;
-    if (state_ == State::wrapped) begin_shutdown();
-    else if (state_ != State::closed) abort();
+    if (state_ == State::wrapped)
+        begin_shutdown();
+    else if (state_ != State::closed)
+        abort();
 }
 
 void SslTransport::begin_shutdown() {
@@ -531,14 +551,14 @@ void SslTransport::begin_shutdown() {
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return finish_shutdown();
     }
     if (params_.shutdown_timeout > 0)
-        shutdown_timer_ = core_.call_at(core_.time() + params_.shutdown_timeout,
-                                        [w = weak_from_this()] {
-                                            auto s = w.lock();
-                                            if (!s || s->state_ != State::shutdown) return;
-                                            s->error_ = make_error_code(SslErrc::shutdown_timeout);
-                                            s->state_ = State::closed;
-                                            if (s->lower_) s->lower_->abort();
-                                        });
+        shutdown_timer_ =
+            core_.call_at(core_.time() + params_.shutdown_timeout, [w = weak_from_this()] {
+                auto s = w.lock();
+                if (!s || s->state_ != State::shutdown) return;
+                s->error_ = make_error_code(SslErrc::shutdown_timeout);
+                s->state_ = State::closed;
+                if (s->lower_) s->lower_->abort();
+            });
     if (lower_) lower_->resume_reading();  // the answer must be read even if reading was paused
     // Called from inside data_received, the records behind are read from the loop: reading them
     // now would overwrite the bytes the protocol is still looking at.
@@ -624,7 +644,8 @@ void SslTransport::abort_after_failure() {
 std::any SslTransport::get_extra_info(std::string_view name, std::any default_value) const {
     if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
     if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
-    if (name == "socket") return lower_ ? lower_->get_extra_info(name, default_value) : default_value;
+    if (name == "socket")
+        return lower_ ? lower_->get_extra_info(name, default_value) : default_value;
     if (name == "sslcontext") return std::any(params_.context);
     if (name == "ssl_object") return std::any(ssl_);
     if (name == "cipher") {
@@ -643,7 +664,8 @@ std::any SslTransport::get_extra_info(std::string_view name, std::any default_va
     }
     if (name == "peercert") {
         // As Python's getpeercert(): only a certificate that was verified.
-        if (params_.context->verify_mode() == VerifyMode::none || SSL_get_verify_result(ssl_) != X509_V_OK)
+        if (params_.context->verify_mode() == VerifyMode::none ||
+            SSL_get_verify_result(ssl_) != X509_V_OK)
             return default_value;
         X509* cert = SSL_get0_peer_certificate(ssl_);
         if (!cert) return default_value;
@@ -669,9 +691,11 @@ void SslTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
 
 // ---- wiring into create_connection / create_server / start_tls --------------------------------
 
-ProtocolFactory ssl_server_factory(LoopCore& core, ProtocolFactory factory, const ServerOptions& o) {
+ProtocolFactory ssl_server_factory(LoopCore& core, ProtocolFactory factory,
+                                   const ServerOptions& o) {
     if (!o.ssl->is_server())
-        throw std::invalid_argument("create_server needs a server SslContext (SslContext::server())");
+        throw std::invalid_argument(
+            "create_server needs a server SslContext (SslContext::server())");
     SslParams params{o.ssl, true, {}, o.ssl_handshake_timeout, o.ssl_shutdown_timeout};
     return [&core, factory = std::move(factory), params]() -> std::unique_ptr<BaseProtocol> {
         auto t = std::make_shared<SslTransport>(core, factory(), params, false);
@@ -686,7 +710,8 @@ Future<Connection<>> ssl_connect(LoopCore& core, int fd, ProtocolFactory& factor
     bool handed = false;  // the lower transport owns fd
     try {
         if (o.ssl->is_server())
-            throw std::invalid_argument("create_connection needs a client SslContext (SslContext::client())");
+            throw std::invalid_argument(
+                "create_connection needs a client SslContext (SslContext::client())");
         SslParams params{o.ssl, false, o.server_hostname.empty() ? host : o.server_hostname,
                          o.ssl_handshake_timeout, o.ssl_shutdown_timeout};
         if (params.server_hostname.empty() && o.ssl->check_hostname())
@@ -695,8 +720,10 @@ Future<Connection<>> ssl_connect(LoopCore& core, int fd, ProtocolFactory& factor
         BaseProtocol* p = t->get_protocol();
         t->set_on_handshake([fut, w = std::weak_ptr<SslTransport>(t), p](std::exception_ptr e) {
             if (fut.done()) return;
-            if (e) fut.set_exception(e);
-            else fut.set_result(Connection<>{w.lock(), p});
+            if (e)
+                fut.set_exception(e);
+            else
+                fut.set_result(Connection<>{w.lock(), p});
         });
         // A caller that gave up waiting (cancelled, timed out) gets no connection left open.
         fut.add_done_callback([fut, w = std::weak_ptr<SslTransport>(t)] {

@@ -56,7 +56,8 @@ public:
     using HandshakeDone = std::function<void(std::exception_ptr)>;
 
     // `app_made`: the protocol already had connection_made (start_tls).
-    SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, SslParams params, bool app_made);
+    SslTransport(LoopCore& core, std::unique_ptr<BaseProtocol> app, SslParams params,
+                 bool app_made);
     ~SslTransport() override;
 
     // Runs once: after connection_made on success, or with the handshake's error.

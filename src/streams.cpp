@@ -41,13 +41,17 @@ public:
             // A reader waits with its own destination: copy there, not into the buffer.
             const std::size_t room = t->append ? t->max - t->out->size() : t->max;
             const std::size_t k = std::min(room, d.size());
-            if (t->append) t->out->append(d.data(), k);
-            else t->out->assign(d.data(), k);
+            if (t->append)
+                t->out->append(d.data(), k);
+            else
+                t->out->assign(d.data(), k);
             t->got += k;
             d.remove_prefix(k);
             // readexactly sleeps on until its destination is full.
-            if (!t->append || t->out->size() == t->max) target_ = nullptr;
-            else wake = false;
+            if (!t->append || t->out->size() == t->max)
+                target_ = nullptr;
+            else
+                wake = false;
         }
         if (!d.empty()) {
             // Reuse the buffer: drop what was consumed before appending, moving what is left
@@ -62,8 +66,10 @@ public:
             buf_.append(d);
         }
         if (wake) {
-            if (from_transport && !resuming_) resume_reader();
-            else readers_.wake_one();
+            if (from_transport && !resuming_)
+                resume_reader();
+            else
+                readers_.wake_one();
         }
         if (transport_ && !read_paused_ && buffered() > 2 * limit_) {
             read_paused_ = true;
@@ -123,8 +129,10 @@ public:
         if (auto a = t.extra<SocketAddress>("sockname")) sockname_ = *a;
     }
     void lost(std::error_code ec) {
-        if (ec) set_exception(std::make_exception_ptr(std::system_error(ec)));
-        else feed_eof();
+        if (ec)
+            set_exception(std::make_exception_ptr(std::system_error(ec)));
+        else
+            feed_eof();
         transport_ = nullptr;
         lost_ = true;
         lost_error_ = ec;
@@ -132,9 +140,9 @@ public:
         closers_.wake_all();
     }
     [[noreturn]] void throw_lost() const {
-        throw std::system_error(lost_error_ ? lost_error_
-                                            : std::make_error_code(std::errc::connection_reset),
-                                "Connection lost");
+        throw std::system_error(
+            lost_error_ ? lost_error_ : std::make_error_code(std::errc::connection_reset),
+            "Connection lost");
     }
 
     std::string buf_;
@@ -157,7 +165,7 @@ public:
     WaitList drainers_;
     WaitList closers_;
     int writer_handles_ = 0;
-    bool server_side_ = false;  // made by start_server: start_tls takes the server side
+    bool server_side_ = false;            // made by start_server: start_tls takes the server side
     std::weak_ptr<HandlerSet> handlers_;  // start_server's, which close() cancels
 };
 
@@ -275,7 +283,8 @@ Task<std::string> readuntil_task(std::shared_ptr<StreamState> s, std::vector<std
         if (data.size() >= min_len) {
             for (const auto& sep : seps) {
                 const std::size_t i = data.find(sep, offset);
-                if (i != std::string_view::npos && (end == std::string_view::npos || i + sep.size() < end)) {
+                if (i != std::string_view::npos &&
+                    (end == std::string_view::npos || i + sep.size() < end)) {
                     end = i + sep.size();
                     isep = i;
                 }
@@ -317,8 +326,10 @@ Task<std::string> readline_task(std::shared_ptr<StreamState> s) {
     } catch (const LimitOverrunError& e) {
         // Discard the over-long line (up to its separator if it is already here).
         const std::string_view data = s->view();
-        if (data.substr(e.consumed, 1) == "\n") s->consume(e.consumed + 1);
-        else s->consume(data.size());
+        if (data.substr(e.consumed, 1) == "\n")
+            s->consume(e.consumed + 1);
+        else
+            s->consume(data.size());
         overrun.emplace(e);
     }
     if (overrun) throw *overrun;
@@ -407,9 +418,9 @@ Task<void> run_client(std::shared_ptr<const ClientConnected> cb, std::shared_ptr
     } catch (...) {
         // asyncio: reported, and that connection only is closed.
         if (s->loop_)
-            s->loop_->call_exception_handler(ExceptionContext{
-                "Unhandled exception in client_connected_cb", std::current_exception(),
-                s->transport_});
+            s->loop_->call_exception_handler(
+                ExceptionContext{"Unhandled exception in client_connected_cb",
+                                 std::current_exception(), s->transport_});
         if (s->transport_) s->transport_->close();
     }
 }
@@ -491,15 +502,16 @@ Task<void> start_tls_task(std::shared_ptr<detail::StreamState> s,
                           std::shared_ptr<SslContext> sslcontext, StartTlsOptions options) {
     if (!s->transport_) throw std::logic_error("start_tls: the connection is closed");
     if (s->buffered() != 0)
-        throw std::logic_error("start_tls: the StreamReader holds " + std::to_string(s->buffered()) +
+        throw std::logic_error("start_tls: the StreamReader holds " +
+                               std::to_string(s->buffered()) +
                                " unread bytes that came before TLS; read them first");
     options.server_side = options.server_side || s->server_side_;
     // No suspension from these checks to the swap, so no plaintext can slip into the reader in
     // between (which is also why there is no drain() first, as asyncio has: the paused-writing
     // state carries over to the TLS transport, and drain() then waits on that).
     Transport& lower = *s->transport_;
-    auto done = s->loop_->start_tls(detail::shared_transport(lower), std::move(sslcontext),
-                                    options);
+    auto done =
+        s->loop_->start_tls(detail::shared_transport(lower), std::move(sslcontext), options);
     // The StreamReaderProtocol now sits under the TLS transport (no second connection_made);
     // everything the stream does goes through it from here on, the handshake's failure too.
     if (!s->lost_) s->transport_ = detail::upgraded_transport(lower).get();
@@ -630,9 +642,9 @@ Task<StreamPair> open_connection_task(std::string host, std::uint16_t port, std:
     co_return StreamPair{StreamReader(s), std::move(writer)};
 }
 
-Task<std::shared_ptr<Server>> start_server_task(ClientConnected client_connected,
-                                                std::string host, std::uint16_t port,
-                                                std::size_t limit, ServerOptions options) {
+Task<std::shared_ptr<Server>> start_server_task(ClientConnected client_connected, std::string host,
+                                                std::uint16_t port, std::size_t limit,
+                                                ServerOptions options) {
     EventLoop& loop = co_await get_running_loop();
     auto handlers = std::make_shared<detail::HandlerSet>();
     auto started = loop.create_server(server_factory(std::move(client_connected), limit, handlers),
@@ -674,9 +686,8 @@ Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std
                              std::move(options));
 }
 
-Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
-                                                std::string path, std::size_t limit,
-                                                ServerOptions options) {
+Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected, std::string path,
+                                                std::size_t limit, ServerOptions options) {
     return start_unix_server_task(std::move(client_connected), std::move(path), limit,
                                   std::move(options));
 }

@@ -99,7 +99,8 @@ pid_t spawn_child(const std::vector<std::string>& args, const SubprocessOptions&
             source = 1;  // the child's stdout, already in place: stdout's action came first
         } else if (v >= 0 && v != i) {
             auto copy = std::make_unique<FdGuard>(::fcntl(v, F_DUPFD_CLOEXEC, 3));
-            if (copy->fd < 0) throw_errno(errno, "subprocess: bad file descriptor for a std stream");
+            if (copy->fd < 0)
+                throw_errno(errno, "subprocess: bad file descriptor for a std stream");
             source = copy->fd;
             child_ends.push_back(std::move(copy));
         }
@@ -189,7 +190,8 @@ Subprocess::~Subprocess() {
 void Subprocess::start(const std::vector<std::string>& args, const SubprocessOptions& options,
                        Callback on_made) {
     if (!std::isfinite(options.kill_grace) || options.kill_grace < 0)
-        throw std::invalid_argument("subprocess: kill_grace must be a finite number of seconds >= 0");
+        throw std::invalid_argument(
+            "subprocess: kill_grace must be a finite number of seconds >= 0");
     kill_grace_ = options.kill_grace;
     ignore_sigpipe();
     FdGuard ours[3] = {FdGuard(-1), FdGuard(-1), FdGuard(-1)};
@@ -203,7 +205,8 @@ void Subprocess::start(const std::vector<std::string>& args, const SubprocessOpt
     }
     for (int i = 0; i < 3; ++i) {
         if (ours[i].fd < 0) continue;
-        const auto mode = i == 0 ? SocketTransport::Mode::write_pipe : SocketTransport::Mode::read_pipe;
+        const auto mode =
+            i == 0 ? SocketTransport::Mode::write_pipe : SocketTransport::Mode::read_pipe;
         pipes_[i] = make_socket_transport(core_, ours[i].release(),
                                           std::make_unique<PipeProtocol>(*this, i), {}, mode);
         pipe_open_[i] = true;
@@ -214,9 +217,7 @@ void Subprocess::start(const std::vector<std::string>& args, const SubprocessOpt
     core_.post([this, on_made = std::move(on_made)]() mutable {
         made_ = true;
         arm_exit_watch();
-        run_callback("protocol connection_made() failed", [&] {
-            proto()->connection_made(*this);
-        });
+        run_callback("protocol connection_made() failed", [&] { proto()->connection_made(*this); });
         if (on_made) on_made();
     });
 }
@@ -245,13 +246,14 @@ void Subprocess::complete(int res, unsigned) {
     watch_armed_ = false;
     if (res < 0 && res != -EINTR && res != -EAGAIN) {
         // The watch cannot work: reap synchronously is not an option, so report it.
-        report(core_, std::make_exception_ptr(std::system_error(-res, std::system_category(),
-                                                                "poll on a pidfd")),
+        report(core_,
+               std::make_exception_ptr(
+                   std::system_error(-res, std::system_category(), "poll on a pidfd")),
                "subprocess exit watch failed", this);
     }
     siginfo_t si{};
-    int rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &si,
-                      WEXITED | WNOHANG);
+    int rc =
+        ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &si, WEXITED | WNOHANG);
     if (rc == 0 && si.si_pid == 0) {  // not exited yet (a spurious wake-up)
         if (res >= 0) arm_exit_watch();
         return;
@@ -267,37 +269,29 @@ void Subprocess::complete(int res, unsigned) {
     ::close(pidfd_);
     pidfd_ = -1;
     kill_timer_.cancel();
-    run_callback("protocol process_exited() failed", [&] {
-        proto()->process_exited();
-    });
+    run_callback("protocol process_exited() failed", [&] { proto()->process_exited(); });
     try_finish();
 }
 
 void Subprocess::on_pipe_data(int fd, std::string_view data) {
     if (lost_scheduled_) return;
-    run_callback("protocol pipe_data_received() failed", [&] {
-        proto()->pipe_data_received(fd, data);
-    });
+    run_callback("protocol pipe_data_received() failed",
+                 [&] { proto()->pipe_data_received(fd, data); });
 }
 
 void Subprocess::on_pipe_lost(int fd, std::error_code ec) {
     pipe_open_[fd] = false;
-    run_callback("protocol pipe_connection_lost() failed", [&] {
-        proto()->pipe_connection_lost(fd, ec);
-    });
+    run_callback("protocol pipe_connection_lost() failed",
+                 [&] { proto()->pipe_connection_lost(fd, ec); });
     try_finish();
 }
 
 void Subprocess::on_pause_writing() {
-    run_callback("protocol pause_writing() failed", [&] {
-        proto()->pause_writing();
-    });
+    run_callback("protocol pause_writing() failed", [&] { proto()->pause_writing(); });
 }
 
 void Subprocess::on_resume_writing() {
-    run_callback("protocol resume_writing() failed", [&] {
-        proto()->resume_writing();
-    });
+    run_callback("protocol resume_writing() failed", [&] { proto()->resume_writing(); });
 }
 
 void Subprocess::try_finish() {
@@ -371,8 +365,10 @@ Future<SubprocessConnection> start_subprocess(LoopCore& core, ProtocolFactory& f
         std::weak_ptr<Subprocess> weak = sub;
         sub->start(args, options, [fut, weak, p] {
             auto t = weak.lock();
-            if (!fut.done()) fut.set_result(SubprocessConnection{std::move(t), p});
-            else if (t) t->close();  // cancelled while starting: nobody will own this child
+            if (!fut.done())
+                fut.set_result(SubprocessConnection{std::move(t), p});
+            else if (t)
+                t->close();  // cancelled while starting: nobody will own this child
         });
     } catch (...) {
         fut.set_exception(std::current_exception());

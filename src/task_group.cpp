@@ -45,8 +45,8 @@ EventLoop& group_loop(GroupState& g) {
 }
 
 static void on_task_done(GroupState& g, FutureStateBase* t) {
-    auto it = std::find_if(g.tasks.rbegin(), g.tasks.rend(),
-                           [t](const auto& p) { return p.get() == t; });
+    auto it =
+        std::find_if(g.tasks.rbegin(), g.tasks.rend(), [t](const auto& p) { return p.get() == t; });
     assert(it != g.tasks.rend());
     std::shared_ptr<FutureStateBase> keep = std::move(*it);
     *it = std::move(g.tasks.back());
@@ -192,14 +192,18 @@ void Timeout::arm() {
     timer_ = TimerHandle();
     if (!when_) return;
     EventLoop& loop = *ctx_->loop;
-    if (*when_ <= loop.time()) timer_ = TimerHandle(loop.call_at(loop.time(), [this] { on_timeout(); }));
-    else timer_ = loop.call_at(*when_, [this] { on_timeout(); });
+    if (*when_ <= loop.time())
+        timer_ = TimerHandle(loop.call_at(loop.time(), [this] { on_timeout(); }));
+    else
+        timer_ = loop.call_at(*when_, [this] { on_timeout(); });
 }
 
 void Timeout::on_timeout() {
     state_ = State::expiring;
-    if (ctx_->task) ctx_->task->cancel();
-    else ctx_->request_cancel();
+    if (ctx_->task)
+        ctx_->task->cancel();
+    else
+        ctx_->request_cancel();
 }
 
 bool Timeout::exit(bool cancelled) {

@@ -85,7 +85,8 @@ protected:
 
     // Releases the transport once connection_lost has returned and nothing refers to it.
     void maybe_release() {
-        if (lost_done_ && !busy()) [[unlikely]] release_now();
+        if (lost_done_ && !busy()) [[unlikely]]
+            release_now();
     }
     // An operation (or a pending flush/re-arm) still refers to this transport.
     virtual bool busy() const = 0;

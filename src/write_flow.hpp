@@ -47,7 +47,8 @@ inline std::pair<std::size_t, std::size_t> resolve_write_limits(std::optional<st
         l = low ? *low : h / 4;
     }
     if (l > h)
-        throw std::invalid_argument(fmt::format("high ({}) must be >= low ({}) must be >= 0", h, l));
+        throw std::invalid_argument(
+            fmt::format("high ({}) must be >= low ({}) must be >= 0", h, l));
     return {h, l};
 }
 
@@ -77,11 +78,13 @@ public:
 
     void add(std::size_t n) {
         size_ += n;
-        if (size_ > high_ && !paused_) [[unlikely]] update();
+        if (size_ > high_ && !paused_) [[unlikely]]
+            update();
     }
     void sub(std::size_t n) {
         size_ -= n;
-        if (paused_ && size_ <= low_) [[unlikely]] update();
+        if (paused_ && size_ <= low_) [[unlikely]]
+            update();
     }
     void set(std::size_t n) {
         size_ = n;
@@ -118,8 +121,10 @@ private:
         try {
             BaseProtocol* p = owner_.flow_protocol();
             if (!p) return;
-            if (pause) p->pause_writing();
-            else p->resume_writing();
+            if (pause)
+                p->pause_writing();
+            else
+                p->resume_writing();
         } catch (...) {
             owner_.flow_failed(pause ? "protocol pause_writing() failed"
                                      : "protocol resume_writing() failed");

@@ -50,9 +50,11 @@ public:
     }
     // Reads stdout until it contains `text` (true) or `timeout` seconds pass / EOF (false).
     bool wait_for_output(const std::string& text, double timeout = 10) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
         while (out.find(text) == std::string::npos) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0) return false;
             if (!pump(static_cast<int>(left.count()))) return out.find(text) != std::string::npos;
         }
@@ -60,7 +62,8 @@ public:
     }
     // Waits for exit (collecting output); the exit status, 128+N for signal N, -1 on timeout.
     int wait(double timeout = 10) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
         while (pump(50) || std::chrono::steady_clock::now() < deadline) {
             int st = 0;
             pid_t r = ::waitpid(pid_, &st, WNOHANG);
@@ -112,6 +115,8 @@ private:
     int out_ = -1, err_ = -1;
 };
 
-inline std::string example(const std::string& name) { return std::string(AIORING_EXAMPLES_DIR) + "/" + name; }
+inline std::string example(const std::string& name) {
+    return std::string(AIORING_EXAMPLES_DIR) + "/" + name;
+}
 
 }  // namespace testing

@@ -3,9 +3,8 @@
 // the test), a recording protocol that checks asyncio's callback order, and blocking peers.
 #pragma once
 
-#include <aioring/aioring.hpp>
 #include <doctest/doctest.h>
-
+#include <aioring/aioring.hpp>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -72,8 +71,10 @@ inline bool run_until_polling(EventLoop& loop, std::function<bool()> pred, doubl
 inline void run_iterations(EventLoop& loop, int iterations) {
     int left = iterations;
     std::function<void()> step = [&] {
-        if (--left > 0) loop.call_soon([&] { step(); });
-        else loop.stop();
+        if (--left > 0)
+            loop.call_soon([&] { step(); });
+        else
+            loop.stop();
     };
     loop.call_soon([&] { step(); });
     loop.run_forever();
@@ -82,9 +83,12 @@ inline void run_iterations(EventLoop& loop, int iterations) {
 // Runs a future to completion with a deadline; fails the test on timeout.
 template <class T>
 T run(EventLoop& loop, Future<T> f, double timeout = 20.0) {
-    REQUIRE(run_until(loop, [&] { return f.done(); }, timeout));
-    if constexpr (std::is_void_v<T>) f.result();
-    else return std::move(f.result());
+    REQUIRE(run_until(
+        loop, [&] { return f.done(); }, timeout));
+    if constexpr (std::is_void_v<T>)
+        f.result();
+    else
+        return std::move(f.result());
 }
 template <class T>
 T run(EventLoop& loop, Task<T> t, double timeout = 20.0) {
@@ -274,8 +278,10 @@ private:
             }
             {
                 std::lock_guard lock(mutex_);
-                if (n > 0) got_.append(buf, static_cast<std::size_t>(n));
-                else eof_ = true;
+                if (n > 0)
+                    got_.append(buf, static_cast<std::size_t>(n));
+                else
+                    eof_ = true;
             }
             try {
                 loop_.call_soon_threadsafe([] {});
@@ -301,11 +307,14 @@ inline bool read_while_running(EventLoop& loop, int fd, std::string& out,
     bool ok;
     {
         PeerReader reader(loop, fd);
-        ok = run_until(loop, [&] {
-            const bool at_eof = reader.take(out);
-            if (at_eof && eof) *eof = true;
-            return pred(out);
-        }, timeout);
+        ok = run_until(
+            loop,
+            [&] {
+                const bool at_eof = reader.take(out);
+                if (at_eof && eof) *eof = true;
+                return pred(out);
+            },
+            timeout);
         if (reader.take(out) && eof) *eof = true;  // what came after the last check
     }
     return ok;
@@ -322,7 +331,8 @@ inline std::string peer_read(EventLoop& loop, int fd, std::size_t n) {
 inline std::string peer_read_to_eof(EventLoop& loop, int fd) {
     std::string out;
     bool eof = false;
-    CHECK(read_while_running(loop, fd, out, [&](const std::string&) { return eof; }, &eof));
+    CHECK(read_while_running(
+        loop, fd, out, [&](const std::string&) { return eof; }, &eof));
     return out;
 }
 

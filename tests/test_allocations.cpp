@@ -45,7 +45,8 @@ struct Streamer : Protocol {
     std::size_t got = 0;                               // bytes of the current chunk
     Streamer(EventLoop& l, std::size_t size, std::size_t win, std::size_t warm, std::size_t meas)
         : loop(&l), chunk(size, 'x'), window(win), warmup(warm), measured(meas) {
-        for (std::size_t i = 0; i < size; ++i) chunk[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+        for (std::size_t i = 0; i < size; ++i)
+            chunk[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
     }
     void connection_made(Transport& tr) override {
         t = &tr;
@@ -87,13 +88,17 @@ struct Kind {
 struct ProtocolEcho {
     static constexpr const char* name = "Protocol";
     static Kind start(EventLoop& loop) {
-        return {run(loop, loop.create_server([] { return std::make_unique<EchoProtocol>(); }, "127.0.0.1", 0)), false};
+        return {run(loop, loop.create_server([] { return std::make_unique<EchoProtocol>(); },
+                                             "127.0.0.1", 0)),
+                false};
     }
 };
 struct BufferedProtocolEcho {
     static constexpr const char* name = "BufferedProtocol";
     static Kind start(EventLoop& loop) {
-        return {run(loop, loop.create_server([] { return std::make_unique<BufferedEcho>(); }, "127.0.0.1", 0)), false};
+        return {run(loop, loop.create_server([] { return std::make_unique<BufferedEcho>(); },
+                                             "127.0.0.1", 0)),
+                false};
     }
 };
 // The echo of `echo_server --api streams`.
@@ -111,7 +116,9 @@ struct TlsEcho {
     static Kind start(EventLoop& loop) {
         ServerOptions so;
         so.ssl = server_ctx();
-        return {run(loop, loop.create_server([] { return std::make_unique<EchoProtocol>(); }, "127.0.0.1", 0, so)), true};
+        return {run(loop, loop.create_server([] { return std::make_unique<EchoProtocol>(); },
+                                             "127.0.0.1", 0, so)),
+                true};
     }
 };
 
@@ -127,13 +134,14 @@ long count_echo(std::size_t size, std::size_t window, std::size_t warmup, std::s
         o.ssl = client_ctx();
         o.server_hostname = "localhost";
     }
-    auto conn = run(loop, loop.create_connection(
-                              [&] {
-                                  auto p = std::make_unique<Streamer>(loop, size, window, warmup, measured);
-                                  s = p.get();
-                                  return p;
-                              },
-                              "127.0.0.1", k.server->addresses().at(0).port(), o));
+    auto conn =
+        run(loop, loop.create_connection(
+                      [&] {
+                          auto p = std::make_unique<Streamer>(loop, size, window, warmup, measured);
+                          s = p.get();
+                          return p;
+                      },
+                      "127.0.0.1", k.server->addresses().at(0).port(), o));
     REQUIRE(s != nullptr);
     allocations = 0;
     auto deadline = loop.call_later(60, [&] { loop.stop(); });  // only fails the test
@@ -209,7 +217,9 @@ struct CountedEcho : EchoProtocol {
 };
 struct CountedProtocolEcho {
     static Kind start(EventLoop& loop) {
-        return {run(loop, loop.create_server([] { return std::make_unique<CountedEcho>(); }, "127.0.0.1", 0)), false};
+        return {run(loop, loop.create_server([] { return std::make_unique<CountedEcho>(); },
+                                             "127.0.0.1", 0)),
+                false};
     }
 };
 std::size_t live_handlers = 0;
@@ -231,50 +241,57 @@ constexpr std::size_t idle_connections = 5000;
 }  // namespace
 
 TEST_SUITE("allocations") {
-// Four chunks in flight: over the 64 KiB high-water mark, so writing pauses and resumes and
-// (for streams) drain() waits, every few chunks. 4 MiB warm-up, 16 MiB counted.
-TEST_CASE_TEMPLATE("a 64 KiB stream echo allocates nothing per chunk once warmed up", K, ProtocolEcho,
-                   BufferedProtocolEcho, StreamsEcho) {
-    const long n = count_echo<K>(64 * 1024, 4, 64, 256);
-    MESSAGE(std::string(K::name) << ": allocations while 16 MiB were echoed: " << n);
-    CHECK(n == 0);
-}
-
-// Allowed to fail for now (may_fail: it runs and reports, but does not fail the suite):
-// SslTransport::put_output writes each TLS record (16 KiB and a little) to the socket transport,
-// whose SocketTransport::append then reserves a fresh 64 KiB write chunk (std::string::reserve)
-// when its spare chunks have run out: 128 times in 16 MiB echoed (client and server on this
-// loop, multishot receives), none with single-shot receives. That is the socket transport's
-// write path, which is being rewritten; drop may_fail once it allocates nothing.
-TEST_CASE("a 64 KiB TLS stream echo allocates nothing per chunk once warmed up" * doctest::may_fail()) {
-    const long n = count_echo<TlsEcho>(64 * 1024, 4, 64, 256);
-    MESSAGE(std::string(TlsEcho::name) << ": allocations while 16 MiB were echoed: " << n);
-    CHECK(n == 0);
-}
-
-TEST_CASE_TEMPLATE("a 64-byte ping-pong allocates nothing per message once warmed up", K,
-                   BufferedProtocolEcho, StreamsEcho) {
-    const long n = count_echo<K>(64, 1, 200, 2000);
-    MESSAGE(std::string(K::name) << ": allocations in 2000 round trips: " << n);
-    CHECK(n == 0);
-}
-
-TEST_CASE("an idle connection holds at most 2 KiB of heap (Protocol) and 4 KiB (streams) at 5,000 connections") {
-    raise_fd_limit();
-    rlimit rl{};
-    REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
-    // Both ends of every connection are in this process.
-    REQUIRE_MESSAGE(rl.rlim_cur >= 2 * idle_connections + 64, "RLIMIT_NOFILE is too low for this test");
-    const double protocol = heap_per_idle_connection<CountedProtocolEcho>(idle_connections, [] { return live_protocols; });
-    const double streams = heap_per_idle_connection<CountedStreamsEcho>(idle_connections, [] { return live_handlers; });
-    MESSAGE("heap bytes per idle connection: Protocol " << protocol << ", streams " << streams);
-    if (const char* v = std::getenv("AIORING_NO_MULTISHOT"); v && *v == '1') {
-        // The single-shot fallback arms each receive with a buffer of the connection's own (64
-        // KiB): the bounds are for the provided-buffer ring that the multishot path shares.
-        MESSAGE("single-shot receives: the bounds are not checked");
-        return;
+    // Four chunks in flight: over the 64 KiB high-water mark, so writing pauses and resumes and
+    // (for streams) drain() waits, every few chunks. 4 MiB warm-up, 16 MiB counted.
+    TEST_CASE_TEMPLATE("a 64 KiB stream echo allocates nothing per chunk once warmed up", K,
+                       ProtocolEcho, BufferedProtocolEcho, StreamsEcho) {
+        const long n = count_echo<K>(64 * 1024, 4, 64, 256);
+        MESSAGE(std::string(K::name) << ": allocations while 16 MiB were echoed: " << n);
+        CHECK(n == 0);
     }
-    CHECK(protocol <= 2048);
-    CHECK(streams <= 4096);
-}
+
+    // Allowed to fail for now (may_fail: it runs and reports, but does not fail the suite):
+    // SslTransport::put_output writes each TLS record (16 KiB and a little) to the socket
+    // transport, whose SocketTransport::append then reserves a fresh 64 KiB write chunk
+    // (std::string::reserve) when its spare chunks have run out: 128 times in 16 MiB echoed (client
+    // and server on this loop, multishot receives), none with single-shot receives. That is the
+    // socket transport's write path, which is being rewritten; drop may_fail once it allocates
+    // nothing.
+    TEST_CASE("a 64 KiB TLS stream echo allocates nothing per chunk once warmed up" *
+              doctest::may_fail()) {
+        const long n = count_echo<TlsEcho>(64 * 1024, 4, 64, 256);
+        MESSAGE(std::string(TlsEcho::name) << ": allocations while 16 MiB were echoed: " << n);
+        CHECK(n == 0);
+    }
+
+    TEST_CASE_TEMPLATE("a 64-byte ping-pong allocates nothing per message once warmed up", K,
+                       BufferedProtocolEcho, StreamsEcho) {
+        const long n = count_echo<K>(64, 1, 200, 2000);
+        MESSAGE(std::string(K::name) << ": allocations in 2000 round trips: " << n);
+        CHECK(n == 0);
+    }
+
+    TEST_CASE(
+        "an idle connection holds at most 2 KiB of heap (Protocol) and 4 KiB (streams) at 5,000 "
+        "connections") {
+        raise_fd_limit();
+        rlimit rl{};
+        REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+        // Both ends of every connection are in this process.
+        REQUIRE_MESSAGE(rl.rlim_cur >= 2 * idle_connections + 64,
+                        "RLIMIT_NOFILE is too low for this test");
+        const double protocol = heap_per_idle_connection<CountedProtocolEcho>(
+            idle_connections, [] { return live_protocols; });
+        const double streams = heap_per_idle_connection<CountedStreamsEcho>(
+            idle_connections, [] { return live_handlers; });
+        MESSAGE("heap bytes per idle connection: Protocol " << protocol << ", streams " << streams);
+        if (const char* v = std::getenv("AIORING_NO_MULTISHOT"); v && *v == '1') {
+            // The single-shot fallback arms each receive with a buffer of the connection's own (64
+            // KiB): the bounds are for the provided-buffer ring that the multishot path shares.
+            MESSAGE("single-shot receives: the bounds are not checked");
+            return;
+        }
+        CHECK(protocol <= 2048);
+        CHECK(streams <= 4096);
+    }
 }

@@ -44,7 +44,8 @@ std::vector<std::string> example_programs() {
     REQUIRE(d != nullptr);
     while (dirent* e = ::readdir(d)) {
         std::string n = e->d_name;
-        if (n.size() > 4 && n.substr(n.size() - 4) == ".cpp") names.push_back(n.substr(0, n.size() - 4));
+        if (n.size() > 4 && n.substr(n.size() - 4) == ".cpp")
+            names.push_back(n.substr(0, n.size() - 4));
     }
     ::closedir(d);
     return names;
@@ -53,30 +54,30 @@ std::vector<std::string> example_programs() {
 }  // namespace
 
 TEST_SUITE("command-line reference") {
-TEST_CASE("docs/cli.md has a section for every example program and for aioring-load") {
-    const auto docs = documented_flags();
-    for (const auto& name : example_programs()) {
-        INFO("program: ", name);
-        CHECK(docs.count(name) == 1);
-    }
-    CHECK(docs.count("aioring-load") == 1);
-}
-
-TEST_CASE("every flag docs/cli.md lists for an example appears in its --help") {
-    const auto docs = documented_flags();
-    REQUIRE(docs.size() > 10);
-    int checked = 0;
-    for (const auto& [name, flags] : docs) {
-        if (name == "aioring-load") continue;  // docs/aioring-load.md has its own reference
-        INFO("program: ", name);
-        testing::Process p({example(name), "--help"});
-        REQUIRE(p.wait() == 0);
-        for (const auto& f : flags) {
-            INFO("flag: ", f);
-            CHECK(p.out.find(f) != std::string::npos);
-            ++checked;
+    TEST_CASE("docs/cli.md has a section for every example program and for aioring-load") {
+        const auto docs = documented_flags();
+        for (const auto& name : example_programs()) {
+            INFO("program: ", name);
+            CHECK(docs.count(name) == 1);
         }
+        CHECK(docs.count("aioring-load") == 1);
     }
-    CHECK(checked > 20);
-}
+
+    TEST_CASE("every flag docs/cli.md lists for an example appears in its --help") {
+        const auto docs = documented_flags();
+        REQUIRE(docs.size() > 10);
+        int checked = 0;
+        for (const auto& [name, flags] : docs) {
+            if (name == "aioring-load") continue;  // docs/aioring-load.md has its own reference
+            INFO("program: ", name);
+            testing::Process p({example(name), "--help"});
+            REQUIRE(p.wait() == 0);
+            for (const auto& f : flags) {
+                INFO("flag: ", f);
+                CHECK(p.out.find(f) != std::string::npos);
+                ++checked;
+            }
+        }
+        CHECK(checked > 20);
+    }
 }

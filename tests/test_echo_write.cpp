@@ -81,217 +81,224 @@ LoopOptions small_ring() {
 }  // namespace
 
 TEST_SUITE("echo write") {
-TEST_CASE("a ping-pong echo sends every message from the ring buffer it arrived in") {
-    EventLoop loop;
-    ExceptionLog log(loop);
-    SocketPair sp;
-    Echo* echo = nullptr;
-    auto conn = run(loop, loop.connect_accepted_socket(
-                              [&] {
-                                  auto p = std::make_unique<Echo>();
-                                  echo = p.get();
-                                  return p;
-                              },
-                              sp.take_a()));
-    REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
-    const int rounds = 200;
-    for (int i = 0; i < rounds; ++i) {
-        const std::string msg = pattern(64, static_cast<std::uint32_t>(i));
-        REQUIRE(::send(sp.b, msg.data(), msg.size(), MSG_NOSIGNAL) == 64);
-        const std::uint64_t w = echo->writes;
-        REQUIRE(run_until(loop, [&] { return echo->writes > w && conn.transport->get_write_buffer_size() == 0; }));
-        CHECK(read_n(sp.b, 64) == msg);
-    }
-    CHECK(echo->buffered_counts_held);
-    if (ring_receives()) {
-        CHECK(held_writes(*conn.transport) == echo->writes);  // not one byte copied
-    } else {
-        CHECK(held_writes(*conn.transport) == 0);  // own buffer: reused at once, so copied
-    }
-    CHECK(kept(loop) == 0);
-    conn.transport->close();
-    REQUIRE(run_until(loop, [&] { return echo->lost == 1; }));
-    CHECK(log.count == 0);
-}
-
-TEST_CASE("short sends from a held buffer send the rest, in order, then give the buffer back") {
-    EventLoop loop(small_ring());
-    ExceptionLog log(loop);
-    SocketPair sp;
-    Echo* echo = nullptr;
-    auto conn = run(loop, loop.connect_accepted_socket(
-                              [&] {
-                                  auto p = std::make_unique<Echo>();
-                                  echo = p.get();
-                                  return p;
-                              },
-                              sp.take_a()));
-    REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
-    const std::string data = pattern(1024 * 1024, 7);
-    std::string got;
-    std::atomic<std::size_t> received{0};  // got.size(), for the loop thread
-    std::size_t most_held = 0;
-    {
-        // The peer reads slowly, in small pieces: the echo's sends stall and come back short.
-        std::thread reader([&] {
-            char buf[1000];
-            while (got.size() < data.size()) {
-                ssize_t n = ::recv(sp.b, buf, sizeof buf, 0);
-                if (n <= 0) break;
-                got.append(buf, static_cast<std::size_t>(n));
-                received = got.size();
-            }
-        });
-        std::thread writer([&] {
-            std::size_t off = 0;
-            while (off < data.size()) {
-                ssize_t n = ::send(sp.b, data.data() + off, std::min<std::size_t>(data.size() - off, 40000),
-                                   MSG_NOSIGNAL);
-                if (n <= 0) break;
-                off += static_cast<std::size_t>(n);
-            }
-        });
-        REQUIRE(run_until_polling(loop, [&] {
-            most_held = std::max(most_held, held_count(*conn.transport));
-            return received >= data.size();
-        }));
-        writer.join();
-        reader.join();
-    }
-    CHECK(got == data);
-    CHECK(echo->buffered_counts_held);
-    if (ring_receives()) CHECK(held_writes(*conn.transport) > 0);
-    CHECK_FALSE(holding(*conn.transport));
-    CHECK(most_held <= 4);
-    CHECK(kept(loop) == 0);
-    conn.transport->close();
-    REQUIRE(run_until(loop, [&] { return echo->lost == 1; }));
-    CHECK(kept(loop) == 0);
-    CHECK(log.count == 0);
-}
-
-TEST_CASE("abort with a held send in flight, or right after the write, releases the buffer once") {
-    EventLoop loop(small_ring());
-    ExceptionLog log(loop);
-    for (int round = 0; round < 6; ++round) {
+    TEST_CASE("a ping-pong echo sends every message from the ring buffer it arrived in") {
+        EventLoop loop;
+        ExceptionLog log(loop);
         SocketPair sp;
         Echo* echo = nullptr;
-        const bool at_once = round % 2 == 1;
         auto conn = run(loop, loop.connect_accepted_socket(
                                   [&] {
                                       auto p = std::make_unique<Echo>();
-                                      p->abort_after_write = at_once;
                                       echo = p.get();
                                       return p;
                                   },
                                   sp.take_a()));
         REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
-        // The peer never reads: the echo's send stalls holding its ring buffer.
-        const std::string data = pattern(200 * 1024, 30 + static_cast<std::uint32_t>(round));
-        set_nonblocking(sp.b);
-        std::size_t off = 0;
-        REQUIRE(run_until_polling(loop, [&] {
-            if (off < data.size()) {
-                ssize_t n = ::send(sp.b, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-                if (n > 0) off += static_cast<std::size_t>(n);
-            }
-            return echo->lost == 1 || (echo->writes > 0 && conn.transport->get_write_buffer_size() > 0 &&
-                                       (holding(*conn.transport) || !ring_receives()));
-        }));
-        if (!at_once) {
-            if (ring_receives()) CHECK(holding(*conn.transport));
-            conn.transport->abort();
+        const int rounds = 200;
+        for (int i = 0; i < rounds; ++i) {
+            const std::string msg = pattern(64, static_cast<std::uint32_t>(i));
+            REQUIRE(::send(sp.b, msg.data(), msg.size(), MSG_NOSIGNAL) == 64);
+            const std::uint64_t w = echo->writes;
+            REQUIRE(run_until(loop, [&] {
+                return echo->writes > w && conn.transport->get_write_buffer_size() == 0;
+            }));
+            CHECK(read_n(sp.b, 64) == msg);
         }
-        CHECK_FALSE(holding(*conn.transport));
-        REQUIRE(run_until(loop, [&] { return echo->lost == 1; }));
-        CHECK(conn.transport->get_write_buffer_size() == 0);
-        ::shutdown(sp.b, SHUT_RDWR);
-        run_iterations(loop, 3);
+        CHECK(echo->buffered_counts_held);
+        if (ring_receives()) {
+            CHECK(held_writes(*conn.transport) == echo->writes);  // not one byte copied
+        } else {
+            CHECK(held_writes(*conn.transport) == 0);  // own buffer: reused at once, so copied
+        }
         CHECK(kept(loop) == 0);
+        conn.transport->close();
+        REQUIRE(run_until(loop, [&] { return echo->lost == 1; }));
+        CHECK(log.count == 0);
     }
-    CHECK(log.count == 0);
-}
 
-TEST_CASE("many stalled echoes hold at most half the ring; the rest copy; nothing leaks") {
-    EventLoop loop(small_ring());
-    ExceptionLog log(loop);
-    const unsigned cap = loop.core().stream_ring().count() / 2;
-    constexpr int n = 8;
-    std::vector<std::unique_ptr<SocketPair>> pairs;
-    std::vector<Echo*> echoes;
-    std::vector<std::shared_ptr<Transport>> transports;
-    std::vector<std::string> data;
-    for (int i = 0; i < n; ++i) {
-        pairs.push_back(std::make_unique<SocketPair>());
-        Echo* e = nullptr;
+    TEST_CASE("short sends from a held buffer send the rest, in order, then give the buffer back") {
+        EventLoop loop(small_ring());
+        ExceptionLog log(loop);
+        SocketPair sp;
+        Echo* echo = nullptr;
         auto conn = run(loop, loop.connect_accepted_socket(
                                   [&] {
                                       auto p = std::make_unique<Echo>();
-                                      e = p.get();
+                                      echo = p.get();
                                       return p;
                                   },
-                                  pairs.back()->take_a()));
-        REQUIRE(run_until(loop, [&] { return e->t != nullptr; }));
-        echoes.push_back(e);
-        transports.push_back(conn.transport);
-        data.push_back(pattern(60 * 1024, 100 + static_cast<std::uint32_t>(i)));
-        set_nonblocking(pairs.back()->b);
-    }
-    // Every peer sends, none reads: each echo stalls, holding its buffer or, over the cap,
-    // with a copy.
-    std::vector<std::size_t> off(n, 0);
-    unsigned most_kept = 0;
-    REQUIRE(run_until_polling(loop, [&] {
-        most_kept = std::max(most_kept, kept(loop));
-        bool all = true;
-        for (int i = 0; i < n; ++i) {
-            if (off[i] < data[i].size()) {
-                ssize_t r = ::send(pairs[i]->b, data[i].data() + off[i], data[i].size() - off[i], MSG_NOSIGNAL);
-                if (r > 0) off[i] += static_cast<std::size_t>(r);
-            }
-            all = all && echoes[i]->writes > 0 && transports[i]->get_write_buffer_size() > 0;
+                                  sp.take_a()));
+        REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
+        const std::string data = pattern(1024 * 1024, 7);
+        std::string got;
+        std::atomic<std::size_t> received{0};  // got.size(), for the loop thread
+        std::size_t most_held = 0;
+        {
+            // The peer reads slowly, in small pieces: the echo's sends stall and come back short.
+            std::thread reader([&] {
+                char buf[1000];
+                while (got.size() < data.size()) {
+                    ssize_t n = ::recv(sp.b, buf, sizeof buf, 0);
+                    if (n <= 0) break;
+                    got.append(buf, static_cast<std::size_t>(n));
+                    received = got.size();
+                }
+            });
+            std::thread writer([&] {
+                std::size_t off = 0;
+                while (off < data.size()) {
+                    ssize_t n =
+                        ::send(sp.b, data.data() + off,
+                               std::min<std::size_t>(data.size() - off, 40000), MSG_NOSIGNAL);
+                    if (n <= 0) break;
+                    off += static_cast<std::size_t>(n);
+                }
+            });
+            REQUIRE(run_until_polling(loop, [&] {
+                most_held = std::max(most_held, held_count(*conn.transport));
+                return received >= data.size();
+            }));
+            writer.join();
+            reader.join();
         }
-        return all;
-    }));
-    int holders = 0;
-    for (int i = 0; i < n; ++i) {
-        holders += holding(*transports[i]) ? 1 : 0;
-        CHECK(held_count(*transports[i]) <= 4);  // the per-connection cap
+        CHECK(got == data);
+        CHECK(echo->buffered_counts_held);
+        if (ring_receives()) CHECK(held_writes(*conn.transport) > 0);
+        CHECK_FALSE(holding(*conn.transport));
+        CHECK(most_held <= 4);
+        CHECK(kept(loop) == 0);
+        conn.transport->close();
+        REQUIRE(run_until(loop, [&] { return echo->lost == 1; }));
+        CHECK(kept(loop) == 0);
+        CHECK(log.count == 0);
     }
-    CHECK(kept(loop) <= cap);
-    CHECK(most_kept <= cap);
-    if (ring_receives()) CHECK(holders > 0);
-    // Now the peers read everything (and send the rest): every byte comes back, in order.
-    std::vector<std::string> got(n);
-    REQUIRE(run_until_polling(loop, [&] {
-        most_kept = std::max(most_kept, kept(loop));
-        bool done = true;
-        for (int i = 0; i < n; ++i) {
-            if (off[i] < data[i].size()) {
-                ssize_t r = ::send(pairs[i]->b, data[i].data() + off[i], data[i].size() - off[i], MSG_NOSIGNAL);
-                if (r > 0) off[i] += static_cast<std::size_t>(r);
+
+    TEST_CASE(
+        "abort with a held send in flight, or right after the write, releases the buffer once") {
+        EventLoop loop(small_ring());
+        ExceptionLog log(loop);
+        for (int round = 0; round < 6; ++round) {
+            SocketPair sp;
+            Echo* echo = nullptr;
+            const bool at_once = round % 2 == 1;
+            auto conn = run(loop, loop.connect_accepted_socket(
+                                      [&] {
+                                          auto p = std::make_unique<Echo>();
+                                          p->abort_after_write = at_once;
+                                          echo = p.get();
+                                          return p;
+                                      },
+                                      sp.take_a()));
+            REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
+            // The peer never reads: the echo's send stalls holding its ring buffer.
+            const std::string data = pattern(200 * 1024, 30 + static_cast<std::uint32_t>(round));
+            set_nonblocking(sp.b);
+            std::size_t off = 0;
+            REQUIRE(run_until_polling(loop, [&] {
+                if (off < data.size()) {
+                    ssize_t n = ::send(sp.b, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+                    if (n > 0) off += static_cast<std::size_t>(n);
+                }
+                return echo->lost == 1 ||
+                       (echo->writes > 0 && conn.transport->get_write_buffer_size() > 0 &&
+                        (holding(*conn.transport) || !ring_receives()));
+            }));
+            if (!at_once) {
+                if (ring_receives()) CHECK(holding(*conn.transport));
+                conn.transport->abort();
             }
-            char buf[65536];
-            ssize_t r = ::recv(pairs[i]->b, buf, sizeof buf, 0);
-            if (r > 0) got[i].append(buf, static_cast<std::size_t>(r));
-            done = done && got[i].size() >= data[i].size();
+            CHECK_FALSE(holding(*conn.transport));
+            REQUIRE(run_until(loop, [&] { return echo->lost == 1; }));
+            CHECK(conn.transport->get_write_buffer_size() == 0);
+            ::shutdown(sp.b, SHUT_RDWR);
+            run_iterations(loop, 3);
+            CHECK(kept(loop) == 0);
         }
-        return done;
-    }));
-    CHECK(most_kept <= cap);
-    for (int i = 0; i < n; ++i) {
-        CHECK(got[i] == data[i]);
-        CHECK(echoes[i]->buffered_counts_held);
-        CHECK_FALSE(holding(*transports[i]));
+        CHECK(log.count == 0);
     }
-    CHECK(kept(loop) == 0);
-    for (auto& t : transports) t->close();
-    REQUIRE(run_until(loop, [&] {
-        for (Echo* e : echoes)
-            if (e->lost != 1) return false;
-        return true;
-    }));
-    CHECK(kept(loop) == 0);
-    CHECK(log.count == 0);
-}
+
+    TEST_CASE("many stalled echoes hold at most half the ring; the rest copy; nothing leaks") {
+        EventLoop loop(small_ring());
+        ExceptionLog log(loop);
+        const unsigned cap = loop.core().stream_ring().count() / 2;
+        constexpr int n = 8;
+        std::vector<std::unique_ptr<SocketPair>> pairs;
+        std::vector<Echo*> echoes;
+        std::vector<std::shared_ptr<Transport>> transports;
+        std::vector<std::string> data;
+        for (int i = 0; i < n; ++i) {
+            pairs.push_back(std::make_unique<SocketPair>());
+            Echo* e = nullptr;
+            auto conn = run(loop, loop.connect_accepted_socket(
+                                      [&] {
+                                          auto p = std::make_unique<Echo>();
+                                          e = p.get();
+                                          return p;
+                                      },
+                                      pairs.back()->take_a()));
+            REQUIRE(run_until(loop, [&] { return e->t != nullptr; }));
+            echoes.push_back(e);
+            transports.push_back(conn.transport);
+            data.push_back(pattern(60 * 1024, 100 + static_cast<std::uint32_t>(i)));
+            set_nonblocking(pairs.back()->b);
+        }
+        // Every peer sends, none reads: each echo stalls, holding its buffer or, over the cap,
+        // with a copy.
+        std::vector<std::size_t> off(n, 0);
+        unsigned most_kept = 0;
+        REQUIRE(run_until_polling(loop, [&] {
+            most_kept = std::max(most_kept, kept(loop));
+            bool all = true;
+            for (int i = 0; i < n; ++i) {
+                if (off[i] < data[i].size()) {
+                    ssize_t r = ::send(pairs[i]->b, data[i].data() + off[i],
+                                       data[i].size() - off[i], MSG_NOSIGNAL);
+                    if (r > 0) off[i] += static_cast<std::size_t>(r);
+                }
+                all = all && echoes[i]->writes > 0 && transports[i]->get_write_buffer_size() > 0;
+            }
+            return all;
+        }));
+        int holders = 0;
+        for (int i = 0; i < n; ++i) {
+            holders += holding(*transports[i]) ? 1 : 0;
+            CHECK(held_count(*transports[i]) <= 4);  // the per-connection cap
+        }
+        CHECK(kept(loop) <= cap);
+        CHECK(most_kept <= cap);
+        if (ring_receives()) CHECK(holders > 0);
+        // Now the peers read everything (and send the rest): every byte comes back, in order.
+        std::vector<std::string> got(n);
+        REQUIRE(run_until_polling(loop, [&] {
+            most_kept = std::max(most_kept, kept(loop));
+            bool done = true;
+            for (int i = 0; i < n; ++i) {
+                if (off[i] < data[i].size()) {
+                    ssize_t r = ::send(pairs[i]->b, data[i].data() + off[i],
+                                       data[i].size() - off[i], MSG_NOSIGNAL);
+                    if (r > 0) off[i] += static_cast<std::size_t>(r);
+                }
+                char buf[65536];
+                ssize_t r = ::recv(pairs[i]->b, buf, sizeof buf, 0);
+                if (r > 0) got[i].append(buf, static_cast<std::size_t>(r));
+                done = done && got[i].size() >= data[i].size();
+            }
+            return done;
+        }));
+        CHECK(most_kept <= cap);
+        for (int i = 0; i < n; ++i) {
+            CHECK(got[i] == data[i]);
+            CHECK(echoes[i]->buffered_counts_held);
+            CHECK_FALSE(holding(*transports[i]));
+        }
+        CHECK(kept(loop) == 0);
+        for (auto& t : transports) t->close();
+        REQUIRE(run_until(loop, [&] {
+            for (Echo* e : echoes)
+                if (e->lost != 1) return false;
+            return true;
+        }));
+        CHECK(kept(loop) == 0);
+        CHECK(log.count == 0);
+    }
 }

@@ -30,12 +30,16 @@ struct ScopedEnv {
     std::optional<std::string> old;
     ScopedEnv(const char* n, const char* v) : name(n) {
         if (const char* o = std::getenv(n)) old = o;
-        if (v != nullptr) ::setenv(n, v, 1);
-        else ::unsetenv(n);
+        if (v != nullptr)
+            ::setenv(n, v, 1);
+        else
+            ::unsetenv(n);
     }
     ~ScopedEnv() {
-        if (old) ::setenv(name.c_str(), old->c_str(), 1);
-        else ::unsetenv(name.c_str());
+        if (old)
+            ::setenv(name.c_str(), old->c_str(), 1);
+        else
+            ::unsetenv(name.c_str());
     }
 };
 
@@ -91,108 +95,124 @@ bool refuse_io_uring_setup() {
 }
 
 // The child's verdicts, as exit codes.
-enum ChildExit { served = 0, no_filter = 10, setup_allowed, not_epoll, no_reason, wrong_echo, threw };
+enum ChildExit {
+    served = 0,
+    no_filter = 10,
+    setup_allowed,
+    not_epoll,
+    no_reason,
+    wrong_echo,
+    threw
+};
 
 }  // namespace
 
 TEST_SUITE("epoll backend") {
-TEST_CASE("LoopOptions::backend forces a backend and backend() reports it") {
-    ScopedEnv env("AIORING_BACKEND", nullptr);
-    {
-        LoopOptions o;
-        o.backend = Backend::epoll;
-        EventLoop loop(o);
-        CHECK(loop.backend() == Backend::epoll);
-        CHECK(loop.backend_fallback_reason().empty());  // asked for, not fallen back to
-        CHECK_FALSE(loop.incremental_buffers());        // not emulated
-        CHECK(echo_round_trip(loop, "over epoll") == "over epoll");
+    TEST_CASE("LoopOptions::backend forces a backend and backend() reports it") {
+        ScopedEnv env("AIORING_BACKEND", nullptr);
+        {
+            LoopOptions o;
+            o.backend = Backend::epoll;
+            EventLoop loop(o);
+            CHECK(loop.backend() == Backend::epoll);
+            CHECK(loop.backend_fallback_reason().empty());  // asked for, not fallen back to
+            CHECK_FALSE(loop.incremental_buffers());        // not emulated
+            CHECK(echo_round_trip(loop, "over epoll") == "over epoll");
+        }
+        {
+            LoopOptions o;
+            o.backend = Backend::io_uring;
+            EventLoop loop(o);
+            CHECK(loop.backend() == Backend::io_uring);
+            CHECK(loop.backend_fallback_reason().empty());
+        }
+        EventLoop loop;
+        CHECK(loop.backend() == Backend::io_uring);  // automatic, where the kernel has io_uring
+        CHECK(std::string(to_string(Backend::epoll)) == "epoll");
+        CHECK(std::string(to_string(loop.backend())) == "io_uring");
     }
-    {
+
+    TEST_CASE("AIORING_BACKEND decides where the options leave it automatic") {
+        {
+            ScopedEnv env("AIORING_BACKEND", "epoll");
+            EventLoop loop;
+            CHECK(loop.backend() == Backend::epoll);
+            LoopOptions o;
+            o.backend = Backend::io_uring;  // an explicit choice wins over the environment
+            EventLoop forced(o);
+            CHECK(forced.backend() == Backend::io_uring);
+        }
+        {
+            ScopedEnv env("AIORING_BACKEND", "io_uring");
+            EventLoop loop;
+            CHECK(loop.backend() == Backend::io_uring);
+        }
+        {
+            ScopedEnv env("AIORING_BACKEND", "kqueue");
+            std::string what;
+            try {
+                EventLoop loop;
+            } catch (const std::invalid_argument& e) {
+                what = e.what();
+            }
+            CHECK(what.find("AIORING_BACKEND must be auto, io_uring or epoll, not 'kqueue'") !=
+                  std::string::npos);
+        }
+    }
+
+    TEST_CASE("a kernel before 5.19 falls back to epoll unless io_uring is asked for") {
+        ScopedEnv env("AIORING_BACKEND", nullptr);
+        ScopedEnv kernel("AIORING_PRETEND_KERNEL", "5.10");
+        {
+            EventLoop loop;
+            CHECK(loop.backend() == Backend::epoll);
+            CHECK(loop.backend_fallback_reason().find("aioring needs Linux 5.19 or later") !=
+                  std::string::npos);
+            CHECK(echo_round_trip(loop, "old kernel") == "old kernel");
+        }
         LoopOptions o;
         o.backend = Backend::io_uring;
-        EventLoop loop(o);
-        CHECK(loop.backend() == Backend::io_uring);
-        CHECK(loop.backend_fallback_reason().empty());
-    }
-    EventLoop loop;
-    CHECK(loop.backend() == Backend::io_uring);  // automatic, where the kernel has io_uring
-    CHECK(std::string(to_string(Backend::epoll)) == "epoll");
-    CHECK(std::string(to_string(loop.backend())) == "io_uring");
-}
-
-TEST_CASE("AIORING_BACKEND decides where the options leave it automatic") {
-    {
-        ScopedEnv env("AIORING_BACKEND", "epoll");
-        EventLoop loop;
-        CHECK(loop.backend() == Backend::epoll);
-        LoopOptions o;
-        o.backend = Backend::io_uring;  // an explicit choice wins over the environment
-        EventLoop forced(o);
-        CHECK(forced.backend() == Backend::io_uring);
-    }
-    {
-        ScopedEnv env("AIORING_BACKEND", "io_uring");
-        EventLoop loop;
-        CHECK(loop.backend() == Backend::io_uring);
-    }
-    {
-        ScopedEnv env("AIORING_BACKEND", "kqueue");
         std::string what;
         try {
-            EventLoop loop;
-        } catch (const std::invalid_argument& e) {
+            EventLoop refused(o);
+        } catch (const std::runtime_error& e) {
             what = e.what();
         }
-        CHECK(what.find("AIORING_BACKEND must be auto, io_uring or epoll, not 'kqueue'") != std::string::npos);
+        CHECK(what.find("this kernel is 5.10") != std::string::npos);
     }
-}
 
-TEST_CASE("a kernel before 5.19 falls back to epoll unless io_uring is asked for") {
-    ScopedEnv env("AIORING_BACKEND", nullptr);
-    ScopedEnv kernel("AIORING_PRETEND_KERNEL", "5.10");
-    {
-        EventLoop loop;
-        CHECK(loop.backend() == Backend::epoll);
-        CHECK(loop.backend_fallback_reason().find("aioring needs Linux 5.19 or later") != std::string::npos);
-        CHECK(echo_round_trip(loop, "old kernel") == "old kernel");
-    }
-    LoopOptions o;
-    o.backend = Backend::io_uring;
-    std::string what;
-    try {
-        EventLoop refused(o);
-    } catch (const std::runtime_error& e) {
-        what = e.what();
-    }
-    CHECK(what.find("this kernel is 5.10") != std::string::npos);
-}
-
-TEST_CASE("io_uring_setup refused by a seccomp filter: the loop falls back to epoll and serves") {
-    ScopedEnv env("AIORING_BACKEND", nullptr);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        int code = served;
-        try {
-            io_uring_params p{};
-            if (!refuse_io_uring_setup()) code = no_filter;
-            else if (::syscall(__NR_io_uring_setup, 4, &p) >= 0 || errno != EPERM) code = setup_allowed;
-            else {
-                EventLoop loop;
-                if (loop.backend() != Backend::epoll) code = not_epoll;
-                else if (loop.backend_fallback_reason().find("Operation not permitted") == std::string::npos)
-                    code = no_reason;
-                else if (echo_round_trip(loop, std::string(100000, 'x')) != std::string(100000, 'x'))
-                    code = wrong_echo;
+    TEST_CASE(
+        "io_uring_setup refused by a seccomp filter: the loop falls back to epoll and serves") {
+        ScopedEnv env("AIORING_BACKEND", nullptr);
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            int code = served;
+            try {
+                io_uring_params p{};
+                if (!refuse_io_uring_setup())
+                    code = no_filter;
+                else if (::syscall(__NR_io_uring_setup, 4, &p) >= 0 || errno != EPERM)
+                    code = setup_allowed;
+                else {
+                    EventLoop loop;
+                    if (loop.backend() != Backend::epoll)
+                        code = not_epoll;
+                    else if (loop.backend_fallback_reason().find("Operation not permitted") ==
+                             std::string::npos)
+                        code = no_reason;
+                    else if (echo_round_trip(loop, std::string(100000, 'x')) !=
+                             std::string(100000, 'x'))
+                        code = wrong_echo;
+                }
+            } catch (...) {
+                code = threw;
             }
-        } catch (...) {
-            code = threw;
+            ::_exit(code);
         }
-        ::_exit(code);
+        int status = 0;
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == served);
     }
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == served);
-}
 }

@@ -57,38 +57,41 @@ bool wait_for_polling(Pred pred, double seconds) {
 }  // namespace
 
 TEST_SUITE("load tool allocations") {
-// Allowed to fail for now (may_fail: it runs and reports, but does not fail the suite): no
-// request allocates, but the worker's periodic check (Worker::tick, every 10 ms in closed loop,
-// every 0.2 ms with --rate) re-arms itself with EventLoop::call_later, and LoopCore::call_at
-// allocates its HandleState (make_shared, 112 bytes) on every call. Drop may_fail once the
-// loop's timers allocate nothing, or the tool re-arms one timer without scheduling anew.
-TEST_CASE("aioring-load's echo requests allocate nothing once its connection is sending" * doctest::may_fail()) {
-    BlockingEcho echo;
-    aioring::load::Options o;
-    o.port = echo.listener.port;
-    o.connections = 1;
-    o.size = 64;
-    o.warmup = 0;
-    o.duration = 60;  // ended by the interrupt below
-    o.no_progress = true;
-    std::atomic<bool> interrupt{false};
-    aioring::load::Outcome out;
-    std::thread load([&] { out = aioring::load::run_load(o, nullptr, &interrupt); });
-    // Warmed up: 1,000 round trips; then 5,000 counted.
-    const bool warmed = wait_for_polling([&] { return echo.echoed.load() >= 64 * 1000; }, 30);
-    const std::uint64_t start = echo.echoed.load();
-    allocations = 0;
-    count_all_threads = true;
-    const bool counted = warmed && wait_for_polling([&] { return echo.echoed.load() >= start + 64 * 5000; }, 30);
-    count_all_threads = false;
-    const long n = allocations.load();
-    interrupt = true;
-    load.join();
-    REQUIRE(warmed);
-    REQUIRE(counted);
-    CHECK(out.cause == "");
-    CHECK(out.result.stats.errors() == 0);
-    MESSAGE("allocations in " << (echo.echoed.load() - start) / 64 << " round trips or more: " << n);
-    CHECK(n == 0);
-}
+    // Allowed to fail for now (may_fail: it runs and reports, but does not fail the suite): no
+    // request allocates, but the worker's periodic check (Worker::tick, every 10 ms in closed loop,
+    // every 0.2 ms with --rate) re-arms itself with EventLoop::call_later, and LoopCore::call_at
+    // allocates its HandleState (make_shared, 112 bytes) on every call. Drop may_fail once the
+    // loop's timers allocate nothing, or the tool re-arms one timer without scheduling anew.
+    TEST_CASE("aioring-load's echo requests allocate nothing once its connection is sending" *
+              doctest::may_fail()) {
+        BlockingEcho echo;
+        aioring::load::Options o;
+        o.port = echo.listener.port;
+        o.connections = 1;
+        o.size = 64;
+        o.warmup = 0;
+        o.duration = 60;  // ended by the interrupt below
+        o.no_progress = true;
+        std::atomic<bool> interrupt{false};
+        aioring::load::Outcome out;
+        std::thread load([&] { out = aioring::load::run_load(o, nullptr, &interrupt); });
+        // Warmed up: 1,000 round trips; then 5,000 counted.
+        const bool warmed = wait_for_polling([&] { return echo.echoed.load() >= 64 * 1000; }, 30);
+        const std::uint64_t start = echo.echoed.load();
+        allocations = 0;
+        count_all_threads = true;
+        const bool counted =
+            warmed && wait_for_polling([&] { return echo.echoed.load() >= start + 64 * 5000; }, 30);
+        count_all_threads = false;
+        const long n = allocations.load();
+        interrupt = true;
+        load.join();
+        REQUIRE(warmed);
+        REQUIRE(counted);
+        CHECK(out.cause == "");
+        CHECK(out.result.stats.errors() == 0);
+        MESSAGE("allocations in " << (echo.echoed.load() - start) / 64
+                                  << " round trips or more: " << n);
+        CHECK(n == 0);
+    }
 }

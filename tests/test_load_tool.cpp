@@ -7,11 +7,11 @@
 #include <sys/wait.h>
 
 #include <atomic>
-#include <mutex>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "engine.hpp"
@@ -66,7 +66,8 @@ public:
             return;
         }
         if (b_.stall_after) {
-            const std::size_t n = std::min(d.size(), b_.stall_after - std::min(b_.stall_after, echoed_));
+            const std::size_t n =
+                std::min(d.size(), b_.stall_after - std::min(b_.stall_after, echoed_));
             t_->write(d.substr(0, n));
             echoed_ += n;
             return;
@@ -117,18 +118,21 @@ public:
 private:
     void serve(ServerBehaviour b, ServerTls tls, std::promise<std::uint16_t>& port) {
         EventLoop loop;
-        loop.set_exception_handler([](EventLoop&, const ExceptionContext&) {});  // failed handshakes
+        loop.set_exception_handler(
+            [](EventLoop&, const ExceptionContext&) {});  // failed handshakes
         std::vector<Transport*> live;
         ServerOptions so;
         so.ssl = tls;
-        auto server = testing::run(loop, loop.create_server(
-            [b, &live] { return std::make_unique<EchoProtocol>(b, live); }, b.host, 0, so));
+        auto server = testing::run(
+            loop, loop.create_server([b, &live] { return std::make_unique<EchoProtocol>(b, live); },
+                                     b.host, 0, so));
         port.set_value(server->addresses().at(0).port());
         loop_.store(&loop);
         loop.run_forever();
         server->close();
         for (Transport* t : std::vector<Transport*>(live)) t->abort();
-        testing::run_until(loop, [&] { return live.empty(); }, 5);
+        testing::run_until(
+            loop, [&] { return live.empty(); }, 5);
         testing::run(loop, server->wait_closed(), 5);
     }
     std::thread thread_;
@@ -173,13 +177,15 @@ private:
         EventLoop loop;
         DatagramEndpointOptions opts;
         opts.local_addr = std::make_pair(std::string("127.0.0.1"), std::uint16_t{0});
-        auto ep = testing::run(loop, loop.create_datagram_endpoint(
-            [drop_every] { return std::make_unique<Echo>(drop_every); }, opts));
+        auto ep = testing::run(
+            loop, loop.create_datagram_endpoint(
+                      [drop_every] { return std::make_unique<Echo>(drop_every); }, opts));
         port.set_value(ep.transport->extra<SocketAddress>("sockname")->port());
         loop_.store(&loop);
         loop.run_forever();
         ep.transport->close();
-        testing::run_until(loop, [&] { return ep.as<Echo>().lost; }, 5);
+        testing::run_until(
+            loop, [&] { return ep.as<Echo>().lost; }, 5);
     }
     std::thread thread_;
     std::atomic<EventLoop*> loop_{nullptr};
@@ -246,173 +252,176 @@ std::uint16_t closed_port() {
 }  // namespace
 
 TEST_SUITE("load tool") {
-TEST_CASE("echo mode, closed loop with a pipeline: every message verified, no errors") {
-    EchoServer server;
-    Options o = short_run(server.port(), Mode::echo);
-    o.pipeline = 4;
-    o.size = 100;
-    Outcome out = run_load(o, nullptr);
-    REQUIRE_FALSE(out.no_connection);
-    const Stats& s = out.result.stats;
-    CHECK(s.connections_made == 8);
-    CHECK(s.messages > 100);
-    CHECK(s.bytes == s.messages * 100);
-    CHECK(s.errors() == 0);
-    CHECK(s.timeouts == 0);
-    CHECK(s.latency.count() == s.messages);
-    CHECK(s.latency.value_at_quantile(0.5) > 0);
-}
+    TEST_CASE("echo mode, closed loop with a pipeline: every message verified, no errors") {
+        EchoServer server;
+        Options o = short_run(server.port(), Mode::echo);
+        o.pipeline = 4;
+        o.size = 100;
+        Outcome out = run_load(o, nullptr);
+        REQUIRE_FALSE(out.no_connection);
+        const Stats& s = out.result.stats;
+        CHECK(s.connections_made == 8);
+        CHECK(s.messages > 100);
+        CHECK(s.bytes == s.messages * 100);
+        CHECK(s.errors() == 0);
+        CHECK(s.timeouts == 0);
+        CHECK(s.latency.count() == s.messages);
+        CHECK(s.latency.value_at_quantile(0.5) > 0);
+    }
 
-TEST_CASE("stream mode, spread over two threads: bytes flow both ways and are verified") {
-    EchoServer server;
-    Options o = short_run(server.port(), Mode::stream);
-    o.size = 4096;
-    o.threads = 2;
-    Outcome out = run_load(o, nullptr);
-    REQUIRE_FALSE(out.no_connection);
-    CHECK(out.result.threads == 2);
-    CHECK(out.result.stats.connections_made == 8);
-    CHECK(out.result.stats.bytes > 1'000'000);
-    CHECK(out.result.stats.errors() == 0);
-}
+    TEST_CASE("stream mode, spread over two threads: bytes flow both ways and are verified") {
+        EchoServer server;
+        Options o = short_run(server.port(), Mode::stream);
+        o.size = 4096;
+        o.threads = 2;
+        Outcome out = run_load(o, nullptr);
+        REQUIRE_FALSE(out.no_connection);
+        CHECK(out.result.threads == 2);
+        CHECK(out.result.stats.connections_made == 8);
+        CHECK(out.result.stats.bytes > 1'000'000);
+        CHECK(out.result.stats.errors() == 0);
+    }
 
-TEST_CASE("open loop keeps the requested rate (within 5%)") {
-    EchoServer server;
-    Options o = short_run(server.port(), Mode::echo);
-    o.rate = 2000;
-    o.duration = 1.5;
-    o.warmup = 0.2;
-    Outcome out = run_load(o, nullptr);
-    REQUIRE_FALSE(out.no_connection);
-    const double achieved = static_cast<double>(out.result.stats.messages) / out.result.duration_s;
-    INFO("achieved " << achieved << " msg/s");
-    CHECK(achieved >= 2000 * 0.95);
-    CHECK(achieved <= 2000 * 1.05);
-    CHECK(out.result.stats.errors() == 0);
-}
+    TEST_CASE("open loop keeps the requested rate (within 5%)") {
+        EchoServer server;
+        Options o = short_run(server.port(), Mode::echo);
+        o.rate = 2000;
+        o.duration = 1.5;
+        o.warmup = 0.2;
+        Outcome out = run_load(o, nullptr);
+        REQUIRE_FALSE(out.no_connection);
+        const double achieved =
+            static_cast<double>(out.result.stats.messages) / out.result.duration_s;
+        INFO("achieved " << achieved << " msg/s");
+        CHECK(achieved >= 2000 * 0.95);
+        CHECK(achieved <= 2000 * 1.05);
+        CHECK(out.result.stats.errors() == 0);
+    }
 
-TEST_CASE("udp mode: one datagram outstanding per socket, every one verified") {
-    UdpEchoServer server;
-    Options o = short_run(server.port(), Mode::udp);
-    o.size = 512;
-    Outcome out = run_load(o, nullptr);
-    REQUIRE_FALSE(out.no_connection);
-    CHECK(out.result.stats.connections_made == 8);
-    CHECK(out.result.stats.messages > 100);
-    CHECK(out.result.stats.bytes == out.result.stats.messages * 512);
-    CHECK(out.result.stats.errors() == 0);
-}
+    TEST_CASE("udp mode: one datagram outstanding per socket, every one verified") {
+        UdpEchoServer server;
+        Options o = short_run(server.port(), Mode::udp);
+        o.size = 512;
+        Outcome out = run_load(o, nullptr);
+        REQUIRE_FALSE(out.no_connection);
+        CHECK(out.result.stats.connections_made == 8);
+        CHECK(out.result.stats.messages > 100);
+        CHECK(out.result.stats.bytes == out.result.stats.messages * 512);
+        CHECK(out.result.stats.errors() == 0);
+    }
 
-TEST_CASE("udp mode: datagrams not answered within a second count as errors") {
-    UdpEchoServer server(50);
-    Options o = short_run(server.port(), Mode::udp);
-    o.connections = 4;
-    o.duration = 1.3;
-    Outcome out = run_load(o, nullptr);
-    REQUIRE_FALSE(out.no_connection);
-    CHECK(out.result.stats.timeouts > 0);
-    CHECK(out.result.stats.mismatches == 0);
-    CHECK(out.result.stats.messages > 0);
-}
+    TEST_CASE("udp mode: datagrams not answered within a second count as errors") {
+        UdpEchoServer server(50);
+        Options o = short_run(server.port(), Mode::udp);
+        o.connections = 4;
+        o.duration = 1.3;
+        Outcome out = run_load(o, nullptr);
+        REQUIRE_FALSE(out.no_connection);
+        CHECK(out.result.stats.timeouts > 0);
+        CHECK(out.result.stats.mismatches == 0);
+        CHECK(out.result.stats.messages > 0);
+    }
 
-TEST_CASE("an interrupt ends the window early, with what was measured until then") {
-    EchoServer server;
-    Options o = short_run(server.port(), Mode::echo);
-    o.duration = 60;
-    o.warmup = 0;
-    std::atomic<bool> interrupt{false};
-    Outcome out;
-    std::thread runner([&] { out = run_load(o, nullptr, &interrupt); });
-    // "Press Ctrl-C" a moment in (how much got through by then does not matter): the 60 s run
-    // ends at once, and the window it reports is the part that ran.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    interrupt = true;
-    runner.join();
-    REQUIRE_FALSE(out.no_connection);
-    CHECK(out.result.duration_s >= 0);
-    CHECK(out.result.duration_s < 30);
-    CHECK(out.result.stats.errors() == 0);
-}
+    TEST_CASE("an interrupt ends the window early, with what was measured until then") {
+        EchoServer server;
+        Options o = short_run(server.port(), Mode::echo);
+        o.duration = 60;
+        o.warmup = 0;
+        std::atomic<bool> interrupt{false};
+        Outcome out;
+        std::thread runner([&] { out = run_load(o, nullptr, &interrupt); });
+        // "Press Ctrl-C" a moment in (how much got through by then does not matter): the 60 s run
+        // ends at once, and the window it reports is the part that ran.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        interrupt = true;
+        runner.join();
+        REQUIRE_FALSE(out.no_connection);
+        CHECK(out.result.duration_s >= 0);
+        CHECK(out.result.duration_s < 30);
+        CHECK(out.result.stats.errors() == 0);
+    }
 
-TEST_CASE("a server that corrupts bytes is caught") {
-    EchoServer server(ServerBehaviour{1000, 0});
-    Options o = short_run(server.port(), Mode::echo);
-    Outcome out = run_load(o, nullptr);
-    CHECK(out.result.stats.mismatches > 0);
-    CHECK(out.result.stats.errors() >= out.result.stats.mismatches);
-}
+    TEST_CASE("a server that corrupts bytes is caught") {
+        EchoServer server(ServerBehaviour{1000, 0});
+        Options o = short_run(server.port(), Mode::echo);
+        Outcome out = run_load(o, nullptr);
+        CHECK(out.result.stats.mismatches > 0);
+        CHECK(out.result.stats.errors() >= out.result.stats.mismatches);
+    }
 
-TEST_CASE("a server that closes connections early is counted, not fatal") {
-    EchoServer server(ServerBehaviour{0, 640});
-    Options o = short_run(server.port(), Mode::echo);
-    Outcome out = run_load(o, nullptr);
-    REQUIRE_FALSE(out.no_connection);
-    // A close, or a reset when the server's close crosses the next message: one error each.
-    CHECK(out.result.stats.early_closes + out.result.stats.connect_errors == 8);
-    CHECK(out.result.stats.mismatches == 0);
-}
+    TEST_CASE("a server that closes connections early is counted, not fatal") {
+        EchoServer server(ServerBehaviour{0, 640});
+        Options o = short_run(server.port(), Mode::echo);
+        Outcome out = run_load(o, nullptr);
+        REQUIRE_FALSE(out.no_connection);
+        // A close, or a reset when the server's close crosses the next message: one error each.
+        CHECK(out.result.stats.early_closes + out.result.stats.connect_errors == 8);
+        CHECK(out.result.stats.mismatches == 0);
+    }
 
-TEST_CASE("the binary prints exactly one JSON object with --json") {
-    EchoServer server;
-    Run r = run_binary("--port " + std::to_string(server.port()) +
-                       " --connections 4 --duration 0.3 --warmup 0 --json --progress");
-    CHECK(r.status == 0);
-    REQUIRE(!r.out.empty());
-    CHECK(r.out.front() == '{');
-    CHECK(r.out.find('\n') == r.out.size() - 1);
-    for (const char* key : {"\"mode\"", "\"connections\"", "\"msgs_per_s\"", "\"mb_per_s\"",
-                            "\"errors\": 0", "\"latency_us\"", "\"p999\""})
-        CHECK_MESSAGE(r.out.find(key) != std::string::npos, key);
-}
+    TEST_CASE("the binary prints exactly one JSON object with --json") {
+        EchoServer server;
+        Run r = run_binary("--port " + std::to_string(server.port()) +
+                           " --connections 4 --duration 0.3 --warmup 0 --json --progress");
+        CHECK(r.status == 0);
+        REQUIRE(!r.out.empty());
+        CHECK(r.out.front() == '{');
+        CHECK(r.out.find('\n') == r.out.size() - 1);
+        for (const char* key : {"\"mode\"", "\"connections\"", "\"msgs_per_s\"", "\"mb_per_s\"",
+                                "\"errors\": 0", "\"latency_us\"", "\"p999\""})
+            CHECK_MESSAGE(r.out.find(key) != std::string::npos, key);
+    }
 
-TEST_CASE("a server that accepts and never answers: every request times out, exit 1") {
-    EchoServer server(ServerBehaviour{0, 0, true});
-    Run r = run_binary("--port " + std::to_string(server.port()) +
-                       " --connections 4 --pipeline 2 --duration 0.3 --warmup 0 --timeout 200ms --json");
-    INFO(r.out << r.err);
-    CHECK(r.status == 1);
-    CHECK(r.err.find("no request got a reply") != std::string::npos);
-    // The JSON is printed all the same: nothing answered, the 8 requests in flight timed out.
-    CHECK(json_number(r.out, "messages") == 0);
-    CHECK(json_number(r.out, "timeouts") == 8);
-    CHECK(json_number(r.out, "requests") == 8);
-    // No sample, no latency: nulls, not zeros.
-    CHECK(r.out.find("\"latency_us\": {\"p50\": null, \"p90\": null, \"p99\": null, \"p999\": null, \"max\": null}") !=
-          std::string::npos);
-}
+    TEST_CASE("a server that accepts and never answers: every request times out, exit 1") {
+        EchoServer server(ServerBehaviour{0, 0, true});
+        Run r = run_binary(
+            "--port " + std::to_string(server.port()) +
+            " --connections 4 --pipeline 2 --duration 0.3 --warmup 0 --timeout 200ms --json");
+        INFO(r.out << r.err);
+        CHECK(r.status == 1);
+        CHECK(r.err.find("no request got a reply") != std::string::npos);
+        // The JSON is printed all the same: nothing answered, the 8 requests in flight timed out.
+        CHECK(json_number(r.out, "messages") == 0);
+        CHECK(json_number(r.out, "timeouts") == 8);
+        CHECK(json_number(r.out, "requests") == 8);
+        // No sample, no latency: nulls, not zeros.
+        CHECK(r.out.find("\"latency_us\": {\"p50\": null, \"p90\": null, \"p99\": null, \"p999\": "
+                         "null, \"max\": null}") != std::string::npos);
+    }
 
-TEST_CASE("a server that echoes half of each message: the requests time out, exit 1") {
-    EchoServer server(ServerBehaviour{0, 0, false, 64});
-    Run r = run_binary("--port " + std::to_string(server.port()) +
-                       " --connections 3 --duration 0.3 --warmup 0 --timeout 0.2 --json");
-    INFO(r.out << r.err);
-    CHECK(r.status == 1);
-    CHECK(json_number(r.out, "messages") == 0);
-    CHECK(json_number(r.out, "timeouts") == 3);
-    CHECK(json_number(r.out, "mismatches") == 0);
-}
+    TEST_CASE("a server that echoes half of each message: the requests time out, exit 1") {
+        EchoServer server(ServerBehaviour{0, 0, false, 64});
+        Run r = run_binary("--port " + std::to_string(server.port()) +
+                           " --connections 3 --duration 0.3 --warmup 0 --timeout 0.2 --json");
+        INFO(r.out << r.err);
+        CHECK(r.status == 1);
+        CHECK(json_number(r.out, "messages") == 0);
+        CHECK(json_number(r.out, "timeouts") == 3);
+        CHECK(json_number(r.out, "mismatches") == 0);
+    }
 
-TEST_CASE("a stall near the end of an open-loop run: due requests count as timed out") {
-    // 8 connections at 2000/s in all for 1 s: 250 due per connection; the server answers 150
-    // of each and then stalls, so at least about 800 of the 2000 due go unanswered, whether
-    // they were sent (the server holds them) or never could be.
-    EchoServer server(ServerBehaviour{0, 0, false, 0, 150 * 64});
-    Run r = run_binary("--port " + std::to_string(server.port()) +
-                       " --connections 8 --rate 2000 --duration 1 --warmup 0 --timeout 0.3"
-                       " --max-failures 0.2 --json");
-    INFO(r.out << r.err);
-    const double messages = json_number(r.out, "messages"), timeouts = json_number(r.out, "timeouts");
-    CHECK(messages <= 8 * 150);
-    CHECK(timeouts >= 2000 * 0.95 - 8 * 150);
-    CHECK(json_number(r.out, "requested_rate") == 2000);
-    CHECK(json_number(r.out, "achieved_rate") <= 8 * 150);
-    CHECK(r.err.find("warning: achieved") != std::string::npos);
-    // More than a fifth failed: exit 1, one line saying so.
-    CHECK(r.status == 1);
-    CHECK(r.err.find("more than --max-failures 0.2") != std::string::npos);
-}
+    TEST_CASE("a stall near the end of an open-loop run: due requests count as timed out") {
+        // 8 connections at 2000/s in all for 1 s: 250 due per connection; the server answers 150
+        // of each and then stalls, so at least about 800 of the 2000 due go unanswered, whether
+        // they were sent (the server holds them) or never could be.
+        EchoServer server(ServerBehaviour{0, 0, false, 0, 150 * 64});
+        Run r = run_binary("--port " + std::to_string(server.port()) +
+                           " --connections 8 --rate 2000 --duration 1 --warmup 0 --timeout 0.3"
+                           " --max-failures 0.2 --json");
+        INFO(r.out << r.err);
+        const double messages = json_number(r.out, "messages"),
+                     timeouts = json_number(r.out, "timeouts");
+        CHECK(messages <= 8 * 150);
+        CHECK(timeouts >= 2000 * 0.95 - 8 * 150);
+        CHECK(json_number(r.out, "requested_rate") == 2000);
+        CHECK(json_number(r.out, "achieved_rate") <= 8 * 150);
+        CHECK(r.err.find("warning: achieved") != std::string::npos);
+        // More than a fifth failed: exit 1, one line saying so.
+        CHECK(r.status == 1);
+        CHECK(r.err.find("more than --max-failures 0.2") != std::string::npos);
+    }
 
-TEST_CASE("out of file descriptors: one line and exit 1 from any thread, never an abort") {
+    TEST_CASE("out of file descriptors: one line and exit 1 from any thread, never an abort") {
 #if defined(__SANITIZE_ADDRESS__)  // GCC
 #define AIORING_TEST_ASAN 1
 #elif defined(__has_feature)  // clang
@@ -421,183 +430,204 @@ TEST_CASE("out of file descriptors: one line and exit 1 from any thread, never a
 #endif
 #endif
 #if defined(AIORING_TEST_ASAN)
-    // The sanitizers' own checks need a free descriptor (UBSan probes memory through a pipe),
-    // so with none left they report objects as invalid: this case means nothing there.
-    MESSAGE("skipped under the sanitizers, which need descriptors of their own");
-    return;
-#endif
-    EchoServer server;
-    const std::string bin = std::string(AIORING_LOAD_BIN) + " --port " + std::to_string(server.port()) +
-                            " --threads 16 --connections 1500 --duration 0.3 --warmup 0";
-    // 64 descriptors: the loops start, the sockets run out; 6: a thread cannot make its loop.
-    for (int limit : {64, 6}) {
-        Run r = run_binary("-c 'ulimit -n " + std::to_string(limit) + " && exec " + bin + "'", "/bin/sh");
-        INFO("limit " << limit << ": " << r.err);
-        CHECK(r.status == 1);
-        CHECK(r.err.find("Too many open files") != std::string::npos);
-        CHECK(r.err.find("terminate") == std::string::npos);
-        CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-    }
-}
-
-TEST_CASE("--version, and the summary shows --pipeline only where it applies") {
-    Run v = run_binary("--version");
-    CHECK(v.status == 0);
-    CHECK(v.out.find("aioring-load ") == 0);
-    CHECK(std::count(v.out.begin(), v.out.end(), '\n') == 1);
-    EchoServer server;
-    const std::string port = std::to_string(server.port());
-    Run closed = run_binary("--port " + port + " --connections 2 --pipeline 3 --duration 0.2 --warmup 0");
-    CHECK(closed.status == 0);
-    CHECK(closed.out.find("pipeline 3") != std::string::npos);
-    CHECK(closed.out.find("to 127.0.0.1:" + port) != std::string::npos);
-    for (const char* other : {" --rate 100", " --mode stream --size 1024"}) {
-        Run r = run_binary("--port " + port + " --connections 2 --duration 0.2 --warmup 0" + other);
-        INFO(other << ": " << r.out);
-        CHECK(r.status == 0);
-        CHECK(r.out.find("pipeline") == std::string::npos);
-    }
-}
-
-TEST_CASE("IPv6: an address prints as [HOST]:PORT") {
-    int probe = ::socket(AF_INET6, SOCK_STREAM, 0);
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    const bool v6 = probe >= 0 && ::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    if (probe >= 0) ::close(probe);
-    if (!v6) {
-        MESSAGE("skipped: no IPv6 loopback here");
+        // The sanitizers' own checks need a free descriptor (UBSan probes memory through a pipe),
+        // so with none left they report objects as invalid: this case means nothing there.
+        MESSAGE("skipped under the sanitizers, which need descriptors of their own");
         return;
+#endif
+        EchoServer server;
+        const std::string bin = std::string(AIORING_LOAD_BIN) + " --port " +
+                                std::to_string(server.port()) +
+                                " --threads 16 --connections 1500 --duration 0.3 --warmup 0";
+        // 64 descriptors: the loops start, the sockets run out; 6: a thread cannot make its loop.
+        for (int limit : {64, 6}) {
+            Run r = run_binary("-c 'ulimit -n " + std::to_string(limit) + " && exec " + bin + "'",
+                               "/bin/sh");
+            INFO("limit " << limit << ": " << r.err);
+            CHECK(r.status == 1);
+            CHECK(r.err.find("Too many open files") != std::string::npos);
+            CHECK(r.err.find("terminate") == std::string::npos);
+            CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+        }
     }
-    ServerBehaviour b;
-    b.host = "::1";
-    EchoServer server(b);
-    const std::string port = std::to_string(server.port());
-    Run r = run_binary("--host ::1 --port " + port + " --connections 2 --duration 0.2 --warmup 0");
-    INFO(r.err);
-    CHECK(r.status == 0);
-    CHECK(r.out.find("to [::1]:" + port + ",") != std::string::npos);
-    Run refused = run_binary("--host ::1 --port " + std::to_string(closed_port()) + " --duration 0.2");
-    CHECK(refused.status == 1);
-    CHECK(refused.err.find("cannot connect to [::1]:") != std::string::npos);
-}
 
-TEST_CASE("--connect-rate spreads the connects; --start-at waits for the wall-clock time") {
-    AcceptLog log;
-    ServerBehaviour b;
-    b.accepts = &log;
-    EchoServer server(b);
-    // 10 connections at 20 a second: the last opens 0.45 s after the first, never sooner.
-    Run r = run_binary("--port " + std::to_string(server.port()) +
-                       " --connections 10 --threads 2 --connect-rate 20 --duration 0.2 --warmup 0 --json");
-    INFO(r.err);
-    CHECK(r.status == 0);
-    CHECK(json_number(r.out, "connections_made") == 10);
-    {
+    TEST_CASE("--version, and the summary shows --pipeline only where it applies") {
+        Run v = run_binary("--version");
+        CHECK(v.status == 0);
+        CHECK(v.out.find("aioring-load ") == 0);
+        CHECK(std::count(v.out.begin(), v.out.end(), '\n') == 1);
+        EchoServer server;
+        const std::string port = std::to_string(server.port());
+        Run closed = run_binary("--port " + port +
+                                " --connections 2 --pipeline 3 --duration 0.2 --warmup 0");
+        CHECK(closed.status == 0);
+        CHECK(closed.out.find("pipeline 3") != std::string::npos);
+        CHECK(closed.out.find("to 127.0.0.1:" + port) != std::string::npos);
+        for (const char* other : {" --rate 100", " --mode stream --size 1024"}) {
+            Run r =
+                run_binary("--port " + port + " --connections 2 --duration 0.2 --warmup 0" + other);
+            INFO(other << ": " << r.out);
+            CHECK(r.status == 0);
+            CHECK(r.out.find("pipeline") == std::string::npos);
+        }
+    }
+
+    TEST_CASE("IPv6: an address prints as [HOST]:PORT") {
+        int probe = ::socket(AF_INET6, SOCK_STREAM, 0);
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        a.sin6_addr = in6addr_loopback;
+        const bool v6 = probe >= 0 && ::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+        if (probe >= 0) ::close(probe);
+        if (!v6) {
+            MESSAGE("skipped: no IPv6 loopback here");
+            return;
+        }
+        ServerBehaviour b;
+        b.host = "::1";
+        EchoServer server(b);
+        const std::string port = std::to_string(server.port());
+        Run r =
+            run_binary("--host ::1 --port " + port + " --connections 2 --duration 0.2 --warmup 0");
+        INFO(r.err);
+        CHECK(r.status == 0);
+        CHECK(r.out.find("to [::1]:" + port + ",") != std::string::npos);
+        Run refused =
+            run_binary("--host ::1 --port " + std::to_string(closed_port()) + " --duration 0.2");
+        CHECK(refused.status == 1);
+        CHECK(refused.err.find("cannot connect to [::1]:") != std::string::npos);
+    }
+
+    TEST_CASE("--connect-rate spreads the connects; --start-at waits for the wall-clock time") {
+        AcceptLog log;
+        ServerBehaviour b;
+        b.accepts = &log;
+        EchoServer server(b);
+        // 10 connections at 20 a second: the last opens 0.45 s after the first, never sooner.
+        Run r = run_binary(
+            "--port " + std::to_string(server.port()) +
+            " --connections 10 --threads 2 --connect-rate 20 --duration 0.2 --warmup 0 --json");
+        INFO(r.err);
+        CHECK(r.status == 0);
+        CHECK(json_number(r.out, "connections_made") == 10);
+        {
+            std::lock_guard lk(log.m);
+            REQUIRE(log.at.size() == 10);
+            CHECK(*std::max_element(log.at.begin(), log.at.end()) -
+                      *std::min_element(log.at.begin(), log.at.end()) >=
+                  0.4);
+            log.at.clear();
+        }
+        timespec ts;
+        ::clock_gettime(CLOCK_REALTIME, &ts);
+        const double start = static_cast<double>(ts.tv_sec) + 1.0;
+        Run later = run_binary("--port " + std::to_string(server.port()) +
+                               " --connections 2 --duration 0.2 --warmup 0"
+                               " --start-at " +
+                               std::to_string(start));
+        CHECK(later.status == 0);
         std::lock_guard lk(log.m);
-        REQUIRE(log.at.size() == 10);
-        CHECK(*std::max_element(log.at.begin(), log.at.end()) - *std::min_element(log.at.begin(), log.at.end()) >= 0.4);
-        log.at.clear();
+        REQUIRE(log.at.size() == 2);
+        CHECK(*std::min_element(log.at.begin(), log.at.end()) >= start - 0.001);
     }
-    timespec ts;
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    const double start = static_cast<double>(ts.tv_sec) + 1.0;
-    Run later = run_binary("--port " + std::to_string(server.port()) + " --connections 2 --duration 0.2 --warmup 0"
-                           " --start-at " + std::to_string(start));
-    CHECK(later.status == 0);
-    std::lock_guard lk(log.m);
-    REQUIRE(log.at.size() == 2);
-    CHECK(*std::min_element(log.at.begin(), log.at.end()) >= start - 0.001);
-}
 
-TEST_CASE("--interval-log writes one JSON line a second, warm-up marked") {
-    EchoServer server;
-    const std::string file = "/tmp/aioring-load-interval-" + std::to_string(::getpid()) + ".jsonl";
-    Run r = run_binary("--port " + std::to_string(server.port()) + " --connections 4 --warmup 0.6 --duration 1.9"
-                       " --interval-log " + file);
-    CHECK(r.status == 0);
-    std::ifstream f(file);
-    std::vector<std::string> lines;
-    for (std::string line; std::getline(f, line);) lines.push_back(line);
-    std::remove(file.c_str());
-    // Seconds 1 and 2 of a 2.5 s run (the second one unless the machine held the tool back).
-    REQUIRE(!lines.empty());
-    CHECK(lines.size() <= 2);
-    CHECK(lines[0].find("{\"t_s\": 1.0") == 0);
-    CHECK(lines[0].find("\"phase\": \"warmup\"") != std::string::npos);
-    if (lines.size() == 2) CHECK(lines[1].find("\"phase\": \"measure\"") != std::string::npos);
-    for (const std::string& l : lines) {
-        INFO(l);
-        CHECK(json_number(l, "replies") > 0);
-        CHECK(json_number(l, "failures") == 0);
-        CHECK(json_number(l, "p99") > 0);
-        CHECK(l.back() == '}');
+    TEST_CASE("--interval-log writes one JSON line a second, warm-up marked") {
+        EchoServer server;
+        const std::string file =
+            "/tmp/aioring-load-interval-" + std::to_string(::getpid()) + ".jsonl";
+        Run r = run_binary("--port " + std::to_string(server.port()) +
+                           " --connections 4 --warmup 0.6 --duration 1.9"
+                           " --interval-log " +
+                           file);
+        CHECK(r.status == 0);
+        std::ifstream f(file);
+        std::vector<std::string> lines;
+        for (std::string line; std::getline(f, line);) lines.push_back(line);
+        std::remove(file.c_str());
+        // Seconds 1 and 2 of a 2.5 s run (the second one unless the machine held the tool back).
+        REQUIRE(!lines.empty());
+        CHECK(lines.size() <= 2);
+        CHECK(lines[0].find("{\"t_s\": 1.0") == 0);
+        CHECK(lines[0].find("\"phase\": \"warmup\"") != std::string::npos);
+        if (lines.size() == 2) CHECK(lines[1].find("\"phase\": \"measure\"") != std::string::npos);
+        for (const std::string& l : lines) {
+            INFO(l);
+            CHECK(json_number(l, "replies") > 0);
+            CHECK(json_number(l, "failures") == 0);
+            CHECK(json_number(l, "p99") > 0);
+            CHECK(l.back() == '}');
+        }
+        Run bad = run_binary("--port " + std::to_string(server.port()) +
+                             " --interval-log /nonexistent/dir/x");
+        CHECK(bad.status == 1);
+        CHECK(bad.err.find("cannot write --interval-log") != std::string::npos);
     }
-    Run bad = run_binary("--port " + std::to_string(server.port()) + " --interval-log /nonexistent/dir/x");
-    CHECK(bad.status == 1);
-    CHECK(bad.err.find("cannot write --interval-log") != std::string::npos);
-}
 
-TEST_CASE("no server reachable: exit 1 naming the cause") {
-    Run r = run_binary("--port " + std::to_string(closed_port()) + " --duration 1");
-    CHECK(r.status == 1);
-    CHECK(r.err.find("Connection refused") != std::string::npos);
-    CHECK(r.out.empty());
-}
-
-TEST_CASE("udp with nothing listening: exit 1 naming the cause") {
-    Run r = run_binary("--mode udp --connections 2 --warmup 0 --duration 0.5 --port " +
-                       std::to_string(closed_port()));
-    CHECK(r.status == 1);
-    CHECK(r.err.find("Connection refused") != std::string::npos);
-}
-
-TEST_CASE("--tls speaks TLS to the server; --cafile verifies it") {
-    // A throw-away self-signed certificate for 127.0.0.1.
-    const std::string dir = "/tmp/aioring-load-tls-" + std::to_string(::getpid());
-    const std::string cert = dir + "/cert.pem", key = dir + "/key.pem", other = dir + "/other.pem";
-    auto make_cert = [&](const std::string& c, const std::string& k) {
-        return std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
-                            " -nodes -keyout " + k + " -out " + c + " -days 1 -subj /CN=localhost"
-                            " -addext subjectAltName=IP:127.0.0.1 2>/dev/null").c_str());
-    };
-    REQUIRE(std::system(("mkdir -p " + dir).c_str()) == 0);
-    REQUIRE(make_cert(cert, key) == 0);
-    REQUIRE(make_cert(other, dir + "/other-key.pem") == 0);
-    auto ctx = SslContext::server();
-    ctx->load_cert_chain(cert, key);
-    EchoServer server({}, ctx);
-    const std::string port = std::to_string(server.port());
-    Run r = run_binary("--tls --port " + port + " --connections 4 --duration 0.3 --warmup 0 --json");
-    CHECK(r.status == 0);
-    CHECK(r.out.find("\"errors\": 0") != std::string::npos);
-    CHECK(r.out.find("\"messages\": 0,") == std::string::npos);
-    Run verified = run_binary("--tls --cafile " + cert + " --mode stream --size 4096 --port " + port +
-                              " --connections 2 --duration 0.3 --warmup 0 --json");
-    INFO(verified.out);
-    INFO(verified.err);
-    CHECK(verified.status == 0);
-    CHECK(verified.out.find("\"errors\": 0") != std::string::npos);
-    // Trusting another certificate: no connection, exit 1 with the reason.
-    Run refused = run_binary("--tls --cafile " + other + " --port " + port +
-                             " --connections 2 --duration 0.3");
-    CHECK(refused.status == 1);
-    CHECK(refused.err.find("certificate verify failed") != std::string::npos);
-    std::system(("rm -rf " + dir).c_str());
-}
-
-TEST_CASE("bad input: exit 2 with a one-line error and the usage") {
-    for (const char* args : {"--port 9 --size 0", "--port 9 --connections 0", "--port 9 --mode x",
-                             "--port 9 --rate fast", "--nonsense", "--port 9 --tls --mode udp"}) {
-        Run r = run_binary(args);
-        INFO(args);
-        CHECK(r.status == 2);
-        CHECK(r.err.find("usage:") != std::string::npos);
+    TEST_CASE("no server reachable: exit 1 naming the cause") {
+        Run r = run_binary("--port " + std::to_string(closed_port()) + " --duration 1");
+        CHECK(r.status == 1);
+        CHECK(r.err.find("Connection refused") != std::string::npos);
         CHECK(r.out.empty());
     }
-    Run help = run_binary("--help");
-    CHECK(help.status == 0);
-    CHECK(help.out.find("usage:") != std::string::npos);
-}
+
+    TEST_CASE("udp with nothing listening: exit 1 naming the cause") {
+        Run r = run_binary("--mode udp --connections 2 --warmup 0 --duration 0.5 --port " +
+                           std::to_string(closed_port()));
+        CHECK(r.status == 1);
+        CHECK(r.err.find("Connection refused") != std::string::npos);
+    }
+
+    TEST_CASE("--tls speaks TLS to the server; --cafile verifies it") {
+        // A throw-away self-signed certificate for 127.0.0.1.
+        const std::string dir = "/tmp/aioring-load-tls-" + std::to_string(::getpid());
+        const std::string cert = dir + "/cert.pem", key = dir + "/key.pem",
+                          other = dir + "/other.pem";
+        auto make_cert = [&](const std::string& c, const std::string& k) {
+            return std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+                                " -nodes -keyout " +
+                                k + " -out " + c +
+                                " -days 1 -subj /CN=localhost"
+                                " -addext subjectAltName=IP:127.0.0.1 2>/dev/null")
+                                   .c_str());
+        };
+        REQUIRE(std::system(("mkdir -p " + dir).c_str()) == 0);
+        REQUIRE(make_cert(cert, key) == 0);
+        REQUIRE(make_cert(other, dir + "/other-key.pem") == 0);
+        auto ctx = SslContext::server();
+        ctx->load_cert_chain(cert, key);
+        EchoServer server({}, ctx);
+        const std::string port = std::to_string(server.port());
+        Run r = run_binary("--tls --port " + port +
+                           " --connections 4 --duration 0.3 --warmup 0 --json");
+        CHECK(r.status == 0);
+        CHECK(r.out.find("\"errors\": 0") != std::string::npos);
+        CHECK(r.out.find("\"messages\": 0,") == std::string::npos);
+        Run verified = run_binary("--tls --cafile " + cert + " --mode stream --size 4096 --port " +
+                                  port + " --connections 2 --duration 0.3 --warmup 0 --json");
+        INFO(verified.out);
+        INFO(verified.err);
+        CHECK(verified.status == 0);
+        CHECK(verified.out.find("\"errors\": 0") != std::string::npos);
+        // Trusting another certificate: no connection, exit 1 with the reason.
+        Run refused = run_binary("--tls --cafile " + other + " --port " + port +
+                                 " --connections 2 --duration 0.3");
+        CHECK(refused.status == 1);
+        CHECK(refused.err.find("certificate verify failed") != std::string::npos);
+        std::system(("rm -rf " + dir).c_str());
+    }
+
+    TEST_CASE("bad input: exit 2 with a one-line error and the usage") {
+        for (const char* args :
+             {"--port 9 --size 0", "--port 9 --connections 0", "--port 9 --mode x",
+              "--port 9 --rate fast", "--nonsense", "--port 9 --tls --mode udp"}) {
+            Run r = run_binary(args);
+            INFO(args);
+            CHECK(r.status == 2);
+            CHECK(r.err.find("usage:") != std::string::npos);
+            CHECK(r.out.empty());
+        }
+        Run help = run_binary("--help");
+        CHECK(help.status == 0);
+        CHECK(help.out.find("usage:") != std::string::npos);
+    }
 }

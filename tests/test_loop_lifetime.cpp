@@ -7,42 +7,43 @@
 using namespace testing;
 
 TEST_SUITE("loop lifetime") {
-TEST_CASE("a static EventLoop runs and is destroyed at exit, after the thread's thread_locals") {
-    static EventLoop loop;  // its destructor runs after main returns: ASan checks it
-    bool ran = false;
-    loop.call_soon([&] {
-        ran = true;
-        loop.stop();
-    });
-    loop.run_forever();
-    CHECK(ran);
-}
-
-TEST_CASE("loops destroyed out of creation order leave the others usable") {
-    auto a = std::make_unique<EventLoop>();
-    auto b = std::make_unique<EventLoop>();
-    auto c = std::make_unique<EventLoop>();
-    b.reset();  // the middle of the thread's list
-    for (EventLoop* l : {a.get(), c.get()}) {
+    TEST_CASE(
+        "a static EventLoop runs and is destroyed at exit, after the thread's thread_locals") {
+        static EventLoop loop;  // its destructor runs after main returns: ASan checks it
         bool ran = false;
-        l->call_soon([&] {
+        loop.call_soon([&] {
             ran = true;
-            l->stop();
+            loop.stop();
         });
-        l->run_forever();
+        loop.run_forever();
         CHECK(ran);
     }
-    // Running one while another runs on the same thread is still refused.
-    bool refused = false;
-    a->call_soon([&] {
-        try {
-            c->run_forever();
-        } catch (const LoopError&) {
-            refused = true;
+
+    TEST_CASE("loops destroyed out of creation order leave the others usable") {
+        auto a = std::make_unique<EventLoop>();
+        auto b = std::make_unique<EventLoop>();
+        auto c = std::make_unique<EventLoop>();
+        b.reset();  // the middle of the thread's list
+        for (EventLoop* l : {a.get(), c.get()}) {
+            bool ran = false;
+            l->call_soon([&] {
+                ran = true;
+                l->stop();
+            });
+            l->run_forever();
+            CHECK(ran);
         }
-        a->stop();
-    });
-    a->run_forever();
-    CHECK(refused);
-}
+        // Running one while another runs on the same thread is still refused.
+        bool refused = false;
+        a->call_soon([&] {
+            try {
+                c->run_forever();
+            } catch (const LoopError&) {
+                refused = true;
+            }
+            a->stop();
+        });
+        a->run_forever();
+        CHECK(refused);
+    }
 }

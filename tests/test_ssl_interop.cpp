@@ -53,7 +53,9 @@ struct Child {
             ::waitpid(pid, nullptr, 0);
         }
     }
-    void send(std::string_view s) { REQUIRE(::write(in, s.data(), s.size()) == static_cast<ssize_t>(s.size())); }
+    void send(std::string_view s) {
+        REQUIRE(::write(in, s.data(), s.size()) == static_cast<ssize_t>(s.size()));
+    }
     void close_stdin() {
         ::close(in);
         in = -1;
@@ -62,7 +64,8 @@ struct Child {
     bool poll_done() {
         char buf[65536];
         ssize_t n;
-        while ((n = ::read(out, buf, sizeof buf)) > 0) output.append(buf, static_cast<std::size_t>(n));
+        while ((n = ::read(out, buf, sizeof buf)) > 0)
+            output.append(buf, static_cast<std::size_t>(n));
         if (status < 0) {
             int st;
             if (::waitpid(pid, &st, WNOHANG) == pid) status = st;
@@ -116,7 +119,8 @@ std::string pattern(std::size_t n) {
 }
 
 // Connects, retrying while the freshly started peer is not listening yet.
-Connection<> connect_retry(EventLoop& loop, std::uint16_t port, ProtocolFactory f, ConnectOptions o) {
+Connection<> connect_retry(EventLoop& loop, std::uint16_t port, ProtocolFactory f,
+                           ConnectOptions o) {
     for (int attempt = 0; attempt < 200; ++attempt) {
         auto fut = loop.create_connection(f, "127.0.0.1", port, o);
         REQUIRE(run_until(loop, [&] { return fut.done(); }));
@@ -136,57 +140,63 @@ Connection<> connect_retry(EventLoop& loop, std::uint16_t port, ProtocolFactory 
 }  // namespace
 
 TEST_SUITE("ssl interop") {
-TEST_CASE("openssl s_server as the peer, TLS 1.2 and 1.3") {
-    for (const char* version : {"-tls1_2", "-tls1_3"}) {
-        CAPTURE(version);
+    TEST_CASE("openssl s_server as the peer, TLS 1.2 and 1.3") {
+        for (const char* version : {"-tls1_2", "-tls1_3"}) {
+            CAPTURE(version);
+            Events ev;
+            EventLoop loop;
+            ExceptionLog log(loop);
+            const auto port = free_port();
+            Child server({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port),
+                          "-cert", certs().cert, "-key", certs().key, "-naccept", "1", "-quiet",
+                          "-rev", version});
+            ConnectOptions o;
+            o.ssl = client_ctx();
+            o.server_hostname = "localhost";
+            auto conn = connect_retry(
+                loop, port, [&] { return std::make_unique<RecordingProtocol>(ev); }, o);
+            CHECK(conn.transport->extra<CipherInfo>("cipher")->version ==
+                  (std::string(version) == "-tls1_2" ? "TLSv1.2" : "TLSv1.3"));
+            conn.transport->write("hello interop\n");
+            // -rev answers each line reversed.
+            REQUIRE(run_until(loop,
+                              [&] { return ev.data.find("poretni olleh") != std::string::npos; }));
+            conn.transport->close();
+            REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+            CHECK(ev.order_ok);
+            CHECK(log.count == 0);
+        }
+    }
+
+    TEST_CASE("openssl s_client as the peer: echo, then our close_notify ends its session") {
         Events ev;
         EventLoop loop;
         ExceptionLog log(loop);
-        const auto port = free_port();
-        Child server({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert",
-                      certs().cert, "-key", certs().key, "-naccept", "1", "-quiet", "-rev", version});
-        ConnectOptions o;
-        o.ssl = client_ctx();
-        o.server_hostname = "localhost";
-        auto conn = connect_retry(loop, port, [&] { return std::make_unique<RecordingProtocol>(ev); }, o);
-        CHECK(conn.transport->extra<CipherInfo>("cipher")->version ==
-              (std::string(version) == "-tls1_2" ? "TLSv1.2" : "TLSv1.3"));
-        conn.transport->write("hello interop\n");
-        // -rev answers each line reversed.
-        REQUIRE(run_until(loop, [&] { return ev.data.find("poretni olleh") != std::string::npos; }));
-        conn.transport->close();
-        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
-        CHECK(ev.order_ok);
+        ServerOptions so;
+        so.ssl = SslContext::server();
+        so.ssl->load_cert_chain(certs().cert, certs().key);
+        auto server =
+            run(loop, loop.create_server([&] { return std::make_unique<Echo>(&ev, true); },
+                                         "127.0.0.1", 0, so));
+        const auto port = server->addresses()[0].port();
+        Child client({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port),
+                      "-CAfile", certs().ca, "-servername", "localhost", "-verify_return_error",
+                      "-quiet"});
+        client.send("ping from s_client\n");
+        REQUIRE(run_until_polling(loop, [&] { return client.poll_done() && ev.lost == 1; }));
+        CHECK(client.output.find("ping from s_client") != std::string::npos);
+        CHECK(ev.made == 1);
+        CHECK(!ev.lost_error);
+        server->close();
+        run(loop, server->wait_closed());
         CHECK(log.count == 0);
     }
-}
 
-TEST_CASE("openssl s_client as the peer: echo, then our close_notify ends its session") {
-    Events ev;
-    EventLoop loop;
-    ExceptionLog log(loop);
-    ServerOptions so;
-    so.ssl = SslContext::server();
-    so.ssl->load_cert_chain(certs().cert, certs().key);
-    auto server = run(loop, loop.create_server([&] { return std::make_unique<Echo>(&ev, true); }, "127.0.0.1", 0, so));
-    const auto port = server->addresses()[0].port();
-    Child client({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port), "-CAfile", certs().ca,
-                  "-servername", "localhost", "-verify_return_error", "-quiet"});
-    client.send("ping from s_client\n");
-    REQUIRE(run_until_polling(loop, [&] { return client.poll_done() && ev.lost == 1; }));
-    CHECK(client.output.find("ping from s_client") != std::string::npos);
-    CHECK(ev.made == 1);
-    CHECK(!ev.lost_error);
-    server->close();
-    run(loop, server->wait_closed());
-    CHECK(log.count == 0);
-}
-
-TEST_CASE("a Python asyncio TLS server: 1 MiB echoed, then a clean close both ways") {
-    Events ev;
-    EventLoop loop;
-    ExceptionLog log(loop);
-    const std::string script = R"(
+    TEST_CASE("a Python asyncio TLS server: 1 MiB echoed, then a clean close both ways") {
+        Events ev;
+        EventLoop loop;
+        ExceptionLog log(loop);
+        const std::string script = R"(
 import asyncio, ssl, sys
 async def handle(r, w):
     while True:
@@ -204,39 +214,41 @@ async def main():
     await srv.serve_forever()
 asyncio.run(main())
 )";
-    Child py({"python3", "-c", script, certs().cert, certs().key});
-    REQUIRE(run_until_polling(loop, [&] {
-        py.poll_done();
-        return py.output.find('\n') != std::string::npos;
-    }));
-    const auto port = static_cast<std::uint16_t>(std::stoi(py.output));
-    ConnectOptions o;
-    o.ssl = client_ctx();
-    o.server_hostname = "localhost";
-    auto conn = run(loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
-                                                 "127.0.0.1", port, o));
-    const std::string data = pattern(1 << 20);
-    conn.transport->write(data);
-    REQUIRE(run_until(loop, [&] { return ev.data.size() >= data.size(); }));
-    CHECK((ev.data == data));
-    conn.transport->close();
-    REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
-    CHECK(!ev.lost_error);
-    CHECK(ev.order_ok);
-    CHECK(log.count == 0);
-}
+        Child py({"python3", "-c", script, certs().cert, certs().key});
+        REQUIRE(run_until_polling(loop, [&] {
+            py.poll_done();
+            return py.output.find('\n') != std::string::npos;
+        }));
+        const auto port = static_cast<std::uint16_t>(std::stoi(py.output));
+        ConnectOptions o;
+        o.ssl = client_ctx();
+        o.server_hostname = "localhost";
+        auto conn = run(
+            loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
+                                         "127.0.0.1", port, o));
+        const std::string data = pattern(1 << 20);
+        conn.transport->write(data);
+        REQUIRE(run_until(loop, [&] { return ev.data.size() >= data.size(); }));
+        CHECK((ev.data == data));
+        conn.transport->close();
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        CHECK(!ev.lost_error);
+        CHECK(ev.order_ok);
+        CHECK(log.count == 0);
+    }
 
-TEST_CASE("a Python asyncio TLS client: echo, then its close_notify is answered with ours") {
-    Events ev;
-    EventLoop loop;
-    ExceptionLog log(loop);
-    ServerOptions so;
-    so.ssl = SslContext::server();
-    so.ssl->load_cert_chain(certs().cert, certs().key);
-    so.ssl->set_alpn_protocols({"h2", "http/1.1"});
-    auto server = run(loop, loop.create_server([&] { return std::make_unique<Echo>(&ev); }, "127.0.0.1", 0, so));
-    const auto port = server->addresses()[0].port();
-    const std::string script = R"(
+    TEST_CASE("a Python asyncio TLS client: echo, then its close_notify is answered with ours") {
+        Events ev;
+        EventLoop loop;
+        ExceptionLog log(loop);
+        ServerOptions so;
+        so.ssl = SslContext::server();
+        so.ssl->load_cert_chain(certs().cert, certs().key);
+        so.ssl->set_alpn_protocols({"h2", "http/1.1"});
+        auto server = run(loop, loop.create_server([&] { return std::make_unique<Echo>(&ev); },
+                                                   "127.0.0.1", 0, so));
+        const auto port = server->addresses()[0].port();
+        const std::string script = R"(
 import asyncio, ssl, sys
 async def main():
     ctx = ssl.create_default_context(cafile=sys.argv[2])
@@ -253,16 +265,16 @@ async def main():
     print('ok', alpn, flush=True)
 asyncio.run(main())
 )";
-    Child py({"python3", "-c", script, std::to_string(port), certs().ca});
-    REQUIRE(run_until_polling(loop, [&] { return py.poll_done() && ev.lost == 1; }));
-    CHECK(py.output == "ok http/1.1\n");
-    CHECK(WIFEXITED(py.status));
-    CHECK(WEXITSTATUS(py.status) == 0);
-    CHECK(ev.data.size() == (1u << 20));
-    CHECK(ev.eof == 1);  // its close_notify
-    CHECK(!ev.lost_error);
-    server->close();
-    run(loop, server->wait_closed());
-    CHECK(log.count == 0);
-}
+        Child py({"python3", "-c", script, std::to_string(port), certs().ca});
+        REQUIRE(run_until_polling(loop, [&] { return py.poll_done() && ev.lost == 1; }));
+        CHECK(py.output == "ok http/1.1\n");
+        CHECK(WIFEXITED(py.status));
+        CHECK(WEXITSTATUS(py.status) == 0);
+        CHECK(ev.data.size() == (1u << 20));
+        CHECK(ev.eof == 1);  // its close_notify
+        CHECK(!ev.lost_error);
+        server->close();
+        run(loop, server->wait_closed());
+        CHECK(log.count == 0);
+    }
 }

@@ -135,168 +135,170 @@ Task<void> client(std::uint16_t port, ClientSide* out) {
 }  // namespace
 
 TEST_SUITE("streams tls") {
-TEST_CASE("StreamWriter::start_tls upgrades a plain stream in place on both sides") {
-    EventLoop loop;
-    ExceptionLog log(loop);
-    LineServer srv(loop);
-    ClientSide c;
-    run(loop, client(srv.port, &c));
-    CHECK(c.plain_before);
-    REQUIRE(c.cipher);
-    CHECK(c.cipher->version.rfind("TLSv1.", 0) == 0);
-    CHECK(c.echoed == "hello over TLS\n");
-    CHECK(c.bulk_ok);
-    CHECK(c.closed_clean);
-    REQUIRE(run_until(loop, [&] { return srv.side.done; }));
-    CHECK(srv.side.error.empty());
-    CHECK(srv.side.cipher.has_value());
-    CHECK(srv.side.lines == 201);
-    CHECK(srv.side.calls == 1);
-    CHECK(srv.side.eof);
-    srv.close(loop);
-    CHECK(log.count == 0);
-}
-
-namespace {
-struct Failed {
-    std::string error;
-    bool closing = false;
-    std::error_code closed_with;
-    std::string read_error;
-};
-
-Task<void> client_wrong_host(std::uint16_t port, Failed* out) {
-    auto [reader, writer] = co_await open_connection("127.0.0.1", port);
-    writer.write("STARTTLS\n");
-    std::string ok = co_await reader.readline();
-    if (ok != "OK\n") co_return;
-    StartTlsOptions o;
-    o.server_hostname = "wrong.example";
-    try {
-        co_await writer.start_tls(client_ctx(), o);
-    } catch (const SslError& e) {
-        out->error = e.what();
+    TEST_CASE("StreamWriter::start_tls upgrades a plain stream in place on both sides") {
+        EventLoop loop;
+        ExceptionLog log(loop);
+        LineServer srv(loop);
+        ClientSide c;
+        run(loop, client(srv.port, &c));
+        CHECK(c.plain_before);
+        REQUIRE(c.cipher);
+        CHECK(c.cipher->version.rfind("TLSv1.", 0) == 0);
+        CHECK(c.echoed == "hello over TLS\n");
+        CHECK(c.bulk_ok);
+        CHECK(c.closed_clean);
+        REQUIRE(run_until(loop, [&] { return srv.side.done; }));
+        CHECK(srv.side.error.empty());
+        CHECK(srv.side.cipher.has_value());
+        CHECK(srv.side.lines == 201);
+        CHECK(srv.side.calls == 1);
+        CHECK(srv.side.eof);
+        srv.close(loop);
+        CHECK(log.count == 0);
     }
-    out->closing = writer.is_closing();
-    try {
-        co_await writer.wait_closed();
-    } catch (const std::system_error& e) {
-        out->closed_with = e.code();
-    }
-    try {
-        (void)co_await reader.read(10);
-    } catch (const std::system_error& e) {
-        out->read_error = e.what();
-    }
-}
-}  // namespace
 
-TEST_CASE("start_tls with a host name the certificate does not cover fails and closes the stream") {
-    EventLoop loop;
-    ExceptionLog log(loop);
-    LineServer srv(loop);
-    Failed f;
-    run(loop, client_wrong_host(srv.port, &f));
-    CHECK(f.error.find("certificate verify failed") != std::string::npos);
-    CHECK(f.error.find("wrong.example") != std::string::npos);
-    CHECK(f.closing);
-    CHECK(f.closed_with == make_error_code(SslErrc::certificate_verify_failed));
-    CHECK(!f.read_error.empty());
-    // The server's handshake fails too (our alert); its stream is closed as well.
-    REQUIRE(run_until(loop, [&] { return srv.side.done; }));
-    CHECK(!srv.side.error.empty());
-    CHECK(srv.side.closing_after_error);
-    srv.close(loop);
-    CHECK(log.count == 0);
-}
+    namespace {
+    struct Failed {
+        std::string error;
+        bool closing = false;
+        std::error_code closed_with;
+        std::string read_error;
+    };
 
-namespace {
-struct Unread {
-    std::string error;
-    std::string rest;
-    bool still_plain = false;
-};
-
-Task<void> client_unread(std::uint16_t port, Unread* out) {
-    auto [reader, writer] = co_await open_connection("127.0.0.1", port);
-    writer.write("STARTTLS\n");
-    // "OK\nEXTRA" came in one write: the reader holds "EXTRA" once "OK\n" is read.
-    std::string ok = co_await reader.readexactly(3);
-    if (ok != "OK\n") co_return;
-    StartTlsOptions o;
-    o.server_hostname = "localhost";
-    try {
-        co_await writer.start_tls(client_ctx(), o);
-    } catch (const std::logic_error& e) {
-        out->error = e.what();
-    }
-    // Nothing changed: still plain, and the bytes are still there.
-    out->still_plain = !writer.extra<CipherInfo>("cipher").has_value() && !writer.is_closing();
-    out->rest = co_await reader.readexactly(5);
-    writer.close();
-    co_await writer.wait_closed();
-}
-}  // namespace
-
-TEST_CASE("start_tls with unread bytes in the reader throws logic_error and changes nothing") {
-    EventLoop loop;
-    ExceptionLog log(loop);
-    LineServer srv(loop, "EXTRA");
-    Unread u;
-    run(loop, client_unread(srv.port, &u));
-    CHECK(u.error.find("5 unread bytes") != std::string::npos);
-    CHECK(u.still_plain);
-    CHECK(u.rest == "EXTRA");
-    // The server's handshake meets a plain close.
-    REQUIRE(run_until(loop, [&] { return srv.side.done; }));
-    CHECK(!srv.side.error.empty());
-    srv.close(loop);
-    CHECK(log.count == 0);
-}
-
-namespace {
-// Reads (never answers) until EOF or an error.
-Task<void> sink(StreamReader reader, StreamWriter writer, std::size_t* got, bool* done) {
-    try {
-        for (;;) {
-            std::string d = co_await reader.read(4096);
-            if (d.empty()) break;
-            *got += d.size();
+    Task<void> client_wrong_host(std::uint16_t port, Failed* out) {
+        auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+        writer.write("STARTTLS\n");
+        std::string ok = co_await reader.readline();
+        if (ok != "OK\n") co_return;
+        StartTlsOptions o;
+        o.server_hostname = "wrong.example";
+        try {
+            co_await writer.start_tls(client_ctx(), o);
+        } catch (const SslError& e) {
+            out->error = e.what();
         }
-    } catch (const std::system_error&) {
+        out->closing = writer.is_closing();
+        try {
+            co_await writer.wait_closed();
+        } catch (const std::system_error& e) {
+            out->closed_with = e.code();
+        }
+        try {
+            (void)co_await reader.read(10);
+        } catch (const std::system_error& e) {
+            out->read_error = e.what();
+        }
     }
-    writer.close();
-    *done = true;
-}
+    }  // namespace
 
-Task<void> upgrade(StreamWriter writer, std::shared_ptr<SslContext> ctx) {
-    StartTlsOptions o;
-    o.server_hostname = "localhost";
-    co_await writer.start_tls(ctx, o);
-}
-}  // namespace
+    TEST_CASE(
+        "start_tls with a host name the certificate does not cover fails and closes the stream") {
+        EventLoop loop;
+        ExceptionLog log(loop);
+        LineServer srv(loop);
+        Failed f;
+        run(loop, client_wrong_host(srv.port, &f));
+        CHECK(f.error.find("certificate verify failed") != std::string::npos);
+        CHECK(f.error.find("wrong.example") != std::string::npos);
+        CHECK(f.closing);
+        CHECK(f.closed_with == make_error_code(SslErrc::certificate_verify_failed));
+        CHECK(!f.read_error.empty());
+        // The server's handshake fails too (our alert); its stream is closed as well.
+        REQUIRE(run_until(loop, [&] { return srv.side.done; }));
+        CHECK(!srv.side.error.empty());
+        CHECK(srv.side.closing_after_error);
+        srv.close(loop);
+        CHECK(log.count == 0);
+    }
 
-TEST_CASE("cancelling start_tls during the handshake aborts the connection") {
-    EventLoop loop;
-    ExceptionLog log(loop);
-    std::size_t got = 0;
-    bool sink_done = false;
-    auto server = run(loop, start_server(
-                                [&got, &sink_done](StreamReader r, StreamWriter w) {
-                                    return sink(std::move(r), std::move(w), &got, &sink_done);
-                                },
-                                "127.0.0.1", 0));
-    auto [reader, writer] = run(loop, open_connection("127.0.0.1", server->addresses()[0].port()));
-    auto f = loop.create_task(upgrade(writer, client_ctx()));
-    REQUIRE(run_until(loop, [&] { return got > 0; }));  // the ClientHello is out
-    CHECK(!f.done());
-    f.cancel();
-    REQUIRE(run_until(loop, [&] { return f.done(); }));
-    CHECK(f.cancelled());
-    CHECK(writer.is_closing());
-    REQUIRE(run_until(loop, [&] { return writer.transport() == nullptr && sink_done; }));
-    server->close();
-    run(loop, server->wait_closed());
-    CHECK(log.count == 0);
-}
+    namespace {
+    struct Unread {
+        std::string error;
+        std::string rest;
+        bool still_plain = false;
+    };
+
+    Task<void> client_unread(std::uint16_t port, Unread* out) {
+        auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+        writer.write("STARTTLS\n");
+        // "OK\nEXTRA" came in one write: the reader holds "EXTRA" once "OK\n" is read.
+        std::string ok = co_await reader.readexactly(3);
+        if (ok != "OK\n") co_return;
+        StartTlsOptions o;
+        o.server_hostname = "localhost";
+        try {
+            co_await writer.start_tls(client_ctx(), o);
+        } catch (const std::logic_error& e) {
+            out->error = e.what();
+        }
+        // Nothing changed: still plain, and the bytes are still there.
+        out->still_plain = !writer.extra<CipherInfo>("cipher").has_value() && !writer.is_closing();
+        out->rest = co_await reader.readexactly(5);
+        writer.close();
+        co_await writer.wait_closed();
+    }
+    }  // namespace
+
+    TEST_CASE("start_tls with unread bytes in the reader throws logic_error and changes nothing") {
+        EventLoop loop;
+        ExceptionLog log(loop);
+        LineServer srv(loop, "EXTRA");
+        Unread u;
+        run(loop, client_unread(srv.port, &u));
+        CHECK(u.error.find("5 unread bytes") != std::string::npos);
+        CHECK(u.still_plain);
+        CHECK(u.rest == "EXTRA");
+        // The server's handshake meets a plain close.
+        REQUIRE(run_until(loop, [&] { return srv.side.done; }));
+        CHECK(!srv.side.error.empty());
+        srv.close(loop);
+        CHECK(log.count == 0);
+    }
+
+    namespace {
+    // Reads (never answers) until EOF or an error.
+    Task<void> sink(StreamReader reader, StreamWriter writer, std::size_t* got, bool* done) {
+        try {
+            for (;;) {
+                std::string d = co_await reader.read(4096);
+                if (d.empty()) break;
+                *got += d.size();
+            }
+        } catch (const std::system_error&) {
+        }
+        writer.close();
+        *done = true;
+    }
+
+    Task<void> upgrade(StreamWriter writer, std::shared_ptr<SslContext> ctx) {
+        StartTlsOptions o;
+        o.server_hostname = "localhost";
+        co_await writer.start_tls(ctx, o);
+    }
+    }  // namespace
+
+    TEST_CASE("cancelling start_tls during the handshake aborts the connection") {
+        EventLoop loop;
+        ExceptionLog log(loop);
+        std::size_t got = 0;
+        bool sink_done = false;
+        auto server = run(loop, start_server(
+                                    [&got, &sink_done](StreamReader r, StreamWriter w) {
+                                        return sink(std::move(r), std::move(w), &got, &sink_done);
+                                    },
+                                    "127.0.0.1", 0));
+        auto [reader, writer] =
+            run(loop, open_connection("127.0.0.1", server->addresses()[0].port()));
+        auto f = loop.create_task(upgrade(writer, client_ctx()));
+        REQUIRE(run_until(loop, [&] { return got > 0; }));  // the ClientHello is out
+        CHECK(!f.done());
+        f.cancel();
+        REQUIRE(run_until(loop, [&] { return f.done(); }));
+        CHECK(f.cancelled());
+        CHECK(writer.is_closing());
+        REQUIRE(run_until(loop, [&] { return writer.transport() == nullptr && sink_done; }));
+        server->close();
+        run(loop, server->wait_closed());
+        CHECK(log.count == 0);
+    }
 }

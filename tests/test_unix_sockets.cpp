@@ -36,7 +36,8 @@ void echo_roundtrip(EventLoop& loop, const std::string& path) {
         }
         void connection_lost(std::error_code) override { ++*lost; }
     };
-    auto server = run(loop, loop.create_unix_server([&] { return std::make_unique<Srv>(&made, &lost); }, path));
+    auto server = run(
+        loop, loop.create_unix_server([&] { return std::make_unique<Srv>(&made, &lost); }, path));
     REQUIRE(server->addresses().size() == 1);
     CHECK(server->addresses()[0].family() == AF_UNIX);
     CHECK(server->addresses()[0].to_string() == path);
@@ -62,84 +63,87 @@ void echo_roundtrip(EventLoop& loop, const std::string& path) {
 }  // namespace
 
 TEST_SUITE("unix sockets") {
-TEST_CASE("create_unix_server and create_unix_connection on a path") {
-    EventLoop loop;
-    ExceptionLog log(loop);
-    TempDir dir;
-    const std::string path = dir.path + "/echo.sock";
-    echo_roundtrip(loop, path);
-    // The server removed its socket file when it closed (asyncio 3.13's cleanup_socket).
-    struct stat st{};
-    CHECK(::stat(path.c_str(), &st) != 0);
-    // A socket file left by an earlier process is replaced.
-    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    auto a = SocketAddress::from_unix(path);
-    REQUIRE(::bind(fd, a.get(), a.length) == 0);
-    ::close(fd);
-    echo_roundtrip(loop, path);
-    CHECK(log.count == 0);
-}
-
-TEST_CASE("create_unix_server and create_unix_connection in the abstract namespace") {
-    EventLoop loop;
-    ExceptionLog log(loop);
-    const std::string name = "@aioring-test-" + std::to_string(::getpid());
-    echo_roundtrip(loop, name);
-    CHECK(log.count == 0);
-}
-
-TEST_CASE("a unix connection to a path nobody serves fails with a clear error") {
-    Events ev;
-    EventLoop loop;
-    TempDir dir;
-    auto f = loop.create_unix_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
-                                         dir.path + "/nobody.sock");
-    REQUIRE(run_until(loop, [&] { return f.done(); }));
-    try {
-        f.result();
-        FAIL("connected to nothing");
-    } catch (const std::system_error& e) {
-        CHECK(e.code() == std::errc::no_such_file_or_directory);
-        CHECK(std::string(e.what()).find("nobody.sock") != std::string::npos);
+    TEST_CASE("create_unix_server and create_unix_connection on a path") {
+        EventLoop loop;
+        ExceptionLog log(loop);
+        TempDir dir;
+        const std::string path = dir.path + "/echo.sock";
+        echo_roundtrip(loop, path);
+        // The server removed its socket file when it closed (asyncio 3.13's cleanup_socket).
+        struct stat st {};
+        CHECK(::stat(path.c_str(), &st) != 0);
+        // A socket file left by an earlier process is replaced.
+        int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        auto a = SocketAddress::from_unix(path);
+        REQUIRE(::bind(fd, a.get(), a.length) == 0);
+        ::close(fd);
+        echo_roundtrip(loop, path);
+        CHECK(log.count == 0);
     }
-    CHECK(ev.made == 0);
-}
 
-TEST_CASE("a unix server on a path that is in use fails with address_in_use") {
-    EventLoop loop;
-    const std::string name = "@aioring-busy-" + std::to_string(::getpid());
-    auto first = run(loop, loop.create_unix_server([] { return std::make_unique<EchoProtocol>(); }, name));
-    auto f = loop.create_unix_server([] { return std::make_unique<EchoProtocol>(); }, name);
-    REQUIRE(run_until(loop, [&] { return f.done(); }));
-    CHECK_THROWS_AS(f.result(), std::system_error);
-    first->close();
-    run(loop, first->wait_closed());
-}
+    TEST_CASE("create_unix_server and create_unix_connection in the abstract namespace") {
+        EventLoop loop;
+        ExceptionLog log(loop);
+        const std::string name = "@aioring-test-" + std::to_string(::getpid());
+        echo_roundtrip(loop, name);
+        CHECK(log.count == 0);
+    }
 
-TEST_CASE("a big write over a unix connection is flushed by close()") {
-    Events ev;
-    EventLoop loop;
-    ExceptionLog log(loop);
-    const std::string name = "@aioring-big-" + std::to_string(::getpid());
-    std::string received;
-    int lost = 0;
-    struct Sink : Protocol {
-        std::string* out;
-        int* lost;
-        Sink(std::string* o, int* l) : out(o), lost(l) {}
-        void data_received(std::string_view d) override { out->append(d); }
-        void connection_lost(std::error_code) override { ++*lost; }
-    };
-    auto server = run(loop, loop.create_unix_server([&] { return std::make_unique<Sink>(&received, &lost); }, name));
-    auto conn = run(loop, loop.create_unix_connection(
-                              [&] { return std::make_unique<RecordingProtocol>(ev); }, name));
-    std::string big(3 << 20, 'u');
-    conn.transport->write(big);
-    conn.transport->close();
-    REQUIRE(run_until(loop, [&] { return lost == 1; }));
-    CHECK(received == big);
-    server->close();
-    run(loop, server->wait_closed());
-    CHECK(log.count == 0);
-}
+    TEST_CASE("a unix connection to a path nobody serves fails with a clear error") {
+        Events ev;
+        EventLoop loop;
+        TempDir dir;
+        auto f = loop.create_unix_connection(
+            [&] { return std::make_unique<RecordingProtocol>(ev); }, dir.path + "/nobody.sock");
+        REQUIRE(run_until(loop, [&] { return f.done(); }));
+        try {
+            f.result();
+            FAIL("connected to nothing");
+        } catch (const std::system_error& e) {
+            CHECK(e.code() == std::errc::no_such_file_or_directory);
+            CHECK(std::string(e.what()).find("nobody.sock") != std::string::npos);
+        }
+        CHECK(ev.made == 0);
+    }
+
+    TEST_CASE("a unix server on a path that is in use fails with address_in_use") {
+        EventLoop loop;
+        const std::string name = "@aioring-busy-" + std::to_string(::getpid());
+        auto first = run(
+            loop, loop.create_unix_server([] { return std::make_unique<EchoProtocol>(); }, name));
+        auto f = loop.create_unix_server([] { return std::make_unique<EchoProtocol>(); }, name);
+        REQUIRE(run_until(loop, [&] { return f.done(); }));
+        CHECK_THROWS_AS(f.result(), std::system_error);
+        first->close();
+        run(loop, first->wait_closed());
+    }
+
+    TEST_CASE("a big write over a unix connection is flushed by close()") {
+        Events ev;
+        EventLoop loop;
+        ExceptionLog log(loop);
+        const std::string name = "@aioring-big-" + std::to_string(::getpid());
+        std::string received;
+        int lost = 0;
+        struct Sink : Protocol {
+            std::string* out;
+            int* lost;
+            Sink(std::string* o, int* l) : out(o), lost(l) {}
+            void data_received(std::string_view d) override { out->append(d); }
+            void connection_lost(std::error_code) override { ++*lost; }
+        };
+        auto server =
+            run(loop, loop.create_unix_server(
+                          [&] { return std::make_unique<Sink>(&received, &lost); }, name));
+        auto conn = run(loop, loop.create_unix_connection(
+                                  [&] { return std::make_unique<RecordingProtocol>(ev); }, name));
+        std::string big(3 << 20, 'u');
+        conn.transport->write(big);
+        conn.transport->close();
+        REQUIRE(run_until(loop, [&] { return lost == 1; }));
+        CHECK(received == big);
+        server->close();
+        run(loop, server->wait_closed());
+        CHECK(log.count == 0);
+    }
 }

@@ -4,8 +4,8 @@
 // self-signed one; plus the server and client contexts most cases use.
 #pragma once
 
-#include <aioring/ssl.hpp>
 #include <doctest/doctest.h>
+#include <aioring/ssl.hpp>
 
 #include <stdlib.h>
 
@@ -29,12 +29,20 @@ struct TestCerts {
         other_key = dir + "/other.key";
         const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
         const std::string script =
-            "cd " + dir + " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
-            "openssl req -x509 " + ec + " -keyout ca.key -out ca.pem -days 2 -subj /CN=aioring-test-ca && "
-            "openssl req " + ec + " -keyout server.key -out server.csr -subj /CN=localhost/O=aioring && "
-            "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem "
+            "cd " + dir +
+            " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
+            "openssl req -x509 " +
+            ec +
+            " -keyout ca.key -out ca.pem -days 2 -subj /CN=aioring-test-ca && "
+            "openssl req " +
+            ec +
+            " -keyout server.key -out server.csr -subj /CN=localhost/O=aioring && "
+            "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+            "server.pem "
             "-days 2 -extfile ext.cnf && "
-            "openssl req -x509 " + ec + " -keyout other.key -out other.pem -days 2 -subj /CN=localhost "
+            "openssl req -x509 " +
+            ec +
+            " -keyout other.key -out other.pem -days 2 -subj /CN=localhost "
             "-addext subjectAltName=DNS:localhost";
         REQUIRE(std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0);
     }

@@ -27,7 +27,8 @@ BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned
     const bool inc = consumption == Consumption::incremental;
     if (count == 0 || (inc && incremental_disabled_by_env())) return;
     ring_bytes_ = count_ * sizeof(io_uring_buf);
-    void* r = mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void* r =
+        mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (r == MAP_FAILED) throw std::bad_alloc();
     br_ = static_cast<io_uring_buf_ring*>(r);
 
@@ -48,7 +49,8 @@ BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned
     incremental_ = inc;
     data_bytes_ = static_cast<std::size_t>(count_) * size_;
     // Pages are touched only when the kernel first fills them.
-    void* d = mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void* d =
+        mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (d == MAP_FAILED) {
         ring_.unregister_buf_ring(group_);
         munmap(br_, ring_bytes_);

@@ -38,7 +38,9 @@ public:
     unsigned count() const { return count_; }
 
     // The buffer the kernel filled, as named by a CQE's IORING_CQE_BUFFER_SHIFT bits.
-    static std::uint16_t buffer_id(unsigned cqe_flags) { return cqe_flags >> IORING_CQE_BUFFER_SHIFT; }
+    static std::uint16_t buffer_id(unsigned cqe_flags) {
+        return cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+    }
     char* data(std::uint16_t bid) { return base_ + static_cast<std::size_t>(bid) * size_; }
 
     // The `res` bytes a receive CQE with IORING_CQE_F_BUFFER names. `last`: the kernel is done
@@ -87,8 +89,10 @@ public:
     }
     // Piece::last came for `bid`: back to the kernel now, or when its last kept piece goes.
     void finish(std::uint16_t bid) {
-        if (kept_[bid] == 0) give_back(bid);
-        else done_[bid] = true;
+        if (kept_[bid] == 0)
+            give_back(bid);
+        else
+            done_[bid] = true;
     }
 
     // Buffers kept by receivers right now (tests check that none leaks).

@@ -24,7 +24,8 @@ namespace {
 // socket cannot starve the others (the fd stays registered: level-triggered epoll reports it
 // again at the next wait).
 constexpr int max_rounds = 8;
-constexpr std::uint32_t epoll_mask = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLERR | EPOLLHUP;
+constexpr std::uint32_t epoll_mask =
+    EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLERR | EPOLLHUP;
 constexpr std::uint64_t no_offset = ~std::uint64_t{0};
 
 // What an operation waits for; ops on one fd in one direction run in submission order.
@@ -34,13 +35,16 @@ std::uint32_t direction(const io_uring_sqe& s) {
         case IORING_OP_RECVMSG:
         case IORING_OP_READ:
         case IORING_OP_READV:
-        case IORING_OP_ACCEPT: return EPOLLIN;
+        case IORING_OP_ACCEPT:
+            return EPOLLIN;
         case IORING_OP_SEND:
         case IORING_OP_SENDMSG:
         case IORING_OP_WRITE:
         case IORING_OP_WRITEV:
-        case IORING_OP_CONNECT: return EPOLLOUT;
-        default: return 0;
+        case IORING_OP_CONNECT:
+            return EPOLLOUT;
+        default:
+            return 0;
     }
 }
 
@@ -69,9 +73,9 @@ struct EpollBackend::Task {
     bool started = false;  // connect issued, file kind looked up
     bool regular = false;  // a regular file or block device: never waits
     bool retry_connect = false;
-    int saved_flags = -1;      // connect: the file flags to restore
-    Task* prev = nullptr;      // wait_fd's list
-    Task* next = nullptr;      // wait_fd's list; the free list
+    int saved_flags = -1;  // connect: the file flags to restore
+    Task* prev = nullptr;  // wait_fd's list
+    Task* next = nullptr;  // wait_fd's list; the free list
     Task* live_prev = nullptr;
     Task* live_next = nullptr;
     Task* link = nullptr;  // the rest of its IOSQE_IO_LINK chain, started once it succeeds
@@ -129,8 +133,10 @@ EpollBackend::Task* EpollBackend::new_task(const io_uring_sqe& s) {
 }
 
 void EpollBackend::free_task(Task* t) {
-    if (t->live_prev != nullptr) t->live_prev->live_next = t->live_next;
-    else live_ = t->live_next;
+    if (t->live_prev != nullptr)
+        t->live_prev->live_next = t->live_next;
+    else
+        live_ = t->live_next;
     if (t->live_next != nullptr) t->live_next->live_prev = t->live_prev;
     t->alive = false;
     t->next = free_;
@@ -146,18 +152,24 @@ void EpollBackend::enqueue(Task* t) {
     FdState& f = fd_state(t->wait_fd);
     t->prev = f.tail;
     t->next = nullptr;
-    if (f.tail != nullptr) f.tail->next = t;
-    else f.head = t;
+    if (f.tail != nullptr)
+        f.tail->next = t;
+    else
+        f.head = t;
     f.tail = t;
     t->queued = true;
 }
 
 void EpollBackend::unlink_fd(Task* t) {
     FdState& f = fds_[static_cast<std::size_t>(t->wait_fd)];
-    if (t->prev != nullptr) t->prev->next = t->next;
-    else f.head = t->next;
-    if (t->next != nullptr) t->next->prev = t->prev;
-    else f.tail = t->prev;
+    if (t->prev != nullptr)
+        t->prev->next = t->next;
+    else
+        f.head = t->next;
+    if (t->next != nullptr)
+        t->next->prev = t->prev;
+    else
+        f.tail = t->prev;
     t->prev = t->next = nullptr;
     t->queued = false;
     if (f.head == nullptr) f.idle = true;
@@ -273,36 +285,49 @@ bool EpollBackend::run(Task& t, std::uint32_t ready) {
     const io_uring_sqe& s = *t.sqe;
     long r;
     switch (s.opcode) {
-        case IORING_OP_NOP: return finish(t, 0);
+        case IORING_OP_NOP:
+            return finish(t, 0);
         case IORING_OP_RECV:
-        case IORING_OP_RECVMSG: return run_recv(t);
+        case IORING_OP_RECVMSG:
+            return run_recv(t);
         case IORING_OP_SEND:
-            do r = ::send(s.fd, reinterpret_cast<const void*>(s.addr), s.len,
-                          static_cast<int>(s.msg_flags) | MSG_DONTWAIT);
+            do
+                r = ::send(s.fd, reinterpret_cast<const void*>(s.addr), s.len,
+                           static_cast<int>(s.msg_flags) | MSG_DONTWAIT);
             while (r < 0 && errno == EINTR);
             return io_result(t, r, EPOLLOUT);
         case IORING_OP_SENDMSG:
-            do r = ::sendmsg(s.fd, reinterpret_cast<const msghdr*>(s.addr),
-                             static_cast<int>(s.msg_flags) | MSG_DONTWAIT);
+            do
+                r = ::sendmsg(s.fd, reinterpret_cast<const msghdr*>(s.addr),
+                              static_cast<int>(s.msg_flags) | MSG_DONTWAIT);
             while (r < 0 && errno == EINTR);
             return io_result(t, r, EPOLLOUT);
         case IORING_OP_READ:
-        case IORING_OP_READV: return run_rw(t, false);
+        case IORING_OP_READV:
+            return run_rw(t, false);
         case IORING_OP_WRITE:
-        case IORING_OP_WRITEV: return run_rw(t, true);
-        case IORING_OP_ACCEPT: return run_accept(t);
-        case IORING_OP_CONNECT: return run_connect(t, ready);
+        case IORING_OP_WRITEV:
+            return run_rw(t, true);
+        case IORING_OP_ACCEPT:
+            return run_accept(t);
+        case IORING_OP_CONNECT:
+            return run_connect(t, ready);
         case IORING_OP_POLL_ADD: {
             const std::uint32_t want = s.poll32_events | EPOLLERR | EPOLLHUP;
             if (ready & want) return finish(t, static_cast<int>(ready & want));
             return wait(t, s.fd, s.poll32_events);  // level-triggered: a ready fd reports at once
         }
-        case IORING_OP_ASYNC_CANCEL: run_cancel(t); return true;
+        case IORING_OP_ASYNC_CANCEL:
+            run_cancel(t);
+            return true;
         case IORING_OP_SHUTDOWN:
             return finish(t, ::shutdown(s.fd, static_cast<int>(s.len)) == 0 ? 0 : -errno);
-        case IORING_OP_CLOSE: return finish(t, ::close(s.fd) == 0 ? 0 : -errno);
-        case IORING_OP_SPLICE: return run_splice(t);
-        default: return finish(t, -EINVAL);
+        case IORING_OP_CLOSE:
+            return finish(t, ::close(s.fd) == 0 ? 0 : -errno);
+        case IORING_OP_SPLICE:
+            return run_splice(t);
+        default:
+            return finish(t, -EINVAL);
     }
 }
 
@@ -330,7 +355,8 @@ bool EpollBackend::run_recv(Task& t) {
             buf = reinterpret_cast<char*>(b.addr);
             len = b.len;
             if (!multishot && s.len != 0 && s.len < len) len = s.len;
-            bflags = IORING_CQE_F_BUFFER | (static_cast<unsigned>(b.bid) << IORING_CQE_BUFFER_SHIFT);
+            bflags =
+                IORING_CQE_F_BUFFER | (static_cast<unsigned>(b.bid) << IORING_CQE_BUFFER_SHIFT);
         }
         long r;
         if (!msg) {
@@ -345,16 +371,19 @@ bool EpollBackend::run_recv(Task& t) {
                 // io_uring's layout: an io_uring_recvmsg_out, the name and control areas the
                 // msghdr reserves (multishot only), then the payload.
                 const std::size_t hdr =
-                    multishot ? sizeof(io_uring_recvmsg_out) + um->msg_namelen + um->msg_controllen : 0;
+                    multishot ? sizeof(io_uring_recvmsg_out) + um->msg_namelen + um->msg_controllen
+                              : 0;
                 if (len < hdr) return finish(t, -EFAULT);
                 iovec iov{buf + hdr, len - hdr};
                 msghdr m = *um;
                 m.msg_iov = &iov;
                 m.msg_iovlen = 1;
                 if (multishot) {
-                    m.msg_name = um->msg_namelen != 0 ? buf + sizeof(io_uring_recvmsg_out) : nullptr;
-                    m.msg_control = um->msg_controllen != 0 ? buf + sizeof(io_uring_recvmsg_out) + um->msg_namelen
-                                                            : nullptr;
+                    m.msg_name =
+                        um->msg_namelen != 0 ? buf + sizeof(io_uring_recvmsg_out) : nullptr;
+                    m.msg_control = um->msg_controllen != 0
+                                        ? buf + sizeof(io_uring_recvmsg_out) + um->msg_namelen
+                                        : nullptr;
                 }
                 do r = ::recvmsg(s.fd, &m, flags);
                 while (r < 0 && errno == EINTR);
@@ -378,8 +407,10 @@ bool EpollBackend::run_recv(Task& t) {
         }
         const bool eof = r == 0 && !msg;
         if (select) {
-            if (eof) bflags = 0;  // nothing was written: the buffer stays in the ring
-            else ++g->head;
+            if (eof)
+                bflags = 0;  // nothing was written: the buffer stays in the ring
+            else
+                ++g->head;
         }
         if (!multishot || eof) return finish(t, static_cast<int>(r), bflags);
         post(s.user_data, static_cast<int>(r), bflags | IORING_CQE_F_MORE);
@@ -398,8 +429,9 @@ bool EpollBackend::run_accept(Task& t) {
     }
     for (int round = 0;; ++round) {
         if (round == 4 * max_rounds) return wait(t, s.fd, EPOLLIN);
-        const int r = ::accept4(s.fd, reinterpret_cast<sockaddr*>(s.addr), reinterpret_cast<socklen_t*>(s.addr2),
-                                static_cast<int>(s.accept_flags));
+        const int r =
+            ::accept4(s.fd, reinterpret_cast<sockaddr*>(s.addr),
+                      reinterpret_cast<socklen_t*>(s.addr2), static_cast<int>(s.accept_flags));
         if (r < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (would_block(errno)) return wait(t, s.fd, EPOLLIN);
@@ -418,7 +450,9 @@ bool EpollBackend::run_connect(Task& t, std::uint32_t ready) {
         t.started = true;
         t.retry_connect = false;
         int r;
-        do r = ::connect(s.fd, reinterpret_cast<const sockaddr*>(s.addr), static_cast<socklen_t>(s.off));
+        do
+            r = ::connect(s.fd, reinterpret_cast<const sockaddr*>(s.addr),
+                          static_cast<socklen_t>(s.off));
         while (r < 0 && errno == EINTR);
         if (r < 0 && (errno == EINPROGRESS || errno == EALREADY)) return wait(t, s.fd, EPOLLOUT);
         if (r < 0 && would_block(errno)) {  // a Unix socket's full backlog: try again later
@@ -456,8 +490,10 @@ bool EpollBackend::run_rw(Task& t, bool write) {
     const auto off = static_cast<off_t>(s.off);
     long r;
     do {
-        if (write) r = at ? ::pwritev(s.fd, iov, n, off) : ::writev(s.fd, iov, n);
-        else r = at ? ::preadv(s.fd, iov, n, off) : ::readv(s.fd, iov, n);
+        if (write)
+            r = at ? ::pwritev(s.fd, iov, n, off) : ::writev(s.fd, iov, n);
+        else
+            r = at ? ::preadv(s.fd, iov, n, off) : ::readv(s.fd, iov, n);
     } while (r < 0 && errno == EINTR);
     return io_result(t, r, write ? EPOLLOUT : EPOLLIN);
 }
@@ -481,9 +517,10 @@ bool EpollBackend::run_splice(Task& t) {
     sigaddset(&pipe_set, SIGPIPE);
     ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
     long r;
-    do r = ::splice(in, s.splice_off_in == no_offset ? nullptr : &off_in, out,
-                    s.off == no_offset ? nullptr : &off_out, s.len,
-                    (s.splice_flags & ~SPLICE_F_FD_IN_FIXED) | SPLICE_F_NONBLOCK);
+    do
+        r = ::splice(in, s.splice_off_in == no_offset ? nullptr : &off_in, out,
+                     s.off == no_offset ? nullptr : &off_out, s.len,
+                     (s.splice_flags & ~SPLICE_F_FD_IN_FIXED) | SPLICE_F_NONBLOCK);
     while (r < 0 && errno == EINTR);
     const int err = errno;
     if (r < 0 && err == EPIPE && !sigismember(&old_set, SIGPIPE)) {

@@ -41,7 +41,8 @@ public:
 
     // A zeroed SQE, or nullptr when the SQ is full (submit, then ask again).
     io_uring_sqe* sqe() {
-        if (queued_ == sq_.size()) [[unlikely]] return nullptr;
+        if (queued_ == sq_.size()) [[unlikely]]
+            return nullptr;
         io_uring_sqe* s = &sq_[queued_++];
         *s = io_uring_sqe{};
         return s;
@@ -73,7 +74,9 @@ private:
         std::uint16_t head = 0;
     };
 
-    void post(std::uint64_t user_data, int res, unsigned flags) { cq_.push_back(Cqe{user_data, res, flags}); }
+    void post(std::uint64_t user_data, int res, unsigned flags) {
+        cq_.push_back(Cqe{user_data, res, flags});
+    }
     Task* new_task(const io_uring_sqe& s);
     void free_task(Task* t);
     void start(Task* t);

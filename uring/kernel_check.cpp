@@ -30,7 +30,9 @@ bool older(KernelVersion a, KernelVersion b) {
     return a.major < b.major || (a.major == b.major && a.minor < b.minor);
 }
 
-std::string to_string(KernelVersion v) { return std::to_string(v.major) + "." + std::to_string(v.minor); }
+std::string to_string(KernelVersion v) {
+    return std::to_string(v.major) + "." + std::to_string(v.minor);
+}
 
 }  // namespace
 
@@ -38,10 +40,10 @@ KernelVersion running_kernel() {
     KernelVersion v;
     if (const char* pretend = std::getenv("AIORING_PRETEND_KERNEL"); pretend && *pretend) {
         int used = 0;
-        if (std::sscanf(pretend, "%d.%d%n", &v.major, &v.minor, &used) != 2 || pretend[used] != '\0' ||
-            v.major < 0 || v.minor < 0)
-            throw std::invalid_argument(std::string("AIORING_PRETEND_KERNEL must be MAJOR.MINOR, not '") +
-                                        pretend + "'");
+        if (std::sscanf(pretend, "%d.%d%n", &v.major, &v.minor, &used) != 2 ||
+            pretend[used] != '\0' || v.major < 0 || v.minor < 0)
+            throw std::invalid_argument(
+                std::string("AIORING_PRETEND_KERNEL must be MAJOR.MINOR, not '") + pretend + "'");
         return v;
     }
     utsname u{};

@@ -46,9 +46,12 @@ namespace aioring::uring {
 
 const char* to_string(SetupMode m) {
     switch (m) {
-        case SetupMode::defer_taskrun: return "defer_taskrun";
-        case SetupMode::coop_taskrun: return "coop_taskrun";
-        case SetupMode::basic: return "basic";
+        case SetupMode::defer_taskrun:
+            return "defer_taskrun";
+        case SetupMode::coop_taskrun:
+            return "coop_taskrun";
+        case SetupMode::basic:
+            return "basic";
     }
     return "?";
 }
@@ -66,19 +69,24 @@ std::optional<SetupMode> mode_from_env() {
 static unsigned flags_for(SetupMode m) {
     switch (m) {
         case SetupMode::defer_taskrun:
-            return IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL;
+            return IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                   IORING_SETUP_SUBMIT_ALL;
         case SetupMode::coop_taskrun:
             return IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
-        case SetupMode::basic: return 0;
+        case SetupMode::basic:
+            return 0;
     }
     return 0;
 }
 
 const char* to_string(Backend b) {
     switch (b) {
-        case Backend::automatic: return "automatic";
-        case Backend::io_uring: return "io_uring";
-        case Backend::epoll: return "epoll";
+        case Backend::automatic:
+            return "automatic";
+        case Backend::io_uring:
+            return "io_uring";
+        case Backend::epoll:
+            return "epoll";
     }
     return "?";
 }
@@ -138,7 +146,8 @@ void Ring::setup_io_uring(unsigned sq_entries, unsigned cq_entries, SetupMode st
     std::string what = "io_uring_queue_init failed: ";
     what += std::strerror(-err);
     if (err == -EPERM || err == -ENOSYS)
-        what += " (io_uring is disabled here: check kernel.io_uring_disabled or the seccomp profile)";
+        what +=
+            " (io_uring is disabled here: check kernel.io_uring_disabled or the seccomp profile)";
     else if (err == -ENOMEM)
         what += " (raise RLIMIT_MEMLOCK on kernels before 5.11)";
     throw std::system_error(-err, std::system_category(), what);
@@ -152,12 +161,15 @@ Ring::~Ring() {
 }
 
 io_uring_sqe* Ring::emulated_sqe() {
-    if (io_uring_sqe* s = emu_->sqe()) [[likely]] return s;
+    if (io_uring_sqe* s = emu_->sqe()) [[likely]]
+        return s;
     emu_->submit();  // a full SQ runs what it holds, as io_uring_submit would
     return emu_->sqe();
 }
 
-unsigned Ring::sq_space_left() { return emu_ ? emu_->sq_space_left() : io_uring_sq_space_left(&ring_); }
+unsigned Ring::sq_space_left() {
+    return emu_ ? emu_->sq_space_left() : io_uring_sq_space_left(&ring_);
+}
 
 void Ring::submit() {
     if (emu_) {
@@ -173,8 +185,10 @@ bool Ring::register_buf_ring(io_uring_buf_reg& reg) {
 }
 
 void Ring::unregister_buf_ring(std::uint16_t group) {
-    if (emu_) emu_->unregister_buffers(group);
-    else io_uring_unregister_buf_ring(&ring_, group);
+    if (emu_)
+        emu_->unregister_buffers(group);
+    else
+        io_uring_unregister_buf_ring(&ring_, group);
 }
 
 unsigned Ring::dispatch_emulated() {
@@ -184,10 +198,13 @@ unsigned Ring::dispatch_emulated() {
     dispatching_ = true;
     for (const Cqe& c : batch) {
         if (!(c.flags & IORING_CQE_F_MORE)) --inflight_;
-        if (c.user_data == 0) [[unlikely]] continue;
+        if (c.user_data == 0) [[unlikely]]
+            continue;
         Op* op = reinterpret_cast<Op*>(static_cast<std::uintptr_t>(c.user_data));
-        if (runner_) [[unlikely]] runner_->run(*op, c.res, c.flags);
-        else op->complete(c.res, c.flags);
+        if (runner_) [[unlikely]]
+            runner_->run(*op, c.res, c.flags);
+        else
+            op->complete(c.res, c.flags);
     }
     dispatching_ = false;
     completions_ += batch.size();
@@ -261,12 +278,16 @@ unsigned Ring::dispatch() {
         const unsigned flags = cqe->flags;
         io_uring_cq_advance(&ring_, 1);
         ++total;
-        if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]] continue;  // liburing's own wait timeout
+        if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]]
+            continue;  // liburing's own wait timeout
         if (!(flags & IORING_CQE_F_MORE)) --inflight_;
-        if (ud == 0) [[unlikely]] continue;
+        if (ud == 0) [[unlikely]]
+            continue;
         Op* op = reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud));
-        if (runner_) [[unlikely]] runner_->run(*op, res, flags);
-        else op->complete(res, flags);
+        if (runner_) [[unlikely]]
+            runner_->run(*op, res, flags);
+        else
+            op->complete(res, flags);
     }
     dispatching_ = false;
     completions_ += total;

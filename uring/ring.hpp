@@ -73,7 +73,8 @@ public:
             return emulated_sqe();
         }
         io_uring_sqe* s = io_uring_get_sqe(&ring_);
-        if (s == nullptr) [[unlikely]] s = sqe_slow();
+        if (s == nullptr) [[unlikely]]
+            s = sqe_slow();
         ++inflight_;  // every SQE ends with exactly one CQE without IORING_CQE_F_MORE
         return s;
     }

@@ -8,9 +8,9 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <exception>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <optional>
 #include <string>

@@ -19,7 +19,9 @@ namespace tls_setup {
 // Throws std::runtime_error "FILE: CAUSE" unless `path` can be opened for reading.
 inline void require_readable(const std::string& path) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) throw std::runtime_error(path + ": " + std::error_code(errno, std::system_category()).message());
+    if (!f)
+        throw std::runtime_error(path + ": " +
+                                 std::error_code(errno, std::system_category()).message());
     std::fclose(f);
 }
 
@@ -37,7 +39,8 @@ inline std::vector<std::string> split_alpn(const std::string& list) {
 
 // A server context serving `cert` (PEM chain) with `key` (PEM). Errors name the file:
 // "server.pem: No such file or directory".
-inline std::shared_ptr<aioring::SslContext> server_context(const std::string& cert, const std::string& key,
+inline std::shared_ptr<aioring::SslContext> server_context(const std::string& cert,
+                                                           const std::string& key,
                                                            const std::string& alpn = {}) {
     require_readable(cert);
     require_readable(key);

@@ -28,9 +28,9 @@ struct SocketAddress {
     const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
     sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
     bool empty() const { return length == 0; }
-    std::string host() const;      // numeric host, or the Unix path
-    std::uint16_t port() const;    // 0 for Unix
-    std::string to_string() const; // HOST:PORT, [HOST]:PORT, or the path
+    std::string host() const;       // numeric host, or the Unix path
+    std::uint16_t port() const;     // 0 for Unix
+    std::string to_string() const;  // HOST:PORT, [HOST]:PORT, or the path
     bool operator==(const SocketAddress& o) const;
 };
 

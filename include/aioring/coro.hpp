@@ -177,8 +177,10 @@ using await_result_t = decltype(std::declval<A&>().await_resume());
 // A Task running an awaiter (so that wait_for can run it as a task of its own).
 template <class A, class R = await_result_t<A>>
 Task<R> as_task(A aw) {
-    if constexpr (std::is_void_v<R>) co_await std::move(aw);
-    else co_return co_await std::move(aw);
+    if constexpr (std::is_void_v<R>)
+        co_await std::move(aw);
+    else
+        co_return co_await std::move(aw);
 }
 
 }  // namespace detail
@@ -254,24 +256,30 @@ Task<T> wait_for(Future<T> f, double timeout) {
     } guard{timer};
     if (co_await detail::DoneAwaiter(f.state())) throw CancelledError();
     if (timed_out && f.cancelled()) throw TimeoutError();
-    if constexpr (std::is_void_v<T>) f.result();
-    else co_return std::move(f.result());
+    if constexpr (std::is_void_v<T>)
+        f.result();
+    else
+        co_return std::move(f.result());
 }
 
 template <class T>
 Task<T> wait_for(Task<T> t, double timeout) {
     EventLoop& loop = co_await get_running_loop();
     auto f = loop.create_task(std::move(t));
-    if constexpr (std::is_void_v<T>) co_await wait_for(std::move(f), timeout);
-    else co_return co_await wait_for(std::move(f), timeout);
+    if constexpr (std::is_void_v<T>)
+        co_await wait_for(std::move(f), timeout);
+    else
+        co_return co_await wait_for(std::move(f), timeout);
 }
 
 template <class A, class R = detail::await_result_t<A>>
 Task<R> wait_for(A aw, double timeout) {
     EventLoop& loop = co_await get_running_loop();
     auto f = loop.create_task(detail::as_task(std::move(aw)));
-    if constexpr (std::is_void_v<R>) co_await wait_for(std::move(f), timeout);
-    else co_return co_await wait_for(std::move(f), timeout);
+    if constexpr (std::is_void_v<R>)
+        co_await wait_for(std::move(f), timeout);
+    else
+        co_return co_await wait_for(std::move(f), timeout);
 }
 
 // gather(tasks): runs the tasks concurrently (each as a task of its own) and returns their
@@ -402,8 +410,10 @@ public:
         if (!has_next()) throw std::logic_error("as_completed: no future left");
         const std::size_t i = co_await detail::next_completed(q_);
         ++yielded_;
-        if constexpr (std::is_void_v<T>) fs_[i].result();
-        else co_return std::move(fs_[i].result());
+        if constexpr (std::is_void_v<T>)
+            fs_[i].result();
+        else
+            co_return std::move(fs_[i].result());
     }
 
 private:

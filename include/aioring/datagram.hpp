@@ -35,7 +35,9 @@ public:
     // datagram.
     virtual void sendto(std::string_view data, const SocketAddress& addr) = 0;
     void sendto(const char* data) { sendto(std::string_view(data)); }
-    void sendto(const char* data, const SocketAddress& addr) { sendto(std::string_view(data), addr); }
+    void sendto(const char* data, const SocketAddress& addr) {
+        sendto(std::string_view(data), addr);
+    }
     // Closes at once, dropping queued datagrams; connection_lost follows.
     virtual void abort() = 0;
     // Queued bytes, counted as asyncio 3.13 counts them: each datagram's size plus

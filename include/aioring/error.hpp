@@ -38,8 +38,10 @@ public:
             try {
                 std::rethrow_exception(e);
             } catch (const ExceptionGroup& g) {
-                if constexpr (std::is_same_v<E, ExceptionGroup>) return &g;
-                else if (const E* x = g.find<E>()) return x;
+                if constexpr (std::is_same_v<E, ExceptionGroup>)
+                    return &g;
+                else if (const E* x = g.find<E>())
+                    return x;
             } catch (...) {
                 if constexpr (!std::is_same_v<E, ExceptionGroup>) {
                     try {

@@ -52,8 +52,10 @@ struct PromiseBase {
 
 template <class P>
 TaskContext* context_of(std::coroutine_handle<P> h) {
-    if constexpr (std::is_base_of_v<PromiseBase, P>) return h.promise().ctx;
-    else return nullptr;
+    if constexpr (std::is_base_of_v<PromiseBase, P>)
+        return h.promise().ctx;
+    else
+        return nullptr;
 }
 
 class FutureStateBase {
@@ -162,9 +164,13 @@ public:
     unsigned cancelling() const { return s_->cancelling(); }
     unsigned uncancel() const { return s_->uncancel(); }
     template <class U = T, class = std::enable_if_t<!std::is_void_v<U>>>
-    void set_result(U v) const { s_->set_result(std::move(v)); }
+    void set_result(U v) const {
+        s_->set_result(std::move(v));
+    }
     template <class U = T, class = std::enable_if_t<std::is_void_v<U>>>
-    void set_result() const { s_->set_result(); }
+    void set_result() const {
+        s_->set_result();
+    }
     void set_exception(std::exception_ptr e) const { s_->set_exception(std::move(e)); }
     // The value; throws the future's exception, CancelledError, or std::logic_error if pending.
     decltype(auto) result() const { return s_->value(); }
@@ -192,8 +198,10 @@ public:
                 ctx->cancel_current.reset();
                 if (ctx->take_cancel()) throw ctx->error();
             }
-            if constexpr (std::is_void_v<T>) s->value();
-            else return std::move(s->value());
+            if constexpr (std::is_void_v<T>)
+                s->value();
+            else
+                return std::move(s->value());
         }
     };
     Awaiter operator co_await() const { return Awaiter{s_}; }

@@ -38,7 +38,7 @@ class SslContext;  // <aioring/ssl.hpp>
 // What the exception handler receives (asyncio's context dict, as a struct).
 struct ExceptionContext {
     std::string message;
-    std::exception_ptr exception;           // may be null
+    std::exception_ptr exception;              // may be null
     const BaseTransport* transport = nullptr;  // the transport involved, if any
     const BaseProtocol* protocol = nullptr;    // its protocol, when a protocol callback threw
 };
@@ -86,7 +86,9 @@ struct Connection {
     P* protocol = nullptr;
     // The protocol as the type the factory made.
     template <class Q>
-    Q& as() const { return dynamic_cast<Q&>(*protocol); }
+    Q& as() const {
+        return dynamic_cast<Q&>(*protocol);
+    }
 };
 
 // What create_datagram_endpoint returns: the transport (kept alive by this handle) and the
@@ -97,7 +99,9 @@ struct DatagramConnection {
     P* protocol = nullptr;
     // The protocol as the type the factory made.
     template <class Q>
-    Q& as() const { return dynamic_cast<Q&>(*protocol); }
+    Q& as() const {
+        return dynamic_cast<Q&>(*protocol);
+    }
 };
 
 using ProtocolFactory = std::function<std::unique_ptr<BaseProtocol>()>;
@@ -106,10 +110,10 @@ struct ConnectOptions {
     // Not an aggregate: `ConnectOptions{}` in co_await is safe with GCC 12 (README).
     ConnectOptions() = default;
     int family = AF_UNSPEC;
-    int flags = 0;                                     // getaddrinfo flags
+    int flags = 0;  // getaddrinfo flags
     std::optional<std::pair<std::string, std::uint16_t>> local_addr;
-    int sock = -1;                                     // an already connected socket to wrap
-    bool nodelay = true;                               // TCP_NODELAY, as asyncio sets it
+    int sock = -1;        // an already connected socket to wrap
+    bool nodelay = true;  // TCP_NODELAY, as asyncio sets it
     // TLS: with `ssl` set the connection completes after the handshake, and the transport is a
     // TLS transport. server_hostname (default: the host) is sent as SNI and checked against the
     // certificate when the context's check_hostname is on.
@@ -176,7 +180,7 @@ struct LoopOptions {
     RingMode strongest_ring_mode = RingMode::defer_taskrun;  // AIORING_RING_MODE caps it
     unsigned sq_entries = 256;
     unsigned cq_entries = 16384;
-    unsigned buffer_count = 1024;   // provided-buffer ring for multishot receive
+    unsigned buffer_count = 1024;  // provided-buffer ring for multishot receive
     unsigned buffer_size = 16 * 1024;
     // Stream sockets receive into a ring of large buffers that the kernel consumes
     // incrementally (Linux 6.12): a 64-byte message takes 64 bytes of a buffer, a burst fills
@@ -223,7 +227,9 @@ public:
     template <class T>
     T run_until_complete(Future<T> f);
     template <class T>
-    T run_until_complete(Task<T> t) { return run_until_complete(create_task(std::move(t))); }
+    T run_until_complete(Task<T> t) {
+        return run_until_complete(create_task(std::move(t)));
+    }
     // Lets the current iteration finish, then run_forever returns.
     void stop();
     // Runs `hook` on the loop after every iteration from now on (an empty one: none) and returns
@@ -236,10 +242,14 @@ public:
     bool is_closed() const;
 
     template <class T = void>
-    Future<T> create_future() { return Future<T>(*this); }
+    Future<T> create_future() {
+        return Future<T>(*this);
+    }
     // Schedules the task on this loop, which keeps it alive until it is done.
     template <class T>
-    Future<T> create_task(Task<T> t) { return detail::spawn(*this, std::move(t)); }
+    Future<T> create_task(Task<T> t) {
+        return detail::spawn(*this, std::move(t));
+    }
 
     void set_exception_handler(ExceptionHandler handler);  // empty: back to the default
     const ExceptionHandler& get_exception_handler() const;
@@ -351,8 +361,10 @@ T EventLoop::run_until_complete(Future<T> f) {
         run_forever();
         if (!f.done()) throw LoopError("Event loop stopped before Future completed.");
     }
-    if constexpr (std::is_void_v<T>) f.result();
-    else return std::move(f.result());
+    if constexpr (std::is_void_v<T>)
+        f.result();
+    else
+        return std::move(f.result());
 }
 
 }  // namespace aioring

@@ -40,17 +40,21 @@ private:
     std::string what_;  // without system_error's ": " + code().message() suffix
 };
 
-enum class VerifyMode { none, optional, required };  // ssl.CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED
+enum class VerifyMode {
+    none,
+    optional,
+    required
+};  // ssl.CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED
 enum class TlsVersion { minimum_supported, tls1_2, tls1_3, maximum_supported };
 
 // The peer's certificate, as get_extra_info("peercert") gives it once it has been verified.
 struct PeerCertificate {
-    std::string subject;                      // RFC 2253, e.g. "CN=localhost,O=aioring"
+    std::string subject;  // RFC 2253, e.g. "CN=localhost,O=aioring"
     std::string issuer;
     std::vector<std::string> subject_alt_names;  // "DNS:localhost", "IP Address:127.0.0.1"
-    std::string not_before, not_after;        // "Nov 24 04:00:00 2026 GMT"
-    std::string serial_number;                // hex
-    std::string der;                          // the certificate itself, DER bytes
+    std::string not_before, not_after;           // "Nov 24 04:00:00 2026 GMT"
+    std::string serial_number;                   // hex
+    std::string der;                             // the certificate itself, DER bytes
 };
 
 // get_extra_info("cipher"): Python's (name, protocol version, secret bits).

@@ -40,9 +40,9 @@ class StreamState;
 // while it waits is copied straight there, not through the reader's buffer.
 struct ReadTarget {
     std::string* out = nullptr;
-    std::size_t max = 0;   // out may grow to this size
-    bool append = false;   // readexactly: add to out; read and read_into: replace it
-    std::size_t got = 0;   // bytes placed in out while waiting
+    std::size_t max = 0;  // out may grow to this size
+    bool append = false;  // readexactly: add to out; read and read_into: replace it
+    std::size_t got = 0;  // bytes placed in out while waiting
 };
 
 bool read_ready(const StreamState& s);
@@ -67,7 +67,8 @@ void writer_check(StreamState& s, WriterWait kind, Waiter* w);
 // `co_await reader.read(n)`: up to n bytes (at least one unless at EOF); n < 0 reads to EOF.
 class [[nodiscard]] ReadAwaiter {
 public:
-    ReadAwaiter(std::shared_ptr<detail::StreamState> s, std::ptrdiff_t n) : s_(std::move(s)), n_(n) {}
+    ReadAwaiter(std::shared_ptr<detail::StreamState> s, std::ptrdiff_t n)
+        : s_(std::move(s)), n_(n) {}
     ReadAwaiter(ReadAwaiter&&) = default;  // before it suspends
     ReadAwaiter& operator=(ReadAwaiter&&) = delete;
     ~ReadAwaiter() {
@@ -304,8 +305,7 @@ Task<std::shared_ptr<Server>> start_server(ClientConnected client_connected, std
                                            std::uint16_t port,
                                            std::size_t limit = default_stream_limit,
                                            ServerOptions options = {});
-Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected,
-                                                std::string path,
+Task<std::shared_ptr<Server>> start_unix_server(ClientConnected client_connected, std::string path,
                                                 std::size_t limit = default_stream_limit,
                                                 ServerOptions options = {});
 

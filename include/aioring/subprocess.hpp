@@ -34,11 +34,12 @@ struct SubprocessOptions {
     int stdin = subprocess::PIPE;
     int stdout = subprocess::PIPE;
     int stderr = subprocess::PIPE;
-    std::optional<std::string> cwd;                          // empty: ours
-    std::optional<std::map<std::string, std::string>> env;   // replaces the environment
+    std::optional<std::string> cwd;                         // empty: ours
+    std::optional<std::map<std::string, std::string>> env;  // replaces the environment
     bool close_fds = true;  // close every fd above 2 in the child (ours are O_CLOEXEC anyway)
     // close() asks a running child to stop with SIGTERM, and sends SIGKILL if it still runs
-    // this many seconds later (0: SIGKILL at once). Negative, NaN or infinite: std::invalid_argument.
+    // this many seconds later (0: SIGKILL at once). Negative, NaN or infinite:
+    // std::invalid_argument.
     double kill_grace = 3.0;
 };
 
@@ -71,7 +72,9 @@ public:
     virtual BaseTransport* get_pipe_transport(int fd) const = 0;
     // get_pipe_transport as the type it is: pipe_transport<WriteTransport>(0).
     template <class T>
-    T* pipe_transport(int fd) const { return dynamic_cast<T*>(get_pipe_transport(fd)); }
+    T* pipe_transport(int fd) const {
+        return dynamic_cast<T*>(get_pipe_transport(fd));
+    }
     // Empty until the child exited; -N when signal N killed it (as asyncio).
     virtual std::optional<int> get_returncode() const = 0;
     // Through the pidfd, so never to a recycled pid. Ignored once the child has exited.
@@ -93,7 +96,9 @@ struct TransportAndProtocol {
     std::shared_ptr<T> transport;
     P* protocol = nullptr;
     template <class Q>
-    Q& as() const { return dynamic_cast<Q&>(*protocol); }
+    Q& as() const {
+        return dynamic_cast<Q&>(*protocol);
+    }
 };
 using SubprocessConnection = TransportAndProtocol<SubprocessTransport, SubprocessProtocol>;
 using ReadPipeConnection = TransportAndProtocol<ReadTransport>;

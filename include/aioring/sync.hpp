@@ -13,9 +13,9 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
-#include <vector>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace aioring {
 

@@ -42,7 +42,9 @@ struct TaskPromise : TaskPromiseBase<T> {
     std::optional<T> value;
     Task<T> get_return_object() noexcept;
     template <class U>
-    void return_value(U&& v) { value.emplace(std::forward<U>(v)); }
+    void return_value(U&& v) {
+        value.emplace(std::forward<U>(v));
+    }
     T take() {
         if (this->error) std::rethrow_exception(this->error);
         return std::move(*value);

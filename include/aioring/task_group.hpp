@@ -208,15 +208,19 @@ inline Timeout timeout_at(std::optional<double> when) { return Timeout(when, fal
 template <class T>
 Task<T> timeout(std::optional<double> delay, Task<T> body) {
     Timeout scope = timeout(delay);
-    if constexpr (std::is_void_v<T>) co_await scope.run(std::move(body));
-    else co_return co_await scope.run(std::move(body));
+    if constexpr (std::is_void_v<T>)
+        co_await scope.run(std::move(body));
+    else
+        co_return co_await scope.run(std::move(body));
 }
 // `co_await timeout_at(when, body())`: the same with a deadline in loop time.
 template <class T>
 Task<T> timeout_at(std::optional<double> when, Task<T> body) {
     Timeout scope = timeout_at(when);
-    if constexpr (std::is_void_v<T>) co_await scope.run(std::move(body));
-    else co_return co_await scope.run(std::move(body));
+    if constexpr (std::is_void_v<T>)
+        co_await scope.run(std::move(body));
+    else
+        co_return co_await scope.run(std::move(body));
 }
 
 }  // namespace aioring

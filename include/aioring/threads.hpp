@@ -55,12 +55,16 @@ Future<R> run_in_executor(EventLoop& loop, F f) {
         }
         // The state goes to the loop thread with the outcome, so that its last reference (and
         // the exception or value in it) is dropped there, never on this worker.
-        detail::post_threadsafe(loop, [st = std::move(st), e = std::move(e), v = std::move(v)]() mutable {
-            if (st->done()) return;  // cancelled meanwhile
-            if (e) st->set_exception(e);
-            else if constexpr (std::is_void_v<R>) st->set_result();
-            else st->set_result(std::move(*v));
-        });
+        detail::post_threadsafe(loop,
+                                [st = std::move(st), e = std::move(e), v = std::move(v)]() mutable {
+                                    if (st->done()) return;  // cancelled meanwhile
+                                    if (e)
+                                        st->set_exception(e);
+                                    else if constexpr (std::is_void_v<R>)
+                                        st->set_result();
+                                    else
+                                        st->set_result(std::move(*v));
+                                });
     });
     return Future<R>(std::move(st));
 }
@@ -70,8 +74,10 @@ template <class F, class R = std::invoke_result_t<F&>>
 Task<R> to_thread(F f) {
     EventLoop& loop = co_await get_running_loop();
     Future<R> fut = run_in_executor(loop, std::move(f));
-    if constexpr (std::is_void_v<R>) co_await fut;
-    else co_return co_await fut;
+    if constexpr (std::is_void_v<R>)
+        co_await fut;
+    else
+        co_return co_await fut;
 }
 
 // A future completed on a loop and read from any thread (concurrent.futures.Future).

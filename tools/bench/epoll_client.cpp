@@ -41,19 +41,26 @@ int main(int argc, char** argv) {
     double duration = 5, warmup = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i], v = argv[i + 1];
-        if (a == "--host") host = v;
-        else if (a == "--port") port = std::atoi(v.c_str());
-        else if (a == "--connections") connections = std::atoi(v.c_str());
-        else if (a == "--size") size = std::strtoul(v.c_str(), nullptr, 10);
-        else if (a == "--duration") duration = std::atof(v.c_str());
-        else if (a == "--warmup") warmup = std::atof(v.c_str());
+        if (a == "--host")
+            host = v;
+        else if (a == "--port")
+            port = std::atoi(v.c_str());
+        else if (a == "--connections")
+            connections = std::atoi(v.c_str());
+        else if (a == "--size")
+            size = std::strtoul(v.c_str(), nullptr, 10);
+        else if (a == "--duration")
+            duration = std::atof(v.c_str());
+        else if (a == "--warmup")
+            warmup = std::atof(v.c_str());
         else {
             std::fprintf(stderr, "error: unknown argument '%s'\n", a.c_str());
             return 2;
         }
     }
     if (port <= 0 || connections <= 0 || size == 0) {
-        std::fprintf(stderr, "usage: epoll_client --port P [--connections N] [--size S] [--duration D]\n");
+        std::fprintf(stderr,
+                     "usage: epoll_client --port P [--connections N] [--size S] [--duration D]\n");
         return 2;
     }
     sockaddr_in addr{};
@@ -97,7 +104,8 @@ int main(int argc, char** argv) {
             if (c.got == size) {
                 c.got = 0;
                 if (t >= warm) ++messages;
-                if (send(c.fd, out.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size)) return 1;
+                if (send(c.fd, out.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size))
+                    return 1;
             }
         }
     }

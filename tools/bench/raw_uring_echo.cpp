@@ -158,7 +158,9 @@ int main(int argc, char** argv) {
             port = std::atoi(argv[++i]);
             continue;
         }
-        std::fprintf(stderr, "error: unknown argument '%s'\nusage: raw_uring_echo [--host H] [--port P]\n", argv[i]);
+        std::fprintf(stderr,
+                     "error: unknown argument '%s'\nusage: raw_uring_echo [--host H] [--port P]\n",
+                     argv[i]);
         return 2;
     }
     std::signal(SIGPIPE, SIG_IGN);
@@ -174,7 +176,8 @@ int main(int argc, char** argv) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
     if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
-        ::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(lfd, 512) != 0) {
+        ::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(lfd, 512) != 0) {
         std::fprintf(stderr, "%s\n", std::strerror(errno));
         return 1;
     }
@@ -195,7 +198,8 @@ int main(int argc, char** argv) {
     }
     // liburing 2.3 has no io_uring_setup_buf_ring: map the ring ourselves and register it.
     const std::size_t ring_bytes = buf_count * sizeof(io_uring_buf);
-    void* mem = mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void* mem =
+        mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (mem == MAP_FAILED) return 1;
     br = static_cast<io_uring_buf_ring*>(mem);
     io_uring_buf_ring_init(br);
@@ -247,8 +251,12 @@ int main(int argc, char** argv) {
                         io_uring_sqe_set_data64(a, tag(k_accept, lfd));
                     }
                     break;
-                case k_recv: on_recv(fd, res, flags); break;
-                case k_send: on_send(fd, res); break;
+                case k_recv:
+                    on_recv(fd, res, flags);
+                    break;
+                case k_send:
+                    on_send(fd, res);
+                    break;
             }
         }
         io_uring_cq_advance(&ring, n);

@@ -19,8 +19,7 @@ using namespace aioring;
 
 namespace {
 
-const char usage[] =
-    "usage: sendfile_server --mode splice|fallback|loop --file PATH [--port N]\n";
+const char usage[] = "usage: sendfile_server --mode splice|fallback|loop --file PATH [--port N]\n";
 
 enum class Mode { splice, fallback, loop };
 
@@ -75,9 +74,12 @@ int main(int argc, char** argv) {
             return 0;
         } else if (a == "--mode" && has_value) {
             const std::string m = argv[++i];
-            if (m == "splice") mode = Mode::splice;
-            else if (m == "fallback") mode = Mode::fallback;
-            else if (m == "loop") mode = Mode::loop;
+            if (m == "splice")
+                mode = Mode::splice;
+            else if (m == "fallback")
+                mode = Mode::fallback;
+            else if (m == "loop")
+                mode = Mode::loop;
             else {
                 std::fprintf(stderr, "sendfile_server: unknown mode '%s'\n%s", m.c_str(), usage);
                 return 2;
@@ -101,7 +103,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st{};
+    struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0) {
         std::fprintf(stderr, "sendfile_server: %s: %s\n", path, std::strerror(errno));
         return 1;

@@ -18,13 +18,13 @@
 #include <time.h>
 
 #include <algorithm>
-#include <iterator>
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -37,7 +37,8 @@ namespace {
 std::uint64_t now_ns() {
     timespec ts;
     ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
+           static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 struct PatternTable {
@@ -92,7 +93,7 @@ struct Shared {
     bool go = false;
     bool abort = false;
     std::uint64_t start_ns = 0, warm_ns = 0, end_ns = 0;
-    std::uint64_t connect_ns = 0;  // when connecting began (for --connect-rate)
+    std::uint64_t connect_ns = 0;             // when connecting began (for --connect-rate)
     std::atomic<bool> stop_requested{false};  // interrupted (SIGINT): end the window now
 };
 
@@ -126,22 +127,22 @@ private:
     std::size_t index_;
     DatagramTransport* t_ = nullptr;
     std::uint64_t seed_ = 0;
-    std::uint64_t seq_ = 0;          // the datagram outstanding, or the next one to send
+    std::uint64_t seq_ = 0;  // the datagram outstanding, or the next one to send
     bool outstanding_ = false;
-    bool gave_up_ = false;           // seq_ - 1 timed out: its late answer is not a mismatch
+    bool gave_up_ = false;  // seq_ - 1 timed out: its late answer is not a mismatch
     bool paused_ = false;
     bool lost_ = false;
-    std::uint64_t sent_at_ = 0;      // or, open loop, when it was due
-    std::uint64_t retry_at_ = 0;     // after an ICMP error, wait a little before the next one
+    std::uint64_t sent_at_ = 0;   // or, open loop, when it was due
+    std::uint64_t retry_at_ = 0;  // after an ICMP error, wait a little before the next one
     std::uint64_t t0_ = 0;
 };
 
 // Where a connection's requests begin: a replacement continues its slot's numbering and, in
 // open loop, its schedule.
 struct ConnStart {
-    std::size_t slot = 0;        // in its worker
+    std::size_t slot = 0;  // in its worker
     std::uint64_t first_seq = 0;
-    std::uint64_t t0 = 0;        // open loop: when request 0 of the slot is due (0: not begun)
+    std::uint64_t t0 = 0;  // open loop: when request 0 of the slot is due (0: not begun)
 };
 
 class Conn final : public Protocol {
@@ -198,7 +199,7 @@ private:
     bool retired_ = false;
     std::vector<std::uint64_t> stamps_;  // send time by message number & mask_
     std::uint64_t mask_ = 0;
-    std::uint64_t t0_ = 0;  // open loop: when message 0 is due
+    std::uint64_t t0_ = 0;              // open loop: when message 0 is due
     std::uint64_t timed_out_upto_ = 0;  // messages below this number were counted as timed out
     std::uint64_t rng_ = 0;             // {rand:N}
     FramedParser framed_;
@@ -273,7 +274,7 @@ private:
     Shared& shared_;
     bool arrived_ = false;
     std::mutex loop_m_;
-    EventLoop* loop_ = nullptr;  // while run() has one, for request_stop
+    EventLoop* loop_ = nullptr;     // while run() has one, for request_stop
     [[maybe_unused]] unsigned id_;  // which worker, for debugging
     std::size_t first_, count_;
     // By slot; null while a slot has no connection.
@@ -372,7 +373,8 @@ void Conn::send(std::uint64_t count, std::uint64_t stamp) {
     std::uint64_t pos = seed_ + sent_msgs_ * size;
     std::uint64_t left = count * size;
     while (left) {
-        const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, Pattern::period));
+        const std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(left, Pattern::period));
         t_->write(std::string_view(Pattern::at(pos), n));
         pos += n;
         left -= n;
@@ -396,7 +398,8 @@ void Conn::send_due(std::uint64_t now) {
     // request sent belongs to the window.
     const std::uint64_t until = std::min(now, w_.end_ns - 1);
     if (until < t0_) return;
-    const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(until - t0_) / w_.interval_ns) + 1;
+    const std::uint64_t due =
+        static_cast<std::uint64_t>(static_cast<double>(until - t0_) / w_.interval_ns) + 1;
     if (due <= sent_msgs_) return;
     const std::uint64_t room = w_.inflight_cap - std::min(w_.inflight_cap, sent_msgs_ - recv_msgs_);
     const std::uint64_t n = std::min({due - sent_msgs_, room, allowance()});
@@ -481,7 +484,8 @@ void Conn::receive_echo(std::string_view data, std::uint64_t now) {
         const std::uint64_t pos = seed_ + recv_msgs_ * size + recv_bytes_;
         std::size_t n = std::min<std::size_t>(data.size(), size - recv_bytes_);
         n = std::min<std::size_t>(n, Pattern::period);
-        if (std::memcmp(data.data(), Pattern::at(pos), n) != 0) [[unlikely]] bad_ = true;
+        if (std::memcmp(data.data(), Pattern::at(pos), n) != 0) [[unlikely]]
+            bad_ = true;
         data.remove_prefix(n);
         recv_bytes_ += n;
         if (recv_bytes_ == size) complete(now, size);
@@ -492,7 +496,8 @@ bool Conn::receive_replies(std::string_view data, std::uint64_t now) {
     const bool http = w_.o_.protocol == Proto::http;
     while (!data.empty()) {
         if (recv_msgs_ == sent_msgs_) [[unlikely]] {
-            if (w_.phase != Phase::stopping) w_.error(&Stats::mismatches, "the server sent a reply nobody asked for");
+            if (w_.phase != Phase::stopping)
+                w_.error(&Stats::mismatches, "the server sent a reply nobody asked for");
             w_.replace(*this);
             return false;
         }
@@ -501,8 +506,9 @@ bool Conn::receive_replies(std::string_view data, std::uint64_t now) {
         recv_bytes_ += f.used;
         if (f.status == Feed::Status::bad) [[unlikely]] {
             if (w_.phase != Phase::stopping)
-                w_.error(&Stats::mismatches, std::string(http ? "bad HTTP reply: " : "bad reply: ") +
-                                                 (http ? http_.error() : framed_.error()));
+                w_.error(&Stats::mismatches,
+                         std::string(http ? "bad HTTP reply: " : "bad reply: ") +
+                             (http ? http_.error() : framed_.error()));
             w_.replace(*this);
             return false;
         }
@@ -525,9 +531,10 @@ void Conn::receive_markers(std::string_view data, std::uint64_t now) {
         if (f.status != Feed::Status::reply) continue;
         if (marker_.conn() != index_) continue;  // another connection's (a relay's broadcast)
         const std::uint64_t seq = marker_.seq();
-        if (seq < recv_msgs_) continue;          // again, or after a later one: counted already
+        if (seq < recv_msgs_) continue;  // again, or after a later one: counted already
         if (seq >= sent_msgs_) {
-            if (w_.phase != Phase::stopping) w_.error(&Stats::mismatches, "a marker of a request not sent");
+            if (w_.phase != Phase::stopping)
+                w_.error(&Stats::mismatches, "a marker of a request not sent");
             continue;
         }
         // The markers skipped over will not come: those requests are lost.
@@ -544,9 +551,12 @@ void Conn::data_received(std::string_view data) {
     if (retired_) return;
     const std::uint64_t now = now_ns();
     const std::uint64_t before = recv_msgs_;
-    if (w_.o_.protocol == Proto::echo) receive_echo(data, now);
-    else if (w_.o_.protocol == Proto::marker) receive_markers(data, now);
-    else if (!receive_replies(data, now)) return;
+    if (w_.o_.protocol == Proto::echo)
+        receive_echo(data, now);
+    else if (w_.o_.protocol == Proto::marker)
+        receive_markers(data, now);
+    else if (!receive_replies(data, now))
+        return;
     w_.publish();
     if (w_.phase != Phase::running || lost_ || now >= w_.end_ns) return;
     if (used_up()) {
@@ -574,15 +584,18 @@ bool Conn::eof_received() {
             return false;
         }
     }
-    if (w_.phase != Phase::stopping) w_.error(&Stats::early_closes, "the server closed the connection");
+    if (w_.phase != Phase::stopping)
+        w_.error(&Stats::early_closes, "the server closed the connection");
     return false;
 }
 
 void Conn::connection_lost(std::error_code ec) {
     lost_ = true;
     if (retired_ || w_.phase == Phase::stopping || eof_) return;  // an EOF was counted already
-    if (ec) w_.error(&Stats::connect_errors, ec.message());
-    else w_.error(&Stats::early_closes, "the connection closed early");
+    if (ec)
+        w_.error(&Stats::connect_errors, ec.message());
+    else
+        w_.error(&Stats::early_closes, "the connection closed early");
 }
 
 void Conn::resume_writing() {
@@ -631,13 +644,15 @@ void Worker::prepare_requests() {
     }
     if (!host) {
         const bool v6 = o_.host.find(':') != std::string::npos;
-        head += "Host: " + (v6 ? "[" + o_.host + "]" : o_.host) + ":" + std::to_string(o_.port) + "\r\n";
+        head += "Host: " + (v6 ? "[" + o_.host + "]" : o_.host) + ":" + std::to_string(o_.port) +
+                "\r\n";
     }
     for (const std::string& h : o_.headers) head += h + "\r\n";
     std::string err;
     http_head_.parse(head, false, err);
     http_body_.parse(o_.body, false, err);
-    http_has_body_ = o_.body_given || o_.method == "POST" || o_.method == "PUT" || o_.method == "PATCH";
+    http_has_body_ =
+        o_.body_given || o_.method == "POST" || o_.method == "PUT" || o_.method == "PATCH";
     constant_request = http_head_.is_constant() && http_body_.is_constant();
     if (constant_request) {
         std::uint64_t rng = 0;
@@ -656,7 +671,8 @@ void Worker::render(std::uint64_t seq, std::uint64_t conn, std::uint64_t& rng) {
     if (http_has_body_) {
         scratch_body_.clear();
         http_body_.render(seq, conn, rng, scratch_body_);
-        fmt::format_to(std::back_inserter(scratch), "Content-Length: {}\r\n\r\n", scratch_body_.size());
+        fmt::format_to(std::back_inserter(scratch), "Content-Length: {}\r\n\r\n",
+                       scratch_body_.size());
         scratch += scratch_body_;
     } else {
         scratch += "\r\n";
@@ -692,7 +708,9 @@ void Worker::connect_all(EventLoop& loop) {
         const std::size_t index = first_ + i;
         try {
             pending[i] = loop.create_connection(
-                [this, index, i] { return std::make_unique<Conn>(*this, index, ConnStart{i, 0, 0}); },
+                [this, index, i] {
+                    return std::make_unique<Conn>(*this, index, ConnStart{i, 0, 0});
+                },
                 o_.host, o_.port, copts);
         } catch (const std::system_error& e) {
             if (exhausted(e)) return;
@@ -706,8 +724,9 @@ void Worker::connect_all(EventLoop& loop) {
         ramp_s = static_cast<double>(o_.connections) / o_.connect_rate;
         const std::uint64_t now = now_ns();
         for (std::size_t i = 0; i < count_; ++i) {
-            const std::uint64_t at = shared_.connect_ns +
-                                     static_cast<std::uint64_t>(static_cast<double>(first_ + i) * 1e9 / o_.connect_rate);
+            const std::uint64_t at =
+                shared_.connect_ns +
+                static_cast<std::uint64_t>(static_cast<double>(first_ + i) * 1e9 / o_.connect_rate);
             ramp.push_back(loop.call_later(at > now ? static_cast<double>(at - now) / 1e9 : 0,
                                            [&open, i] { open(i); }));
         }
@@ -715,8 +734,8 @@ void Worker::connect_all(EventLoop& loop) {
         for (std::size_t i = 0; i < count_; ++i) open(i);
     }
     auto all_done = [&] {
-        return opened == count_ &&
-               std::all_of(pending.begin(), pending.end(), [](auto& f) { return !f.valid() || f.done(); });
+        return opened == count_ && std::all_of(pending.begin(), pending.end(),
+                                               [](auto& f) { return !f.valid() || f.done(); });
     };
     run_until(loop, all_done, ramp_s + o_.connect_timeout);
     for (auto& h : ramp) h.cancel();
@@ -788,7 +807,8 @@ void Worker::reconnected(ConnStart start) {
         if (phase != Phase::running) return;
         const auto* se = dynamic_cast<const std::system_error*>(&e);
         error(&Stats::connect_errors, se && se->code().category() == std::system_category()
-                                          ? se->code().message() : std::string(e.what()));
+                                          ? se->code().message()
+                                          : std::string(e.what()));
         // Try again a little later rather than in a storm.
         loop_->call_later(0.1, [this, start] {
             if (phase == Phase::running) reconnect(start);
@@ -861,19 +881,22 @@ void UdpConn::begin() {
     if (lost_) return;
     seed_ = (index_ * 7919u) % Pattern::period;
     if (w_.o_.rate > 0)
-        t0_ = w_.start_ns + static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / w_.o_.rate);
+        t0_ = w_.start_ns +
+              static_cast<std::uint64_t>(static_cast<double>(index_) * 1e9 / w_.o_.rate);
     poll(now_ns());
 }
 
 bool UdpConn::matches(std::string_view data, std::uint64_t seq) const {
     const std::size_t size = w_.o_.size;
-    return data.size() == size && std::memcmp(data.data(), Pattern::at(seed_ + seq * size), size) == 0;
+    return data.size() == size &&
+           std::memcmp(data.data(), Pattern::at(seed_ + seq * size), size) == 0;
 }
 
 void UdpConn::send(std::uint64_t now) {
     const std::size_t size = w_.o_.size;
-    sent_at_ = w_.o_.rate > 0 ? t0_ + static_cast<std::uint64_t>(static_cast<double>(seq_) * w_.interval_ns)
-                              : now;
+    sent_at_ = w_.o_.rate > 0
+                   ? t0_ + static_cast<std::uint64_t>(static_cast<double>(seq_) * w_.interval_ns)
+                   : now;
     outstanding_ = true;
     t_->sendto(std::string_view(Pattern::at(seed_ + seq_ * size), size));
 }
@@ -890,7 +913,8 @@ void UdpConn::poll(std::uint64_t now) {
     if (paused_ || now < retry_at_) return;
     if (w_.o_.rate > 0) {
         if (now < t0_) return;
-        const std::uint64_t due = static_cast<std::uint64_t>(static_cast<double>(now - t0_) / w_.interval_ns) + 1;
+        const std::uint64_t due =
+            static_cast<std::uint64_t>(static_cast<double>(now - t0_) / w_.interval_ns) + 1;
         if (due <= seq_) return;
     }
     send(now);
@@ -935,8 +959,10 @@ void UdpConn::error_received(std::error_code ec) {
 void UdpConn::connection_lost(std::error_code ec) {
     lost_ = true;
     if (w_.phase == Phase::stopping) return;
-    if (ec) w_.error(&Stats::connect_errors, ec.message());
-    else w_.error(&Stats::early_closes, "the datagram endpoint closed early");
+    if (ec)
+        w_.error(&Stats::connect_errors, ec.message());
+    else
+        w_.error(&Stats::early_closes, "the datagram endpoint closed early");
 }
 
 bool Worker::request_interval(std::condition_variable& cv) {
@@ -970,7 +996,8 @@ bool Worker::exhausted(const std::system_error& e) {
     if (c != std::errc::too_many_files_open && c != std::errc::too_many_files_open_in_system &&
         c != std::errc::not_enough_memory && c != std::errc::no_buffer_space)
         return false;
-    if (fatal.empty()) fatal = "cannot open " + std::to_string(o_.connections) + " connections: " + c.message();
+    if (fatal.empty())
+        fatal = "cannot open " + std::to_string(o_.connections) + " connections: " + c.message();
     return true;
 }
 
@@ -1031,15 +1058,18 @@ void Worker::run_loop() {
         inflight_cap = std::max<std::size_t>(1, window / o_.size);
     } else if (o_.rate > 0) {
         // Open loop keeps sending while the server stalls, up to this many per connection.
-        inflight_cap = std::max<std::uint64_t>(o_.pipeline, std::max<std::size_t>(16, (4u << 20) / o_.size));
+        inflight_cap =
+            std::max<std::uint64_t>(o_.pipeline, std::max<std::size_t>(16, (4u << 20) / o_.size));
     }
     interval_ns = o_.rate > 0 ? 1e9 * static_cast<double>(o_.connections) / o_.rate : 0;
     // udp keeps the second the contract gave it unless --timeout says otherwise.
     const double timeout = o_.mode == Mode::udp && !o_.timeout_given ? 1.0 : o_.timeout;
     timeout_ns = static_cast<std::uint64_t>(timeout * 1e9);
 
-    if (o_.mode == Mode::udp) connect_udp(loop);
-    else connect_all(loop);
+    if (o_.mode == Mode::udp)
+        connect_udp(loop);
+    else
+        connect_all(loop);
     arrive();
     phase = Phase::running;
     if (!shared_.abort && !shared_.stop_requested && (stats.connections_made > 0)) {
@@ -1063,27 +1093,37 @@ void Worker::run_loop() {
     // is not stuck flushing towards a server that is itself blocked writing to us. What is
     // still unanswered once --timeout has passed since the end counts as timed out.
     const std::uint64_t drain_until = std::max(end_ns, now_ns()) + timeout_ns;
-    run_until(loop, [&] {
-        return std::all_of(conns_.begin(), conns_.end(), [](Conn* c) { return !c || c->drained(); }) ||
-               now_ns() >= drain_until;
-    }, 3600.0);
+    run_until(
+        loop,
+        [&] {
+            return std::all_of(conns_.begin(), conns_.end(),
+                               [](Conn* c) { return !c || c->drained(); }) ||
+                   now_ns() >= drain_until;
+        },
+        3600.0);
     // Connections still being made are not wanted any more.
     for (auto& f : reconnecting_)
         if (f.valid()) f.cancel();
-    run_until(loop, [&] {
-        return std::all_of(reconnecting_.begin(), reconnecting_.end(), [](auto& f) { return !f.valid(); });
-    }, 2.0);
+    run_until(
+        loop,
+        [&] {
+            return std::all_of(reconnecting_.begin(), reconnecting_.end(),
+                               [](auto& f) { return !f.valid(); });
+        },
+        2.0);
     const std::uint64_t ended = now_ns();
     for (Conn* c : conns_)
         if (c) c->check_timeouts(ended, true);
     for (Conn* c : conns_)
         if (c) c->finish();
     for (UdpConn* c : udp_) c->finish();
-    run_until(loop, [&] { return all_lost(); }, 2.0);
+    run_until(
+        loop, [&] { return all_lost(); }, 2.0);
     for (auto& t : transports_)
         if (t) t->abort();
     for (auto& t : dgram_transports_) t->abort();
-    run_until(loop, [&] { return all_lost(); }, 5.0);
+    run_until(
+        loop, [&] { return all_lost(); }, 5.0);
     conns_.clear();
     udp_.clear();
     // connection_lost is not the end of a transport: it lives until its last operation has
@@ -1097,11 +1137,13 @@ void Worker::run_loop() {
     for (auto& t : dgram_transports_) gone.push_back(t);
     transports_.clear();
     dgram_transports_.clear();
-    run_until(loop, [&] {
-        return std::all_of(gone.begin(), gone.end(), [](auto& w) { return w.expired(); });
-    }, 2.0);
+    run_until(
+        loop,
+        [&] { return std::all_of(gone.begin(), gone.end(), [](auto& w) { return w.expired(); }); },
+        2.0);
     const double grace = loop.time() + 0.02;
-    run_until(loop, [&] { return loop.time() >= grace; }, 1.0);
+    run_until(
+        loop, [&] { return loop.time() >= grace; }, 1.0);
     publish();
     std::lock_guard lk(loop_m_);
     loop_ = nullptr;
@@ -1124,7 +1166,8 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
         for (;;) {
             timespec ts;
             ::clock_gettime(CLOCK_REALTIME, &ts);
-            const double left = o.start_at - (static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9);
+            const double left = o.start_at - (static_cast<double>(ts.tv_sec) +
+                                              static_cast<double>(ts.tv_nsec) / 1e9);
             if (left <= 0 || interrupted()) break;
             std::this_thread::sleep_for(std::chrono::duration<double>(std::min(left, 0.05)));
         }
@@ -1213,19 +1256,23 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
             }
             const double dt = static_cast<double>(t - last_i) / 1e9;
             auto q = [&](double p) {
-                return h.count() ? fmt::format("{:.1f}", static_cast<double>(p >= 1 ? h.max() : h.value_at_quantile(p)) / 1000)
-                                 : std::string("null");
+                return h.count()
+                           ? fmt::format("{:.1f}", static_cast<double>(
+                                                       p >= 1 ? h.max() : h.value_at_quantile(p)) /
+                                                       1000)
+                           : std::string("null");
             };
-            std::fprintf(ilog,
-                         "{\"t_s\": %.3f, \"interval_s\": %.3f, \"phase\": \"%s\", \"replies\": %llu, "
-                         "\"replies_per_s\": %.1f, \"failures\": %llu, \"latency_us\": {\"p50\": %s, "
-                         "\"p90\": %s, \"p99\": %s, \"p999\": %s, \"max\": %s}}\n",
-                         static_cast<double>(t - shared.start_ns) / 1e9, dt,
-                         (last_i + t) / 2 < shared.warm_ns ? "warmup" : "measure",
-                         static_cast<unsigned long long>(msgs - last_i_msgs),
-                         static_cast<double>(msgs - last_i_msgs) / dt,
-                         static_cast<unsigned long long>(fail - last_i_fail), q(0.5).c_str(), q(0.9).c_str(),
-                         q(0.99).c_str(), q(0.999).c_str(), q(1).c_str());
+            std::fprintf(
+                ilog,
+                "{\"t_s\": %.3f, \"interval_s\": %.3f, \"phase\": \"%s\", \"replies\": %llu, "
+                "\"replies_per_s\": %.1f, \"failures\": %llu, \"latency_us\": {\"p50\": %s, "
+                "\"p90\": %s, \"p99\": %s, \"p999\": %s, \"max\": %s}}\n",
+                static_cast<double>(t - shared.start_ns) / 1e9, dt,
+                (last_i + t) / 2 < shared.warm_ns ? "warmup" : "measure",
+                static_cast<unsigned long long>(msgs - last_i_msgs),
+                static_cast<double>(msgs - last_i_msgs) / dt,
+                static_cast<unsigned long long>(fail - last_i_fail), q(0.5).c_str(), q(0.9).c_str(),
+                q(0.99).c_str(), q(0.999).c_str(), q(1).c_str());
             std::fflush(ilog);
             last_i = t;
             last_i_msgs = msgs;
@@ -1253,7 +1300,8 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
             if (cpu_start < 0) next = std::min(next, shared.warm_ns);
             if (progress) next = std::min(next, last_t + 1'000'000'000);
             if (interval_logger) next = std::min(next, interval_logger(now));
-            std::this_thread::sleep_for(std::chrono::nanoseconds(next > now ? next - now : 1'000'000));
+            std::this_thread::sleep_for(
+                std::chrono::nanoseconds(next > now ? next - now : 1'000'000));
             const std::uint64_t t = now_ns();
             if (interval_logger && t < shared.end_ns) interval_logger(t);
             if (!progress || t < last_t + 1'000'000'000) continue;
@@ -1265,7 +1313,8 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
                 errors += w->live.errors.load(std::memory_order_relaxed);
             }
             const double dt = static_cast<double>(t - last_t) / 1e9;
-            const double elapsed = t > shared.start_ns ? static_cast<double>(t - shared.start_ns) / 1e9 : 0;
+            const double elapsed =
+                t > shared.start_ns ? static_cast<double>(t - shared.start_ns) / 1e9 : 0;
             const double left = static_cast<double>(shared.end_ns - t) / 1e9;
             std::fprintf(progress, "[%5.1f s] %s%.0f msg/s  %.2f MB/s  errors %llu  %.0f s left\n",
                          elapsed, t < shared.warm_ns ? "(warm-up) " : "",
@@ -1292,7 +1341,8 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
     r.duration_s = o.duration;
     r.cpu_s = cpu_start >= 0 ? cpu_end - cpu_start : 0;
     if (made != 0 && stop_ns < shared.end_ns)  // interrupted: the window ended early
-        r.duration_s = stop_ns > shared.warm_ns ? static_cast<double>(stop_ns - shared.warm_ns) / 1e9 : 0;
+        r.duration_s =
+            stop_ns > shared.warm_ns ? static_cast<double>(stop_ns - shared.warm_ns) / 1e9 : 0;
     for (auto& w : workers) {
         r.stats.merge(w->stats);
         if (r.first_error.empty()) r.first_error = w->first_error;
@@ -1301,7 +1351,8 @@ Outcome run_load(const Options& o, std::FILE* progress, const std::atomic<bool>*
         out.fatal = true;
         out.cause = fatal;
         const bool fds = fatal.find("Too many open files") != std::string::npos;
-        if (fds) out.cause += " (raise the limit, e.g. ulimit -n, or use fewer connections or threads)";
+        if (fds)
+            out.cause += " (raise the limit, e.g. ulimit -n, or use fewer connections or threads)";
         return out;
     }
     if (made == 0) {

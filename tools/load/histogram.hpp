@@ -24,7 +24,8 @@ public:
 
     // Records one value in nanoseconds; larger values are clamped to max_trackable.
     void record(std::uint64_t ns) {
-        if (ns > max_trackable) [[unlikely]] ns = max_trackable;
+        if (ns > max_trackable) [[unlikely]]
+            ns = max_trackable;
         ++counts_[index_of(ns)];
         ++total_;
         if (ns > max_) max_ = ns;

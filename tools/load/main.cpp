@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     const Options& o = p.options;
-    const bool progress = !o.json ? (o.progress || (!o.no_progress && ::isatty(2)))
-                                  : (o.progress && !o.no_progress);
+    const bool progress =
+        !o.json ? (o.progress || (!o.no_progress && ::isatty(2))) : (o.progress && !o.no_progress);
     // Ctrl-C (or SIGTERM) ends the run early with the summary of what was measured; a second
     // one kills as usual.
     struct sigaction sa {};
@@ -58,8 +58,10 @@ int main(int argc, char** argv) {
                      host_port(o.host, o.port).c_str(), out.cause.c_str());
         return 1;
     }
-    if (o.json) std::printf("%s\n", to_json(out.result).c_str());
-    else std::fputs(to_summary(out.result).c_str(), stdout);
+    if (o.json)
+        std::printf("%s\n", to_json(out.result).c_str());
+    else
+        std::fputs(to_summary(out.result).c_str(), stdout);
     std::fflush(stdout);
     const Verdict v = judge(out.result);
     for (const std::string& w : v.warnings) std::fprintf(stderr, "aioring-load: %s\n", w.c_str());

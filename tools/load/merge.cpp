@@ -93,9 +93,12 @@ bool read_result(const std::string& text, Result& r, std::string& error) {
         s.timeouts = count_of(j, "timeouts");
         s.connections_made = count_of(j, "connections_made");
         if (const auto st = j.find("status"); st != j.end())
-            for (int c = 1; c <= 5; ++c) s.status[static_cast<std::size_t>(c)] = count_of(*st, (std::to_string(c) + "xx").c_str());
+            for (int c = 1; c <= 5; ++c)
+                s.status[static_cast<std::size_t>(c)] =
+                    count_of(*st, (std::to_string(c) + "xx").c_str());
         for (const json& b : hist->at("buckets")) {
-            const std::uint64_t low = b.at(0).get<std::uint64_t>(), n = b.at(1).get<std::uint64_t>();
+            const std::uint64_t low = b.at(0).get<std::uint64_t>(),
+                                n = b.at(1).get<std::uint64_t>();
             const std::size_t i = Histogram::index_of(low);
             if (low > Histogram::max_trackable || Histogram::bucket_low(i) != low) {
                 error = "histogram bucket " + std::to_string(low) + " is not a bucket's low bound";
@@ -107,7 +110,8 @@ bool read_result(const std::string& text, Result& r, std::string& error) {
             error = "histogram buckets do not add up to its count";
             return false;
         }
-        if (s.latency.count()) s.latency.set_min_max(count_of(*hist, "min"), count_of(*hist, "max"));
+        if (s.latency.count())
+            s.latency.set_min_max(count_of(*hist, "min"), count_of(*hist, "max"));
     } catch (const json::exception& e) {
         error = std::string("a value of the wrong type (") + e.what() + ")";
         return false;
@@ -126,9 +130,9 @@ bool merge_results(const std::vector<std::pair<std::string, Result>>& parts, Res
     for (std::size_t k = 1; k < parts.size(); ++k) {
         const auto& [name, r] = parts[k];
         if (r.options.protocol != first.protocol || r.options.mode != first.mode) {
-            error = name + ": a " + to_string(r.options.protocol) + "/" + to_string(r.options.mode) +
-                    " run, not " + to_string(first.protocol) + "/" + to_string(first.mode) + " like " +
-                    parts[0].first;
+            error = name + ": a " + to_string(r.options.protocol) + "/" +
+                    to_string(r.options.mode) + " run, not " + to_string(first.protocol) + "/" +
+                    to_string(first.mode) + " like " + parts[0].first;
             return false;
         }
         out.options.connections += r.options.connections;
@@ -159,12 +163,14 @@ int merge_main(const std::vector<std::string>& args) {
             return 0;
         }
         if (file.size() > 1 && file[0] == '-') {
-            std::fprintf(stderr, "aioring-load: unknown option '%s' for merge\n%s", file.c_str(), merge_usage);
+            std::fprintf(stderr, "aioring-load: unknown option '%s' for merge\n%s", file.c_str(),
+                         merge_usage);
             return 2;
         }
         std::ifstream in(file, std::ios::binary);
         if (!in) {
-            std::fprintf(stderr, "aioring-load: cannot read %s: %s\n", file.c_str(), std::strerror(errno));
+            std::fprintf(stderr, "aioring-load: cannot read %s: %s\n", file.c_str(),
+                         std::strerror(errno));
             return 1;
         }
         std::stringstream text;

@@ -5,10 +5,10 @@
 #include "marker.hpp"
 
 #include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -16,19 +16,26 @@ namespace aioring::load {
 
 const char* to_string(Mode m) {
     switch (m) {
-        case Mode::echo: return "echo";
-        case Mode::stream: return "stream";
-        case Mode::udp: return "udp";
+        case Mode::echo:
+            return "echo";
+        case Mode::stream:
+            return "stream";
+        case Mode::udp:
+            return "udp";
     }
     return "?";
 }
 
 const char* to_string(Proto p) {
     switch (p) {
-        case Proto::echo: return "echo";
-        case Proto::framed: return "framed";
-        case Proto::http: return "http";
-        case Proto::marker: return "marker";
+        case Proto::echo:
+            return "echo";
+        case Proto::framed:
+            return "framed";
+        case Proto::http:
+            return "http";
+        case Proto::marker:
+            return "marker";
     }
     return "?";
 }
@@ -45,7 +52,8 @@ const char* usage() {
            "                    [--tls [--cafile FILE] [--server-hostname NAME]]\n"
            "       framed:      (--request TEMPLATE | --request-file FILE)\n"
            "                    (--reply-size N | --reply-delimiter STR |\n"
-           "                     --reply-length-prefix 1|2|4[le|be][+OFFSET]) [--expect-prefix STR]\n"
+           "                     --reply-length-prefix 1|2|4[le|be][+OFFSET]) [--expect-prefix "
+           "STR]\n"
            "       http:        [--url-path /] [--method GET] [--header 'K: V']... [--body STR]\n"
            "       aioring-load merge FILE...   (--json results of several runs as one)\n"
            "\n"
@@ -70,7 +78,8 @@ const char* usage() {
            "  --max-failures F exit 1 when timeouts + errors exceed F of the requests\n"
            "  --requests-per-connection N  reconnect after N requests on a connection\n"
            "  --connect-rate N open N connections a second (default: all at once) before the load\n"
-           "  --start-at T     wait until UNIX time T (seconds) before connecting: several copies,\n"
+           "  --start-at T     wait until UNIX time T (seconds) before connecting: several "
+           "copies,\n"
            "                   on several hosts, start together\n"
            "  --json           print one JSON object instead of the summary, the full latency\n"
            "                   histogram in it (\"histogram\", lossless, with a schema_version)\n"
@@ -124,10 +133,14 @@ bool parse_duration(const std::string& v, double lo, double hi, double& out) {
     double n = std::strtod(v.c_str(), &end);
     if (end == v.c_str() || errno != 0 || !std::isfinite(n)) return false;
     const std::string unit(end);
-    if (unit == "ms") n /= 1000;
-    else if (unit == "m") n *= 60;
-    else if (unit == "h") n *= 3600;
-    else if (!unit.empty() && unit != "s") return false;
+    if (unit == "ms")
+        n /= 1000;
+    else if (unit == "m")
+        n *= 60;
+    else if (unit == "h")
+        n *= 3600;
+    else if (!unit.empty() && unit != "s")
+        return false;
     if (n < lo || n > hi) return false;
     out = n;
     return true;
@@ -180,7 +193,8 @@ ParseResult parse_options(const std::vector<std::string>& args) {
         });
     };
     std::map<std::string, Setter> values{
-        {"host", [&](const std::string& v, std::string& err) {
+        {"host",
+         [&](const std::string& v, std::string& err) {
              if (v.empty()) {
                  err = "bad value for --host: ''";
                  return false;
@@ -188,7 +202,8 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              o.host = v;
              return true;
          }},
-        {"port", [&](const std::string& v, std::string& err) {
+        {"port",
+         [&](const std::string& v, std::string& err) {
              unsigned long long n;
              if (!parse_uint(v, 1, 65535, n)) {
                  err = bad(v, "a port from 1 to 65535");
@@ -198,10 +213,14 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              port_given = true;
              return true;
          }},
-        {"mode", [&](const std::string& v, std::string& err) {
-             if (v == "echo") o.mode = Mode::echo;
-             else if (v == "stream") o.mode = Mode::stream;
-             else if (v == "udp") o.mode = Mode::udp;
+        {"mode",
+         [&](const std::string& v, std::string& err) {
+             if (v == "echo")
+                 o.mode = Mode::echo;
+             else if (v == "stream")
+                 o.mode = Mode::stream;
+             else if (v == "udp")
+                 o.mode = Mode::udp;
              else {
                  err = "unknown mode '" + v + "' (expected echo, stream or udp)";
                  return false;
@@ -212,9 +231,11 @@ ParseResult parse_options(const std::vector<std::string>& args) {
         {"size", uint_into(o.size, 1, 64u << 20)},
         {"pipeline", uint_into(o.pipeline, 1, 65536)},
         {"threads", uint_into(o.threads, 1, 256)},
-        {"duration", duration_into(o.duration, 0.001, 1e6, "a duration > 0 such as 10, 10s, 500ms, 2m")},
+        {"duration",
+         duration_into(o.duration, 0.001, 1e6, "a duration > 0 such as 10, 10s, 500ms, 2m")},
         {"warmup", duration_into(o.warmup, 0, 1e6, "a duration >= 0 such as 1, 1s, 500ms")},
-        {"timeout", [&](const std::string& v, std::string& err) {
+        {"timeout",
+         [&](const std::string& v, std::string& err) {
              if (!parse_duration(v, 0.001, 3600, o.timeout)) {
                  err = bad(v, "a duration > 0 such as 2, 2s, 500ms");
                  return false;
@@ -224,21 +245,36 @@ ParseResult parse_options(const std::vector<std::string>& args) {
          }},
         {"max-failures", double_into(o.max_failures, 0, 1, "a fraction from 0 to 1")},
         {"rate", double_into(o.rate, 0, 1e9, "messages a second >= 0")},
-        {"connect-timeout", duration_into(o.connect_timeout, 0.001, 3600, "a duration > 0 such as 5, 5s")},
-        {"cafile", [&](const std::string& v, std::string&) { o.cafile = v; return true; }},
-        {"protocol", [&](const std::string& v, std::string& err) {
-             if (v == "echo") o.protocol = Proto::echo;
-             else if (v == "framed") o.protocol = Proto::framed;
-             else if (v == "http") o.protocol = Proto::http;
-             else if (v == "marker") o.protocol = Proto::marker;
+        {"connect-timeout",
+         duration_into(o.connect_timeout, 0.001, 3600, "a duration > 0 such as 5, 5s")},
+        {"cafile",
+         [&](const std::string& v, std::string&) {
+             o.cafile = v;
+             return true;
+         }},
+        {"protocol",
+         [&](const std::string& v, std::string& err) {
+             if (v == "echo")
+                 o.protocol = Proto::echo;
+             else if (v == "framed")
+                 o.protocol = Proto::framed;
+             else if (v == "http")
+                 o.protocol = Proto::http;
+             else if (v == "marker")
+                 o.protocol = Proto::marker;
              else {
                  err = "unknown protocol '" + v + "' (expected echo, framed, http or marker)";
                  return false;
              }
              return true;
          }},
-        {"request", [&](const std::string& v, std::string&) { request_text = v; return true; }},
-        {"interval-log", [&](const std::string& v, std::string& err) {
+        {"request",
+         [&](const std::string& v, std::string&) {
+             request_text = v;
+             return true;
+         }},
+        {"interval-log",
+         [&](const std::string& v, std::string& err) {
              if (v.empty()) {
                  err = "bad value for --interval-log: ''";
                  return false;
@@ -246,12 +282,29 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              o.interval_log = v;
              return true;
          }},
-        {"request-file", [&](const std::string& v, std::string&) { request_file = v; return true; }},
+        {"request-file",
+         [&](const std::string& v, std::string&) {
+             request_file = v;
+             return true;
+         }},
         {"reply-size", uint_into(o.frame.size, 1, 64u << 20)},
-        {"reply-delimiter", [&](const std::string& v, std::string&) { delimiter = v; return true; }},
-        {"reply-length-prefix", [&](const std::string& v, std::string&) { length_prefix = v; return true; }},
-        {"expect-prefix", [&](const std::string& v, std::string&) { expect_prefix = v; return true; }},
-        {"url-path", [&](const std::string& v, std::string& err) {
+        {"reply-delimiter",
+         [&](const std::string& v, std::string&) {
+             delimiter = v;
+             return true;
+         }},
+        {"reply-length-prefix",
+         [&](const std::string& v, std::string&) {
+             length_prefix = v;
+             return true;
+         }},
+        {"expect-prefix",
+         [&](const std::string& v, std::string&) {
+             expect_prefix = v;
+             return true;
+         }},
+        {"url-path",
+         [&](const std::string& v, std::string& err) {
              if (v.empty() || v[0] != '/' || v.find_first_of(" \r\n") != std::string::npos) {
                  err = "bad value for --url-path: '" + v + "' (expected a path starting with /)";
                  return false;
@@ -259,7 +312,8 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              o.url_path = v;
              return true;
          }},
-        {"method", [&](const std::string& v, std::string& err) {
+        {"method",
+         [&](const std::string& v, std::string& err) {
              bool ok = !v.empty();
              for (char c : v) ok = ok && c >= 'A' && c <= 'Z';
              if (!ok) {
@@ -269,9 +323,11 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              o.method = v;
              return true;
          }},
-        {"header", [&](const std::string& v, std::string& err) {
+        {"header",
+         [&](const std::string& v, std::string& err) {
              const auto colon = v.find(':');
-             if (colon == std::string::npos || colon == 0 || v.find_first_of("\r\n") != std::string::npos ||
+             if (colon == std::string::npos || colon == 0 ||
+                 v.find_first_of("\r\n") != std::string::npos ||
                  v.substr(0, colon).find_first_of(" \t") != std::string::npos) {
                  err = "bad value for --header: '" + v + "' (expected 'Name: value')";
                  return false;
@@ -279,16 +335,21 @@ ParseResult parse_options(const std::vector<std::string>& args) {
              o.headers.push_back(v);
              return true;
          }},
-        {"body", [&](const std::string& v, std::string&) {
+        {"body",
+         [&](const std::string& v, std::string&) {
              o.body = v;
              o.body_given = true;
              return true;
          }},
         {"requests-per-connection", uint_into(o.requests_per_connection, 1, 1ull << 62)},
         {"connect-rate", double_into(o.connect_rate, 0.001, 1e7, "connections a second > 0")},
-        {"start-at", double_into(o.start_at, 1, 1e11, "a UNIX time in seconds, e.g. $(date +%s) + 10")},
+        {"start-at",
+         double_into(o.start_at, 1, 1e11, "a UNIX time in seconds, e.g. $(date +%s) + 10")},
         {"server-hostname",
-         [&](const std::string& v, std::string&) { o.server_hostname = v; return true; }},
+         [&](const std::string& v, std::string&) {
+             o.server_hostname = v;
+             return true;
+         }},
     };
     std::map<std::string, bool*> switches{{"json", &o.json},
                                           {"latency", &o.latency},
@@ -306,7 +367,8 @@ ParseResult parse_options(const std::vector<std::string>& args) {
             r.status = ParseResult::Status::version;
             return r;
         }
-        if (a.size() < 3 || a.compare(0, 2, "--") != 0) return fail("unexpected argument '" + a + "'");
+        if (a.size() < 3 || a.compare(0, 2, "--") != 0)
+            return fail("unexpected argument '" + a + "'");
         std::string name = a.substr(2), value;
         bool has_value = false;
         if (auto eq = name.find('='); eq != std::string::npos) {
@@ -348,46 +410,55 @@ ParseResult parse_options(const std::vector<std::string>& args) {
             return fail("--size is for --protocol echo or marker (the request says its size)");
     }
     if (o.protocol == Proto::marker && o.size < marker_size)
-        return fail("--size " + std::to_string(o.size) + " is too small for --protocol marker (at least " +
-                    std::to_string(marker_size) + ", the marker's size)");
+        return fail("--size " + std::to_string(o.size) +
+                    " is too small for --protocol marker (at least " + std::to_string(marker_size) +
+                    ", the marker's size)");
     if (o.protocol == Proto::framed) {
         std::string err;
         if (request_text.empty() == request_file.empty())
             return fail("--protocol framed needs one of --request TEMPLATE or --request-file FILE");
         if (!request_file.empty()) {
             std::FILE* f = std::fopen(request_file.c_str(), "rb");
-            if (!f) return fail("cannot read --request-file " + request_file + ": " + std::strerror(errno));
+            if (!f)
+                return fail("cannot read --request-file " + request_file + ": " +
+                            std::strerror(errno));
             std::string bytes;
             char buf[65536];
             std::size_t n;
             while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.append(buf, n);
             std::fclose(f);
             if (bytes.empty()) return fail("--request-file " + request_file + " is empty");
-            if (!o.request.parse(bytes, false, err)) return fail("--request-file " + request_file + ": " + err);
+            if (!o.request.parse(bytes, false, err))
+                return fail("--request-file " + request_file + ": " + err);
         } else if (!o.request.parse(request_text, true, err)) {
             return fail("bad value for --request: " + err);
         }
-        const int framings = (given.count("reply-size") ? 1 : 0) + (given.count("reply-delimiter") ? 1 : 0) +
+        const int framings = (given.count("reply-size") ? 1 : 0) +
+                             (given.count("reply-delimiter") ? 1 : 0) +
                              (given.count("reply-length-prefix") ? 1 : 0);
         if (framings != 1)
-            return fail("--protocol framed needs one of --reply-size N, --reply-delimiter STR, "
-                        "--reply-length-prefix SPEC");
+            return fail(
+                "--protocol framed needs one of --reply-size N, --reply-delimiter STR, "
+                "--reply-length-prefix SPEC");
         if (given.count("reply-size")) {
             o.frame.kind = FrameSpec::Kind::size;
         } else if (given.count("reply-delimiter")) {
             o.frame.kind = FrameSpec::Kind::delimiter;
-            if (!unescape(delimiter, o.frame.delimiter, err)) return fail("bad value for --reply-delimiter: " + err);
+            if (!unescape(delimiter, o.frame.delimiter, err))
+                return fail("bad value for --reply-delimiter: " + err);
             if (o.frame.delimiter.empty()) return fail("bad value for --reply-delimiter: ''");
         } else {
             o.frame.kind = FrameSpec::Kind::length_prefix;
             if (!parse_length_prefix(length_prefix, o.frame.prefix, err))
                 return fail("bad value for --reply-length-prefix: " + err);
         }
-        if (!unescape(expect_prefix, o.frame.expect_prefix, err)) return fail("bad value for --expect-prefix: " + err);
+        if (!unescape(expect_prefix, o.frame.expect_prefix, err))
+            return fail("bad value for --expect-prefix: " + err);
         o.frame.prepare();
     }
     if (!port_given) return fail("--port is required");
-    if (o.tls && o.mode == Mode::udp) return fail("--tls works with --mode echo or stream, not udp");
+    if (o.tls && o.mode == Mode::udp)
+        return fail("--tls works with --mode echo or stream, not udp");
     if (o.mode == Mode::udp && o.size > 65507)
         return fail("--size " + std::to_string(o.size) + " is larger than a UDP datagram (65507)");
     if ((!o.cafile.empty() || !o.server_hostname.empty()) && !o.tls)

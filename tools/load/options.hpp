@@ -32,7 +32,7 @@ struct Options {
     double rate = 0;  // messages a second in all; 0: closed loop
     unsigned threads = 1;
     bool json = false;
-    bool latency = false;  // the percentile spectrum in the summary
+    bool latency = false;      // the percentile spectrum in the summary
     std::string interval_log;  // a file for one JSON line a second (empty: none)
     bool progress = false;     // forced on (--progress); otherwise only when stderr is a tty
     bool no_progress = false;  // forced off

@@ -46,19 +46,45 @@ bool unescape(std::string_view in, std::string& out, std::string& error) {
             return false;
         }
         switch (in[i]) {
-            case 'n': out += '\n'; break;
-            case 'r': out += '\r'; break;
-            case 't': out += '\t'; break;
-            case '0': out += '\0'; break;
-            case 'a': out += '\a'; break;
-            case 'b': out += '\b'; break;
-            case 'f': out += '\f'; break;
-            case 'v': out += '\v'; break;
-            case 'e': out += '\x1b'; break;
-            case '\\': out += '\\'; break;
-            case '"': out += '"'; break;
-            case '\'': out += '\''; break;
-            case '?': out += '?'; break;
+            case 'n':
+                out += '\n';
+                break;
+            case 'r':
+                out += '\r';
+                break;
+            case 't':
+                out += '\t';
+                break;
+            case '0':
+                out += '\0';
+                break;
+            case 'a':
+                out += '\a';
+                break;
+            case 'b':
+                out += '\b';
+                break;
+            case 'f':
+                out += '\f';
+                break;
+            case 'v':
+                out += '\v';
+                break;
+            case 'e':
+                out += '\x1b';
+                break;
+            case '\\':
+                out += '\\';
+                break;
+            case '"':
+                out += '"';
+                break;
+            case '\'':
+                out += '\'';
+                break;
+            case '?':
+                out += '?';
+                break;
             case 'x': {
                 int v = -1;
                 if (i + 1 < in.size()) v = hex_digit(in[i + 1]);
@@ -91,8 +117,10 @@ bool RequestTemplate::parse(std::string_view text, bool escapes, std::string& er
             bytes = literal;
         }
         literal.clear();
-        if (!parts_.empty() && parts_.back().kind == Kind::literal) parts_.back().text += bytes;
-        else parts_.push_back(Part{Kind::literal, std::move(bytes)});
+        if (!parts_.empty() && parts_.back().kind == Kind::literal)
+            parts_.back().text += bytes;
+        else
+            parts_.push_back(Part{Kind::literal, std::move(bytes)});
         return true;
     };
     std::size_t i = 0;
@@ -113,10 +141,12 @@ bool RequestTemplate::parse(std::string_view text, bool escapes, std::string& er
             }
             if (rest.substr(0, 6) == "{rand:") {
                 const std::size_t close = rest.find('}');
-                const std::string_view num = rest.substr(6, close == std::string_view::npos ? 0 : close - 6);
+                const std::string_view num =
+                    rest.substr(6, close == std::string_view::npos ? 0 : close - 6);
                 std::size_t n = 0;
                 bool ok = !num.empty() && num.size() <= 5;
-                for (char c : num) ok = ok && c >= '0' && c <= '9', n = n * 10 + static_cast<std::size_t>(c - '0');
+                for (char c : num)
+                    ok = ok && c >= '0' && c <= '9', n = n * 10 + static_cast<std::size_t>(c - '0');
                 if (!ok || n < 1 || n > 65536) {
                     error = "{rand:N} needs N from 1 to 65536";
                     return false;
@@ -138,7 +168,9 @@ void RequestTemplate::render(std::uint64_t seq, std::uint64_t conn, std::uint64_
     char num[24];
     for (const Part& p : parts_) {
         switch (p.kind) {
-            case Kind::literal: out += p.text; break;
+            case Kind::literal:
+                out += p.text;
+                break;
             case Kind::seq:
             case Kind::conn: {
                 std::uint64_t v = p.kind == Kind::seq ? seq : conn;
@@ -222,7 +254,8 @@ Feed FramedParser::feed(std::string_view data) {
         const std::size_t p = s.expect_prefix.size();
         if (prefix_bad_ || seen_ >= p) return;
         const std::size_t k = std::min(n, p - seen_);
-        if (std::memcmp(data.data() + used, s.expect_prefix.data() + seen_, k) != 0) prefix_bad_ = true;
+        if (std::memcmp(data.data() + used, s.expect_prefix.data() + seen_, k) != 0)
+            prefix_bad_ = true;
     };
     switch (s.kind) {
         case FrameSpec::Kind::size: {
@@ -238,7 +271,8 @@ Feed FramedParser::feed(std::string_view data) {
             while (seen_ < head && used < data.size()) {
                 check(1);
                 if (seen_ >= s.prefix.offset) {
-                    const auto b = static_cast<std::uint64_t>(static_cast<unsigned char>(data[used]));
+                    const auto b =
+                        static_cast<std::uint64_t>(static_cast<unsigned char>(data[used]));
                     const std::size_t pos = seen_ - s.prefix.offset;
                     field_ = s.prefix.little_endian ? field_ | (b << (8 * pos)) : (field_ << 8) | b;
                 }
@@ -249,7 +283,8 @@ Feed FramedParser::feed(std::string_view data) {
             if (total_ == 0) {
                 if (field_ > s.max_reply)
                     return fail(used, "a length prefix of " + std::to_string(field_) +
-                                          " bytes, more than the " + std::to_string(s.max_reply) + " allowed");
+                                          " bytes, more than the " + std::to_string(s.max_reply) +
+                                          " allowed");
                 total_ = head + static_cast<std::size_t>(field_);
             }
             const std::size_t n = std::min(data.size() - used, total_ - seen_);
@@ -265,13 +300,16 @@ Feed FramedParser::feed(std::string_view data) {
                 if (matched_ == 0) {
                     // Skip to the delimiter's first byte.
                     const void* hit = std::memchr(data.data() + used, d[0], data.size() - used);
-                    const std::size_t n = hit ? static_cast<std::size_t>(static_cast<const char*>(hit) - (data.data() + used))
-                                              : data.size() - used;
+                    const std::size_t n =
+                        hit ? static_cast<std::size_t>(static_cast<const char*>(hit) -
+                                                       (data.data() + used))
+                            : data.size() - used;
                     check(n);
                     seen_ += n;
                     used += n;
                     if (seen_ > s.max_reply)
-                        return fail(used, "no delimiter in the first " + std::to_string(s.max_reply) + " bytes");
+                        return fail(used, "no delimiter in the first " +
+                                              std::to_string(s.max_reply) + " bytes");
                     if (!hit) break;
                 }
                 const char c = data[used];
@@ -295,7 +333,8 @@ Feed HttpParser::fail(std::size_t used, std::string why) {
 
 bool HttpParser::take_line(std::string_view data, std::size_t& used, bool& too_long) {
     const void* nl = std::memchr(data.data(), '\n', data.size());
-    const std::size_t n = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - data.data()) + 1 : data.size();
+    const std::size_t n =
+        nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - data.data()) + 1 : data.size();
     line_.append(data.data(), n);
     used = n;
     head_bytes_ += n;
@@ -310,7 +349,8 @@ bool HttpParser::on_status_line(std::string_view line) {
         return false;
     int st = 0;
     for (int i = 9; i < 12; ++i) {
-        if (line[static_cast<std::size_t>(i)] < '0' || line[static_cast<std::size_t>(i)] > '9') return false;
+        if (line[static_cast<std::size_t>(i)] < '0' || line[static_cast<std::size_t>(i)] > '9')
+            return false;
         st = st * 10 + (line[static_cast<std::size_t>(i)] - '0');
     }
     if (st < 100 || (line.size() > 12 && line[12] != ' ')) return false;
@@ -393,7 +433,8 @@ Feed HttpParser::feed(std::string_view data) {
         switch (state_) {
             case State::body:
             case State::chunk_data: {
-                const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left_, rest.size()));
+                const std::size_t n =
+                    static_cast<std::size_t>(std::min<std::uint64_t>(left_, rest.size()));
                 left_ -= n;
                 body_seen_ += n;
                 used += n;
@@ -410,7 +451,8 @@ Feed HttpParser::feed(std::string_view data) {
             case State::to_eof:
                 body_seen_ += rest.size();
                 return Feed{data.size(), Feed::Status::more};
-            default: break;
+            default:
+                break;
         }
         std::size_t n = 0;
         bool too_long = false;
@@ -429,8 +471,10 @@ Feed HttpParser::feed(std::string_view data) {
                 state_ = State::headers;
                 break;
             case State::headers:
-                if (line.empty()) reply = end_of_head();
-                else if (!on_header(line)) return fail(used, "a malformed HTTP header");
+                if (line.empty())
+                    reply = end_of_head();
+                else if (!on_header(line))
+                    return fail(used, "a malformed HTTP header");
                 break;
             case State::chunk_size: {
                 std::uint64_t size = 0;
@@ -456,7 +500,8 @@ Feed HttpParser::feed(std::string_view data) {
                     reply = true;
                 }
                 break;
-            default: break;
+            default:
+                break;
         }
         line_.clear();
         if (reply) {

@@ -24,9 +24,13 @@ public:
     // `escapes`: literal parts are C-escaped text (unescaped here). False with `error` set on a
     // bad escape or a bad {rand:N}.
     bool parse(std::string_view text, bool escapes, std::string& error);
-    bool is_constant() const { return parts_.size() <= 1 && (parts_.empty() || parts_[0].kind == Kind::literal); }
+    bool is_constant() const {
+        return parts_.size() <= 1 && (parts_.empty() || parts_[0].kind == Kind::literal);
+    }
     // The whole request when it has no substitutions.
-    std::string_view constant() const { return parts_.empty() ? std::string_view() : parts_[0].text; }
+    std::string_view constant() const {
+        return parts_.empty() ? std::string_view() : parts_[0].text;
+    }
     // Appends request `seq` of connection `conn` to `out`; `rng` is the connection's random state.
     void render(std::uint64_t seq, std::uint64_t conn, std::uint64_t& rng, std::string& out) const;
 
@@ -34,8 +38,8 @@ private:
     enum class Kind { literal, seq, conn, rand };
     struct Part {
         Kind kind;
-        std::string text;    // literal
-        std::size_t n = 0;   // rand
+        std::string text;   // literal
+        std::size_t n = 0;  // rand
     };
     std::vector<Part> parts_;
 };
@@ -53,10 +57,10 @@ bool parse_length_prefix(std::string_view spec, LengthPrefix& out, std::string& 
 // How a framed reply ends, and what it must start with.
 struct FrameSpec {
     enum class Kind { size, delimiter, length_prefix } kind = Kind::size;
-    std::size_t size = 0;           // Kind::size
-    std::string delimiter;          // Kind::delimiter: the reply ends with (and includes) it
-    LengthPrefix prefix;            // Kind::length_prefix
-    std::string expect_prefix;      // a reply not starting with it is a mismatch
+    std::size_t size = 0;               // Kind::size
+    std::string delimiter;              // Kind::delimiter: the reply ends with (and includes) it
+    LengthPrefix prefix;                // Kind::length_prefix
+    std::string expect_prefix;          // a reply not starting with it is a mismatch
     std::size_t max_reply = 64u << 20;  // a longer one is a framing error
     // The delimiter's failure table (Knuth-Morris-Pratt), made by prepare().
     std::vector<std::size_t> kmp;
@@ -87,10 +91,10 @@ private:
     Feed fail(std::size_t used, std::string why);
 
     const FrameSpec* spec_;
-    std::size_t seen_ = 0;    // bytes of the current reply so far
-    std::size_t total_ = 0;   // length_prefix: the reply's length once the field is read
-    std::uint64_t field_ = 0; // length_prefix: the field's value as read so far
-    std::size_t matched_ = 0; // delimiter: bytes of it matched at the end of what was seen
+    std::size_t seen_ = 0;     // bytes of the current reply so far
+    std::size_t total_ = 0;    // length_prefix: the reply's length once the field is read
+    std::uint64_t field_ = 0;  // length_prefix: the field's value as read so far
+    std::size_t matched_ = 0;  // delimiter: bytes of it matched at the end of what was seen
     bool prefix_bad_ = false;
     bool mismatched_ = false;
     std::string error_;
@@ -117,7 +121,16 @@ public:
     bool idle() const { return state_ == State::status_line && line_.empty(); }
 
 private:
-    enum class State { status_line, headers, body, chunk_size, chunk_data, chunk_end, trailers, to_eof };
+    enum class State {
+        status_line,
+        headers,
+        body,
+        chunk_size,
+        chunk_data,
+        chunk_end,
+        trailers,
+        to_eof
+    };
     Feed fail(std::size_t used, std::string why);
     // Takes bytes up to and including '\n' into line_; true once a whole line is there.
     bool take_line(std::string_view data, std::size_t& used, bool& too_long);
@@ -136,8 +149,8 @@ private:
     bool connection_close_ = false, connection_keep_alive_ = false;
     bool chunked_ = false;
     bool has_length_ = false;
-    std::uint64_t length_ = 0;     // Content-Length, or the current chunk's size
-    std::uint64_t left_ = 0;       // of the body or chunk
+    std::uint64_t length_ = 0;  // Content-Length, or the current chunk's size
+    std::uint64_t left_ = 0;    // of the body or chunk
     std::uint64_t body_seen_ = 0;
     std::string error_;
 };

@@ -15,15 +15,15 @@ namespace aioring::load {
 
 // One thread's (or the merged) counts for the measured window.
 struct Stats {
-    std::uint64_t messages = 0;       // messages echoed back and verified
-    std::uint64_t bytes = 0;          // payload bytes verified (one direction)
-    std::uint64_t mismatches = 0;     // messages whose echo differed from what was sent
-    std::uint64_t early_closes = 0;   // connections the server closed before the end
-    std::uint64_t connect_errors = 0; // connections that could not be made, or failed later
-    std::uint64_t timeouts = 0;       // requests not answered within --timeout (udp: a second)
+    std::uint64_t messages = 0;        // messages echoed back and verified
+    std::uint64_t bytes = 0;           // payload bytes verified (one direction)
+    std::uint64_t mismatches = 0;      // messages whose echo differed from what was sent
+    std::uint64_t early_closes = 0;    // connections the server closed before the end
+    std::uint64_t connect_errors = 0;  // connections that could not be made, or failed later
+    std::uint64_t timeouts = 0;        // requests not answered within --timeout (udp: a second)
     std::uint64_t connections_made = 0;
     std::array<std::uint64_t, 6> status{};  // http: replies by status class, [2] for 2xx
-    Histogram latency;  // nanoseconds
+    Histogram latency;                      // nanoseconds
 
     std::uint64_t errors() const { return mismatches + early_closes + connect_errors; }
     std::uint64_t failures() const { return errors() + timeouts; }
