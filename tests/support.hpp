@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,6 +98,28 @@ T run(EventLoop& loop, Task<T> t, double timeout = 20.0) {
 }
 
 // Counts exception-handler calls; a test checks `count` at the end.
+// Sets (or, with nullptr, unsets) an environment variable for one scope, then restores the
+// earlier value.
+struct ScopedEnv {
+    std::string name;
+    std::optional<std::string> old;
+    ScopedEnv(const char* n, const char* value) : name(n) {
+        if (const char* v = std::getenv(n)) old = v;
+        if (value)
+            ::setenv(n, value, 1);
+        else
+            ::unsetenv(n);
+    }
+    ~ScopedEnv() {
+        if (old)
+            ::setenv(name.c_str(), old->c_str(), 1);
+        else
+            ::unsetenv(name.c_str());
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
+
 struct ExceptionLog {
     int count = 0;
     std::vector<std::string> messages;

@@ -15,24 +15,6 @@ using namespace testing;
 
 namespace {
 
-struct ScopedEnv {
-    std::string name;
-    std::optional<std::string> old;
-    ScopedEnv(const char* n, const char* value) : name(n) {
-        if (const char* v = std::getenv(n)) old = v;
-        if (value)
-            ::setenv(n, value, 1);
-        else
-            ::unsetenv(n);
-    }
-    ~ScopedEnv() {
-        if (old)
-            ::setenv(name.c_str(), old->c_str(), 1);
-        else
-            ::unsetenv(name.c_str());
-    }
-};
-
 bool kernel_at_least(int major, int minor) {
     utsname u{};
     int ma = 0, mi = 0;

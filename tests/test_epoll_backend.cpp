@@ -24,25 +24,6 @@ using namespace testing;
 
 namespace {
 
-// Sets (or unsets, with nullptr) an environment variable for one scope.
-struct ScopedEnv {
-    std::string name;
-    std::optional<std::string> old;
-    ScopedEnv(const char* n, const char* v) : name(n) {
-        if (const char* o = std::getenv(n)) old = o;
-        if (v != nullptr)
-            ::setenv(n, v, 1);
-        else
-            ::unsetenv(n);
-    }
-    ~ScopedEnv() {
-        if (old)
-            ::setenv(name.c_str(), old->c_str(), 1);
-        else
-            ::unsetenv(name.c_str());
-    }
-};
-
 Task<void> echo_client(StreamReader reader, StreamWriter writer) {
     std::string buf;
     while (co_await reader.read_into(buf, 64 * 1024)) {

@@ -304,10 +304,7 @@ TEST_SUITE("sendfile") {
         ExceptionLog log(loop);
         TempFile file(4 << 20);
         TcpRig rig(loop, ev);
-        ::setenv("AIORING_SENDFILE_NO_SPLICE", "1", 1);
-        struct Unset {
-            ~Unset() { ::unsetenv("AIORING_SENDFILE_NO_SPLICE"); }
-        } unset;
+        ScopedEnv no_splice("AIORING_SENDFILE_NO_SPLICE", "1");
         auto& t = *rig.conn.transport;
         t.write("head");
         auto f = loop.sendfile(rig.conn.transport, file.fd, 7, (4 << 20) - 7);

@@ -10,25 +10,6 @@ using namespace testing;
 
 namespace {
 
-// Sets an environment variable for one scope and restores the earlier value.
-struct ScopedEnv {
-    std::string name;
-    std::optional<std::string> old;
-    ScopedEnv(const char* n, const char* value) : name(n) {
-        if (const char* v = std::getenv(n)) old = v;
-        if (value)
-            ::setenv(n, value, 1);
-        else
-            ::unsetenv(n);
-    }
-    ~ScopedEnv() {
-        if (old)
-            ::setenv(name.c_str(), old->c_str(), 1);
-        else
-            ::unsetenv(name.c_str());
-    }
-};
-
 struct Echo : Protocol {
     Transport* t = nullptr;
     void connection_made(Transport& tr) override { t = &tr; }
