@@ -271,6 +271,47 @@ TEST_SUITE("allocations") {
         CHECK(n == 0);
     }
 
+    // asyncio code calls call_later per request (a timeout) and call_soon per message: their
+    // handles come from a recycled pool once the loop has run a while. A handle kept past its
+    // callback, or cancelled, stays valid, and its block is reused once the last copy is gone.
+    TEST_CASE("call_soon, call_later and call_at allocate nothing once warmed up") {
+        EventLoop loop;
+        std::size_t fired = 0;
+        std::vector<TimerHandle> kept;
+        std::vector<Handle> soon;
+        kept.reserve(300);
+        soon.reserve(100);
+        long counted = 0;
+        for (int round = 0; round < 6; ++round) {
+            kept.clear();
+            soon.clear();
+            fired = 0;
+            {
+                const long before = allocations.load();
+                CountAllocations c;
+                for (int i = 0; i < 100; ++i) {
+                    kept.push_back(loop.call_later(0, [&] { ++fired; }));
+                    kept.push_back(loop.call_at(loop.time(), [&] { ++fired; }));
+                    kept.push_back(loop.call_later(3600, [&] { ++fired; }));
+                    kept.back().cancel();
+                    soon.push_back(loop.call_soon([&] { ++fired; }));
+                    loop.call_later(0, [&] { ++fired; });  // handle dropped at once
+                }
+                // Two rounds of warm-up: the pool, the ready queue, and the heap with the
+                // previous round's cancelled timers still in it.
+                if (round >= 2) counted += allocations.load() - before;
+            }
+            REQUIRE(run_until(loop, [&] { return fired == 400; }));
+            for (std::size_t i = 0; i < kept.size(); i += 3) {
+                CHECK(!kept[i].cancelled());
+                CHECK(kept[i].when() > 0);
+                CHECK(kept[i + 2].cancelled());
+            }
+        }
+        MESSAGE("allocations in 2,000 handles scheduled after warm-up: " << counted);
+        CHECK(counted == 0);
+    }
+
     TEST_CASE(
         "an idle connection holds at most 2 KiB of heap (Protocol) and 4 KiB (streams) at 5,000 "
         "connections") {
