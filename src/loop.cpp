@@ -20,7 +20,21 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <memory>
+#include <new>
 #include <system_error>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#endif
+#endif
+#ifndef ASAN_POISON_MEMORY_REGION
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#endif
 
 #include "src/executor.hpp"
 #include "src/loop_core.hpp"
@@ -36,6 +50,90 @@ namespace {
 // thread_local with a destructor is gone before a static or global EventLoop is destroyed at
 // exit (thread storage ends first), and the loop's destructor must still unlink itself.
 thread_local LoopCore* live_loops = nullptr;
+
+// The HandleStates of call_soon and call_at (each with its shared_ptr control block, one
+// allocation) come from this thread's list of fixed-size blocks, so scheduling allocates nothing
+// once the loop has run a while. A block goes back to the list of the thread that frees it, up
+// to a cap; the rest, and every block once the thread is exiting, go back to the heap.
+constexpr std::size_t handle_block_size = 128;
+constexpr std::size_t handle_blocks_kept = 1024;
+static_assert(sizeof(HandleState) + 32 <= handle_block_size,
+              "a HandleState and its control block must fit a pooled block");
+struct FreeBlock {
+    FreeBlock* next;
+};
+struct HandleBlocks {
+    FreeBlock* head = nullptr;
+    std::size_t count = 0;
+    bool gone = false;  // this thread's storage is being destroyed
+};
+// Trivially destructible, so that it is still there for a handle freed after the reaper ran (a
+// static TimerHandle destroyed at exit).
+constinit thread_local HandleBlocks handle_blocks;
+struct HandleBlocksReaper {
+    bool armed = false;
+    ~HandleBlocksReaper() {
+        while (FreeBlock* b = handle_blocks.head) {
+            ASAN_UNPOISON_MEMORY_REGION(b, handle_block_size);
+            handle_blocks.head = b->next;
+            ::operator delete(b);
+        }
+        handle_blocks.count = 0;
+        handle_blocks.gone = true;
+    }
+};
+thread_local HandleBlocksReaper handle_blocks_reaper;
+
+void* take_handle_block() {
+    FreeBlock* b = handle_blocks.head;
+    if (b == nullptr) return ::operator new(handle_block_size);
+    ASAN_UNPOISON_MEMORY_REGION(b, handle_block_size);
+    handle_blocks.head = b->next;
+    --handle_blocks.count;
+    return b;
+}
+
+void give_handle_block(void* p) noexcept {
+    if (handle_blocks.gone || handle_blocks.count == handle_blocks_kept) {
+        ::operator delete(p);
+        return;
+    }
+    handle_blocks_reaper.armed = true;  // first use on this thread: registers its destructor
+    auto* b = static_cast<FreeBlock*>(p);
+    b->next = handle_blocks.head;
+    handle_blocks.head = b;
+    ++handle_blocks.count;
+    ASAN_POISON_MEMORY_REGION(b, handle_block_size);  // a use after free still shows
+}
+
+// allocate_shared's allocator: single objects that fit a block come from the list.
+template <class T>
+struct HandleAllocator {
+    using value_type = T;
+    static constexpr bool pooled =
+        sizeof(T) <= handle_block_size && alignof(T) <= alignof(std::max_align_t);
+    HandleAllocator() = default;
+    template <class U>
+    HandleAllocator(const HandleAllocator<U>&) noexcept {}
+    T* allocate(std::size_t n) {
+        if (pooled && n == 1) return static_cast<T*>(take_handle_block());
+        return static_cast<T*>(::operator new(n * sizeof(T)));
+    }
+    void deallocate(T* p, std::size_t n) noexcept {
+        if (pooled && n == 1)
+            give_handle_block(p);
+        else
+            ::operator delete(p);
+    }
+    template <class U>
+    bool operator==(const HandleAllocator<U>&) const noexcept {
+        return true;
+    }
+};
+
+std::shared_ptr<HandleState> make_handle_state() {
+    return std::allocate_shared<HandleState>(HandleAllocator<HandleState>{});
+}
 
 uring::Backend to_uring(Backend b) {
     switch (b) {
@@ -276,7 +374,7 @@ void LoopCore::wrong_thread() const {
 Handle LoopCore::call_soon(Callback cb) {
     check_thread();
     if (closed_) throw LoopError("Event loop is closed");
-    auto h = std::make_shared<HandleState>();
+    auto h = make_handle_state();
     ready_.push_back(Item{std::move(cb), h});
     return Handle(std::move(h));
 }
@@ -284,7 +382,7 @@ Handle LoopCore::call_soon(Callback cb) {
 TimerHandle LoopCore::call_at(double when, Callback cb) {
     check_thread();
     if (closed_) throw LoopError("Event loop is closed");
-    auto h = std::make_shared<HandleState>();
+    auto h = make_handle_state();
     h->cb = std::move(cb);
     h->when = when;
     h->seq = ++timer_seq_;

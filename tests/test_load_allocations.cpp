@@ -57,13 +57,10 @@ bool wait_for_polling(Pred pred, double seconds) {
 }  // namespace
 
 TEST_SUITE("load tool allocations") {
-    // Allowed to fail for now (may_fail: it runs and reports, but does not fail the suite): no
-    // request allocates, but the worker's periodic check (Worker::tick, every 10 ms in closed loop,
-    // every 0.2 ms with --rate) re-arms itself with EventLoop::call_later, and LoopCore::call_at
-    // allocates its HandleState (make_shared, 112 bytes) on every call. Drop may_fail once the
-    // loop's timers allocate nothing, or the tool re-arms one timer without scheduling anew.
-    TEST_CASE("aioring-load's echo requests allocate nothing once its connection is sending" *
-              doctest::may_fail()) {
+    // The worker's periodic check (Worker::tick, every 10 ms in closed loop, every 0.2 ms with
+    // --rate) re-arms itself with EventLoop::call_later: the loop's timer handles are recycled,
+    // so that allocates nothing either.
+    TEST_CASE("aioring-load's echo requests allocate nothing once its connection is sending") {
         BlockingEcho echo;
         aioring::load::Options o;
         o.port = echo.listener.port;
