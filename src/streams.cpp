@@ -37,7 +37,17 @@ public:
         if (d.empty()) return;
         if (eof_) throw std::logic_error("feed_data after feed_eof");
         bool wake = true;
-        if (ReadTarget* t = target_; t != nullptr && buffered() == 0) {
+        if (ReadTarget* t = target_; t != nullptr && t->borrow) {
+            // read_view: lend it the bytes, only when they are still valid when it runs (it
+            // is resumed below, on this stack); otherwise they go to the buffer.
+            if (buffered() == 0 && from_transport && can_resume_here()) {
+                const std::size_t k = std::min(t->max, d.size());
+                t->view = d.substr(0, k);
+                t->got = k;
+                d.remove_prefix(k);
+                target_ = nullptr;
+            }
+        } else if (t != nullptr && buffered() == 0) {
             // A reader waits with its own destination: copy there, not into the buffer.
             const std::size_t room = t->append ? t->max - t->out->size() : t->max;
             const std::size_t k = std::min(room, d.size());
@@ -86,6 +96,10 @@ public:
     // inside such a call (resume_reading delivers what it held from the loop). So the protocol
     // callback is never re-entered. Wake-ups from anywhere else (feed_data called by user code,
     // EOF, errors, connection_lost) go through the ready queue as before.
+    bool can_resume_here() const {
+        const Waiter* w = readers_.front();
+        return !resuming_ && w != nullptr && w->ctx->loop == loop_;
+    }
     void resume_reader() {
         Waiter* w = readers_.take_one();
         if (w == nullptr) return;
@@ -106,9 +120,11 @@ public:
         readers_.wake_all();
     }
     // After the reader took bytes: reuse the buffer and resume reading below the limit.
-    void consume(std::size_t n) {
+    // `lent`: read_view's bytes, which must stay where they are until it next suspends (the
+    // next feed_data resets the buffer then).
+    void consume(std::size_t n, bool lent = false) {
         pos_ += n;
-        if (pos_ == buf_.size()) {
+        if (pos_ == buf_.size() && !lent) {
             buf_.clear();
             pos_ = 0;
         }
@@ -209,7 +225,7 @@ void read_check(StreamState& s, Waiter* w, ReadTarget* t) {
     if (t != nullptr) read_forget(s, *t);
     const bool cancelled = w && w->resumed();
     if (t != nullptr && t->got != 0 && (cancelled || s.error_)) {
-        unread(s, std::string_view(*t->out).substr(0, t->got));
+        unread(s, t->borrow ? t->view : std::string_view(*t->out).substr(0, t->got));
         t->got = 0;
     }
     if (cancelled) throw CancelledError();  // the data stays buffered
@@ -235,6 +251,13 @@ std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n) {
     out.assign(s.buf_.data() + s.pos_, k);
     s.consume(k);
     return k;
+}
+
+std::string_view read_take_view(StreamState& s, std::size_t n) {
+    const std::size_t k = std::min(n, s.buffered());
+    const std::string_view out = s.view().substr(0, k);
+    s.consume(k, true);
+    return out;
 }
 
 namespace {

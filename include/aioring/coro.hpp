@@ -66,6 +66,8 @@ public:
     WaitList& operator=(const WaitList&) = delete;
     ~WaitList();
     bool empty() const { return head_ == nullptr; }
+    // The waiter a wake_one() would wake; null if there is none.
+    Waiter* front() const { return head_; }
     // Wakes the first waiter; false if there was none.
     bool wake_one();
     // Unlinks the first waiter and marks it woken, for a caller that resumes it itself (as a

@@ -38,11 +38,16 @@ class StreamState;
 
 // Where a waiting read(), read_into() or readexactly() wants its bytes: the data that arrives
 // while it waits is copied straight there, not through the reader's buffer.
+// read_view() has no destination: it borrows the transport's bytes (`view`), and only when its
+// task is resumed at once from data_received (see StreamState::resume_reader), while they are
+// still valid.
 struct ReadTarget {
     std::string* out = nullptr;
     std::size_t max = 0;  // out may grow to this size
     bool append = false;  // readexactly: add to out; read and read_into: replace it
-    std::size_t got = 0;  // bytes placed in out while waiting
+    std::size_t got = 0;  // bytes placed in out (or borrowed into view) while waiting
+    bool borrow = false;  // read_view: no out, `view` instead
+    std::string_view view;
 };
 
 bool read_ready(const StreamState& s);
@@ -55,6 +60,7 @@ void read_forget(StreamState& s, ReadTarget& t);
 void read_check(StreamState& s, Waiter* w, ReadTarget* t);
 std::string read_take(StreamState& s, std::size_t n);
 std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n);
+std::string_view read_take_view(StreamState& s, std::size_t n);
 Task<std::string> read_all(std::shared_ptr<StreamState> s);
 
 enum class WriterWait { drain, closed };
@@ -143,6 +149,44 @@ private:
     bool waiting_ = false;
 };
 
+// `co_await reader.read_view(n)`: read(n) without a copy: a view of up to n bytes (empty at
+// EOF) that stays valid until the task next suspends or uses the reader again. When the read
+// waited, it is resumed from the transport's data_received with a view of the bytes being
+// delivered (a receive buffer of the transport's), so a write() of it before the next
+// suspension is a write from that buffer, which the socket transport sends without copying;
+// otherwise it is a view of the reader's buffer. Raising, it loses no byte.
+class [[nodiscard]] ReadViewAwaiter {
+public:
+    ReadViewAwaiter(std::shared_ptr<detail::StreamState> s, std::size_t n)
+        : s_(std::move(s)), n_(n) {}
+    ReadViewAwaiter(const ReadViewAwaiter&) = default;  // before it suspends
+    ReadViewAwaiter& operator=(const ReadViewAwaiter&) = delete;
+    ~ReadViewAwaiter() {
+        if (waiting_) detail::read_forget(*s_, t_);
+    }
+    bool await_ready() const { return n_ == 0 || detail::read_ready(*s_); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        t_.max = n_;
+        t_.borrow = true;
+        detail::read_wait(*s_, w_, h, detail::require_context(h, "StreamReader::read_view()"), &t_);
+        waiting_ = true;
+    }
+    std::string_view await_resume() {
+        const bool waited = std::exchange(waiting_, false);
+        detail::read_check(*s_, waited ? &w_ : nullptr, waited ? &t_ : nullptr);
+        if (t_.got != 0) return t_.view;
+        return detail::read_take_view(*s_, n_);
+    }
+
+private:
+    std::shared_ptr<detail::StreamState> s_;
+    std::size_t n_;
+    detail::Waiter w_;
+    detail::ReadTarget t_;
+    bool waiting_ = false;
+};
+
 // `co_await writer.drain()` / `co_await writer.wait_closed()`.
 class [[nodiscard]] WriterAwaiter {
 public:
@@ -178,6 +222,9 @@ public:
     ReadIntoAwaiter read_into(std::string& out, std::size_t n) const {
         return ReadIntoAwaiter(s_, out, n);
     }
+    // read(n) as a view of the bytes, valid until the task next suspends or uses the reader:
+    // an echo's `write(co_await reader.read_view(n))` copies nothing (see ReadViewAwaiter).
+    ReadViewAwaiter read_view(std::size_t n) const { return ReadViewAwaiter(s_, n); }
     // Up to and including "\n"; at EOF what is left (maybe ""). Over the limit:
     // LimitOverrunError (the line is discarded).
     Task<std::string> readline() const;
