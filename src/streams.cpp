@@ -83,8 +83,26 @@ public:
         }
         if (transport_ && !read_paused_ && buffered() > 2 * limit_) {
             read_paused_ = true;
-            transport_->pause_reading();
+            if (!writer_hold_) transport_->pause_reading();
         }
+    }
+
+    // While writing is paused and no task waits to read, reading pauses too: what the peer
+    // sends meanwhile waits in the transport (a socket transport keeps a few receive buffers as
+    // they are) instead of being copied into the reader's buffer, and an echo's read then gets
+    // it from the transport's buffer, which its write sends without a copy. A read that waits,
+    // resume_writing, start_tls and the connection's end lift it, so reading never stays paused
+    // for a task that reads.
+    void hold_for_writer() {
+        if (writer_hold_ || read_paused_ || !transport_ || !readers_.empty() ||
+            !transport_->is_reading())
+            return;
+        writer_hold_ = true;
+        transport_->pause_reading();
+    }
+    void release_writer_hold() {
+        if (!std::exchange(writer_hold_, false)) return;
+        if (transport_ && !read_paused_) transport_->resume_reading();
     }
 
     // Resumes the waiting reader now, on this stack, instead of through the loop's ready queue.
@@ -130,7 +148,7 @@ public:
         }
         if (read_paused_ && buffered() <= limit_ && transport_) {
             read_paused_ = false;
-            transport_->resume_reading();
+            if (!writer_hold_) transport_->resume_reading();
         }
     }
     void throw_if_error() const {
@@ -150,6 +168,7 @@ public:
         else
             feed_eof();
         transport_ = nullptr;
+        writer_hold_ = false;
         lost_ = true;
         lost_error_ = ec;
         drainers_.wake_all();
@@ -166,6 +185,7 @@ public:
     std::size_t limit_;
     bool eof_ = false;
     bool read_paused_ = false;
+    bool writer_hold_ = false;  // reading paused by hold_for_writer
     std::exception_ptr error_;
     WaitList readers_;
     ReadTarget* target_ = nullptr;  // the waiting reader's destination, if it has one
@@ -197,8 +217,9 @@ static void wait_new(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskC
             "read() called while another coroutine is already waiting for incoming data");
     if (s.read_paused_ && s.transport_) {
         s.read_paused_ = false;
-        s.transport_->resume_reading();
+        if (!s.writer_hold_) s.transport_->resume_reading();
     }
+    s.release_writer_hold();
     w.suspend(s.readers_, h, ctx);
 }
 
@@ -524,6 +545,13 @@ namespace {
 Task<void> start_tls_task(std::shared_ptr<detail::StreamState> s,
                           std::shared_ptr<SslContext> sslcontext, StartTlsOptions options) {
     if (!s->transport_) throw std::logic_error("start_tls: the connection is closed");
+    if (s->writer_hold_) {
+        // What the transport held for the paused writer came before TLS: let it reach the
+        // reader's buffer first, so that the check below sees it.
+        s->release_writer_hold();
+        co_await sleep(0);
+        if (!s->transport_) throw std::logic_error("start_tls: the connection is closed");
+    }
     if (s->buffered() != 0)
         throw std::logic_error("start_tls: the StreamReader holds " +
                                std::to_string(s->buffered()) +
@@ -599,11 +627,17 @@ bool StreamReaderProtocol::eof_received() {
 
 void StreamReaderProtocol::connection_lost(std::error_code ec) { s_->lost(ec); }
 
-void StreamReaderProtocol::pause_writing() { s_->write_paused_ = true; }
+void StreamReaderProtocol::pause_writing() {
+    s_->write_paused_ = true;
+    s_->hold_for_writer();
+}
 
 void StreamReaderProtocol::resume_writing() {
     s_->write_paused_ = false;
     s_->drainers_.wake_all();
+    // After the wake-ups: the drained task runs first (and usually waits to read again) before
+    // what the transport held is delivered.
+    s_->release_writer_hold();
 }
 
 // ---- openers

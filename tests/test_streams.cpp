@@ -333,6 +333,49 @@ TEST_SUITE("streams") {
         CHECK(log.count == 0);
     }
 
+    TEST_CASE("while writing is paused and no read waits, reading pauses; a read resumes it") {
+        EventLoop loop;
+        ExceptionLog log(loop);
+        SocketPair sp;
+        int small = 4096;
+        setsockopt(sp.a, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+        setsockopt(sp.b, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        auto [reader, writer] = streams_on_pair(loop, sp);
+        writer.transport()->set_write_buffer_limits(1024);
+        const std::string big(256 * 1024, 'w');
+        writer.write(big);  // far over the high-water mark: paused
+        CHECK(!writer.transport()->is_reading());
+        REQUIRE(::write(sp.b, "abc", 3) == 3);
+        settle(loop);
+        CHECK(!writer.transport()->is_reading());
+        // A read that waits lifts the hold, and gets what the peer sent meanwhile.
+        auto read = [](StreamReader r) -> Task<std::string> {
+            co_return std::string(co_await r.read(100));
+        };
+        CHECK(run(loop, read(reader)) == "abc");
+        CHECK(writer.transport()->is_reading());
+        // Nobody reads: writing resumes once the peer takes everything, and so does reading,
+        // so that EOF is seen.
+        std::string back;
+        {
+            PeerReader peer(loop, sp.b);
+            REQUIRE(::write(sp.b, "def", 3) == 3);
+            REQUIRE(run_until(loop, [&] {
+                peer.take(back);
+                return back.size() == big.size();
+            }));
+            ::shutdown(sp.b, SHUT_WR);
+            REQUIRE(run_until(loop, [&] { return writer.transport()->is_reading(); }));
+        }
+        CHECK(back == big);
+        CHECK(run(loop, [](StreamReader r) -> Task<std::string> {
+                  co_return co_await r.read();
+              }(reader)) == "def");
+        CHECK(reader.at_eof());
+        writer.close();
+        CHECK(log.count == 0);
+    }
+
     TEST_CASE(
         "drain waits while writing is paused; every waiter resumes; cancel leaves none behind") {
         EventLoop loop;
