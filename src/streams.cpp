@@ -42,7 +42,7 @@ public:
             // is resumed below, on this stack); otherwise they go to the buffer.
             if (buffered() == 0 && from_transport && can_resume_here()) {
                 const std::size_t k = std::min(t->max, d.size());
-                t->view = d.substr(0, k);
+                t->view = std::string_view(d.data(), k);
                 t->got = k;
                 d.remove_prefix(k);
                 target_ = nullptr;
@@ -276,7 +276,7 @@ std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n) {
 
 std::string_view read_take_view(StreamState& s, std::size_t n) {
     const std::size_t k = std::min(n, s.buffered());
-    const std::string_view out = s.view().substr(0, k);
+    const std::string_view out(s.buf_.data() + s.pos_, k);
     s.consume(k, true);
     return out;
 }

@@ -119,8 +119,8 @@ private:
 // unspecified.
 class [[nodiscard]] ReadIntoAwaiter {
 public:
-    ReadIntoAwaiter(std::shared_ptr<detail::StreamState> s, std::string& out, std::size_t n)
-        : s_(std::move(s)), out_(&out), n_(n) {}
+    ReadIntoAwaiter(detail::StreamState& s, std::string& out, std::size_t n)
+        : s_(&s), out_(&out), n_(n) {}
     ReadIntoAwaiter(const ReadIntoAwaiter&) = default;  // before it suspends
     ReadIntoAwaiter& operator=(const ReadIntoAwaiter&) = delete;
     ~ReadIntoAwaiter() {
@@ -141,7 +141,7 @@ public:
     }
 
 private:
-    std::shared_ptr<detail::StreamState> s_;
+    detail::StreamState* s_;
     std::string* out_;
     std::size_t n_;
     detail::Waiter w_;
@@ -157,8 +157,7 @@ private:
 // otherwise it is a view of the reader's buffer. Raising, it loses no byte.
 class [[nodiscard]] ReadViewAwaiter {
 public:
-    ReadViewAwaiter(std::shared_ptr<detail::StreamState> s, std::size_t n)
-        : s_(std::move(s)), n_(n) {}
+    ReadViewAwaiter(detail::StreamState& s, std::size_t n) : s_(&s), n_(n) {}
     ReadViewAwaiter(const ReadViewAwaiter&) = default;  // before it suspends
     ReadViewAwaiter& operator=(const ReadViewAwaiter&) = delete;
     ~ReadViewAwaiter() {
@@ -180,7 +179,7 @@ public:
     }
 
 private:
-    std::shared_ptr<detail::StreamState> s_;
+    detail::StreamState* s_;
     std::size_t n_;
     detail::Waiter w_;
     detail::ReadTarget t_;
@@ -190,8 +189,7 @@ private:
 // `co_await writer.drain()` / `co_await writer.wait_closed()`.
 class [[nodiscard]] WriterAwaiter {
 public:
-    WriterAwaiter(std::shared_ptr<detail::StreamState> s, detail::WriterWait kind)
-        : s_(std::move(s)), kind_(kind) {}
+    WriterAwaiter(detail::StreamState& s, detail::WriterWait kind) : s_(&s), kind_(kind) {}
     bool await_ready() const { return detail::writer_ready(*s_, kind_); }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
@@ -201,12 +199,16 @@ public:
     void await_resume() { detail::writer_check(*s_, kind_, waited_ ? &w_ : nullptr); }
 
 private:
-    std::shared_ptr<detail::StreamState> s_;
+    detail::StreamState* s_;
     detail::WriterWait kind_;
     detail::Waiter w_;
     bool waited_ = false;
 };
 
+// The awaiters of read_into, read_view, drain and wait_closed refer to the connection state
+// through the handle that made them: await them in the expression that makes them (as in
+// `co_await reader.read_view(n)`), or while that handle, or a copy of it, lives.
+//
 // StreamReader: a buffer fed by the transport. Reads raise the transport's error (once the
 // connection was lost with one) before anything else, as asyncio's do. Reading from the
 // transport pauses while the buffer holds more than 2 * limit bytes and resumes once it is
@@ -220,11 +222,11 @@ public:
     // Up to n bytes, waiting for at least one; n < 0: everything up to EOF; "" at EOF.
     ReadAwaiter read(std::ptrdiff_t n = -1) const { return ReadAwaiter(s_, n); }
     ReadIntoAwaiter read_into(std::string& out, std::size_t n) const {
-        return ReadIntoAwaiter(s_, out, n);
+        return ReadIntoAwaiter(*s_, out, n);
     }
     // read(n) as a view of the bytes, valid until the task next suspends or uses the reader:
     // an echo's `write(co_await reader.read_view(n))` copies nothing (see ReadViewAwaiter).
-    ReadViewAwaiter read_view(std::size_t n) const { return ReadViewAwaiter(s_, n); }
+    ReadViewAwaiter read_view(std::size_t n) const { return ReadViewAwaiter(*s_, n); }
     // Up to and including "\n"; at EOF what is left (maybe ""). Over the limit:
     // LimitOverrunError (the line is discarded).
     Task<std::string> readline() const;
@@ -272,13 +274,13 @@ public:
     void writelines(std::initializer_list<std::string_view> chunks) const {
         writelines(std::span<const std::string_view>(chunks.begin(), chunks.size()));
     }
-    WriterAwaiter drain() const { return WriterAwaiter(s_, detail::WriterWait::drain); }
+    WriterAwaiter drain() const { return WriterAwaiter(*s_, detail::WriterWait::drain); }
     void write_eof() const;
     bool can_write_eof() const;
     void close() const;
     bool is_closing() const;
     // Done once the connection is lost; raises the error it was lost with, if any.
-    WriterAwaiter wait_closed() const { return WriterAwaiter(s_, detail::WriterWait::closed); }
+    WriterAwaiter wait_closed() const { return WriterAwaiter(*s_, detail::WriterWait::closed); }
     // The transport's extra info (peername, sockname, ...); peername and sockname stay
     // available after the connection is lost.
     std::any get_extra_info(std::string_view name, std::any default_value = {}) const;
