@@ -56,6 +56,8 @@ struct Waiter {
     void suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& context);
     // After resumption: true if the task was cancelled (CancelledError is due).
     bool resumed();
+    // TaskContext::cancel_fn of a suspended waiter: unlinks it and resumes it.
+    static void cancel(void* waiter);
 };
 
 // FIFO of suspended coroutines; wake-ups resume them through the loop's ready queue.
