@@ -92,9 +92,10 @@ public:
     // they are) instead of being copied into the reader's buffer, and an echo's read then gets
     // it from the transport's buffer, which its write sends without a copy. A read that waits,
     // resume_writing, start_tls and the connection's end lift it, so reading never stays paused
-    // for a task that reads.
+    // for a task that reads. Only on a plain socket transport (can_hold_): a TLS transport
+    // must go on reading for its handshake (and the protocol's own records) to let writes out.
     void hold_for_writer() {
-        if (writer_hold_ || read_paused_ || !transport_ || !readers_.empty() ||
+        if (!can_hold_ || writer_hold_ || read_paused_ || !transport_ || !readers_.empty() ||
             !transport_->is_reading())
             return;
         writer_hold_ = true;
@@ -159,6 +160,7 @@ public:
     void attach(Transport& t) {
         transport_ = &t;
         loop_ = &t.get_loop();
+        can_hold_ = t.get_extra_info("held_writes").has_value();  // SocketTransport's
         if (auto a = t.extra<SocketAddress>("peername")) peername_ = *a;
         if (auto a = t.extra<SocketAddress>("sockname")) sockname_ = *a;
     }
@@ -186,6 +188,7 @@ public:
     bool eof_ = false;
     bool read_paused_ = false;
     bool writer_hold_ = false;  // reading paused by hold_for_writer
+    bool can_hold_ = false;     // the transport is a plain socket transport
     std::exception_ptr error_;
     WaitList readers_;
     ReadTarget* target_ = nullptr;  // the waiting reader's destination, if it has one
@@ -566,6 +569,7 @@ Task<void> start_tls_task(std::shared_ptr<detail::StreamState> s,
     // The StreamReaderProtocol now sits under the TLS transport (no second connection_made);
     // everything the stream does goes through it from here on, the handshake's failure too.
     if (!s->lost_) s->transport_ = detail::upgraded_transport(lower).get();
+    s->can_hold_ = false;
     assert(s->lost_ || s->transport_ != nullptr);
     try {
         co_await done;
