@@ -24,7 +24,17 @@ void post_resume(EventLoop& loop, std::coroutine_handle<> h) {
 Waiter::~Waiter() {
     // A frame destroyed while suspended (a loop closed with the task pending) must not stay
     // linked.
-    if (list) list->unlink(*this);
+    if (list) {
+        list->unlink(*this);
+        if (ctx->cancel_arg == this) ctx->cancel_fn = nullptr;
+    }
+}
+
+void Waiter::cancel(void* p) {
+    auto* w = static_cast<Waiter*>(p);
+    if (w->list == nullptr) return;  // already woken: its resumption is on its way
+    w->list->unlink(*w);
+    post_resume(*w->ctx->loop, w->h);
 }
 
 void Waiter::suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& context) {
@@ -32,19 +42,16 @@ void Waiter::suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& c
     ctx = &context;
     woken = false;
     l.push(*this);
-    auto cancel = [this] {
-        if (list == nullptr) return;  // already woken: its resumption is on its way
-        list->unlink(*this);
-        post_resume(*ctx->loop, h);
-    };
-    if (context.cancel_requested)
-        cancel();
-    else
-        context.cancel_current = cancel;
+    if (context.cancel_requested) {
+        cancel(this);
+    } else {
+        context.cancel_fn = &Waiter::cancel;
+        context.cancel_arg = this;
+    }
 }
 
 bool Waiter::resumed() {
-    ctx->cancel_current.reset();
+    ctx->cancel_fn = nullptr;
     return ctx->take_cancel();
 }
 

@@ -37,7 +37,17 @@ public:
         if (d.empty()) return;
         if (eof_) throw std::logic_error("feed_data after feed_eof");
         bool wake = true;
-        if (ReadTarget* t = target_; t != nullptr && buffered() == 0) {
+        if (ReadTarget* t = target_; t != nullptr && t->borrow) {
+            // read_view: lend it the bytes, only when they are still valid when it runs (it
+            // is resumed below, on this stack); otherwise they go to the buffer.
+            if (buffered() == 0 && from_transport && can_resume_here()) {
+                const std::size_t k = std::min(t->max, d.size());
+                t->view = std::string_view(d.data(), k);
+                t->got = k;
+                d.remove_prefix(k);
+                target_ = nullptr;
+            }
+        } else if (t != nullptr && buffered() == 0) {
             // A reader waits with its own destination: copy there, not into the buffer.
             const std::size_t room = t->append ? t->max - t->out->size() : t->max;
             const std::size_t k = std::min(room, d.size());
@@ -73,8 +83,27 @@ public:
         }
         if (transport_ && !read_paused_ && buffered() > 2 * limit_) {
             read_paused_ = true;
-            transport_->pause_reading();
+            if (!writer_hold_) transport_->pause_reading();
         }
+    }
+
+    // While writing is paused and no task waits to read, reading pauses too: what the peer
+    // sends meanwhile waits in the transport (a socket transport keeps a few receive buffers as
+    // they are) instead of being copied into the reader's buffer, and an echo's read then gets
+    // it from the transport's buffer, which its write sends without a copy. A read that waits,
+    // resume_writing, start_tls and the connection's end lift it, so reading never stays paused
+    // for a task that reads. Only on a plain socket transport (can_hold_): a TLS transport
+    // must go on reading for its handshake (and the protocol's own records) to let writes out.
+    void hold_for_writer() {
+        if (!can_hold_ || writer_hold_ || read_paused_ || !transport_ || !readers_.empty() ||
+            !transport_->is_reading())
+            return;
+        writer_hold_ = true;
+        transport_->pause_reading();
+    }
+    void release_writer_hold() {
+        if (!std::exchange(writer_hold_, false)) return;
+        if (transport_ && !read_paused_) transport_->resume_reading();
     }
 
     // Resumes the waiting reader now, on this stack, instead of through the loop's ready queue.
@@ -86,6 +115,10 @@ public:
     // inside such a call (resume_reading delivers what it held from the loop). So the protocol
     // callback is never re-entered. Wake-ups from anywhere else (feed_data called by user code,
     // EOF, errors, connection_lost) go through the ready queue as before.
+    bool can_resume_here() const {
+        const Waiter* w = readers_.front();
+        return !resuming_ && w != nullptr && w->ctx->loop == loop_;
+    }
     void resume_reader() {
         Waiter* w = readers_.take_one();
         if (w == nullptr) return;
@@ -106,15 +139,17 @@ public:
         readers_.wake_all();
     }
     // After the reader took bytes: reuse the buffer and resume reading below the limit.
-    void consume(std::size_t n) {
+    // `lent`: read_view's bytes, which must stay where they are until it next suspends (the
+    // next feed_data resets the buffer then).
+    void consume(std::size_t n, bool lent = false) {
         pos_ += n;
-        if (pos_ == buf_.size()) {
+        if (pos_ == buf_.size() && !lent) {
             buf_.clear();
             pos_ = 0;
         }
         if (read_paused_ && buffered() <= limit_ && transport_) {
             read_paused_ = false;
-            transport_->resume_reading();
+            if (!writer_hold_) transport_->resume_reading();
         }
     }
     void throw_if_error() const {
@@ -125,6 +160,7 @@ public:
     void attach(Transport& t) {
         transport_ = &t;
         loop_ = &t.get_loop();
+        can_hold_ = t.get_extra_info("held_writes").has_value();  // SocketTransport's
         if (auto a = t.extra<SocketAddress>("peername")) peername_ = *a;
         if (auto a = t.extra<SocketAddress>("sockname")) sockname_ = *a;
     }
@@ -134,6 +170,7 @@ public:
         else
             feed_eof();
         transport_ = nullptr;
+        writer_hold_ = false;
         lost_ = true;
         lost_error_ = ec;
         drainers_.wake_all();
@@ -150,6 +187,8 @@ public:
     std::size_t limit_;
     bool eof_ = false;
     bool read_paused_ = false;
+    bool writer_hold_ = false;  // reading paused by hold_for_writer
+    bool can_hold_ = false;     // the transport is a plain socket transport
     std::exception_ptr error_;
     WaitList readers_;
     ReadTarget* target_ = nullptr;  // the waiting reader's destination, if it has one
@@ -181,8 +220,9 @@ static void wait_new(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskC
             "read() called while another coroutine is already waiting for incoming data");
     if (s.read_paused_ && s.transport_) {
         s.read_paused_ = false;
-        s.transport_->resume_reading();
+        if (!s.writer_hold_) s.transport_->resume_reading();
     }
+    s.release_writer_hold();
     w.suspend(s.readers_, h, ctx);
 }
 
@@ -209,7 +249,7 @@ void read_check(StreamState& s, Waiter* w, ReadTarget* t) {
     if (t != nullptr) read_forget(s, *t);
     const bool cancelled = w && w->resumed();
     if (t != nullptr && t->got != 0 && (cancelled || s.error_)) {
-        unread(s, std::string_view(*t->out).substr(0, t->got));
+        unread(s, t->borrow ? t->view : std::string_view(*t->out).substr(0, t->got));
         t->got = 0;
     }
     if (cancelled) throw CancelledError();  // the data stays buffered
@@ -235,6 +275,13 @@ std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n) {
     out.assign(s.buf_.data() + s.pos_, k);
     s.consume(k);
     return k;
+}
+
+std::string_view read_take_view(StreamState& s, std::size_t n) {
+    const std::size_t k = std::min(n, s.buffered());
+    const std::string_view out(s.buf_.data() + s.pos_, k);
+    s.consume(k, true);
+    return out;
 }
 
 namespace {
@@ -501,6 +548,13 @@ namespace {
 Task<void> start_tls_task(std::shared_ptr<detail::StreamState> s,
                           std::shared_ptr<SslContext> sslcontext, StartTlsOptions options) {
     if (!s->transport_) throw std::logic_error("start_tls: the connection is closed");
+    if (s->writer_hold_) {
+        // What the transport held for the paused writer came before TLS: let it reach the
+        // reader's buffer first, so that the check below sees it.
+        s->release_writer_hold();
+        co_await sleep(0);
+        if (!s->transport_) throw std::logic_error("start_tls: the connection is closed");
+    }
     if (s->buffered() != 0)
         throw std::logic_error("start_tls: the StreamReader holds " +
                                std::to_string(s->buffered()) +
@@ -515,6 +569,7 @@ Task<void> start_tls_task(std::shared_ptr<detail::StreamState> s,
     // The StreamReaderProtocol now sits under the TLS transport (no second connection_made);
     // everything the stream does goes through it from here on, the handshake's failure too.
     if (!s->lost_) s->transport_ = detail::upgraded_transport(lower).get();
+    s->can_hold_ = false;
     assert(s->lost_ || s->transport_ != nullptr);
     try {
         co_await done;
@@ -576,11 +631,17 @@ bool StreamReaderProtocol::eof_received() {
 
 void StreamReaderProtocol::connection_lost(std::error_code ec) { s_->lost(ec); }
 
-void StreamReaderProtocol::pause_writing() { s_->write_paused_ = true; }
+void StreamReaderProtocol::pause_writing() {
+    s_->write_paused_ = true;
+    s_->hold_for_writer();
+}
 
 void StreamReaderProtocol::resume_writing() {
     s_->write_paused_ = false;
     s_->drainers_.wake_all();
+    // After the wake-ups: the drained task runs first (and usually waits to read again) before
+    // what the transport held is delivered.
+    s_->release_writer_hold();
 }
 
 // ---- openers

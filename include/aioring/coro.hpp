@@ -56,6 +56,8 @@ struct Waiter {
     void suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& context);
     // After resumption: true if the task was cancelled (CancelledError is due).
     bool resumed();
+    // TaskContext::cancel_fn of a suspended waiter: unlinks it and resumes it.
+    static void cancel(void* waiter);
 };
 
 // FIFO of suspended coroutines; wake-ups resume them through the loop's ready queue.
@@ -66,6 +68,8 @@ public:
     WaitList& operator=(const WaitList&) = delete;
     ~WaitList();
     bool empty() const { return head_ == nullptr; }
+    // The waiter a wake_one() would wake; null if there is none.
+    Waiter* front() const { return head_; }
     // Wakes the first waiter; false if there was none.
     bool wake_one();
     // Unlinks the first waiter and marks it woken, for a caller that resumes it itself (as a

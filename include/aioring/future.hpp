@@ -29,6 +29,10 @@ class FutureStateBase;
 struct TaskContext {
     bool cancel_requested = false;
     Callback cancel_current;
+    // The same for the common case, cheaper to set and clear on every suspension: a function
+    // and its argument (a wait list's Waiter). At most one of the two is set.
+    void (*cancel_fn)(void*) = nullptr;
+    void* cancel_arg = nullptr;
     EventLoop* loop = nullptr;        // the loop the root task runs on
     FutureStateBase* task = nullptr;  // the root task's future (cancel count and message)
     // Takes the pending cancel request, if any (asyncio: one CancelledError per cancel()).
@@ -36,7 +40,9 @@ struct TaskContext {
     // Marks the task cancelled and cancels what it is suspended on, if anything.
     void request_cancel() {
         cancel_requested = true;
-        if (cancel_current) {
+        if (cancel_fn) {
+            std::exchange(cancel_fn, nullptr)(cancel_arg);
+        } else if (cancel_current) {
             Callback c = std::move(cancel_current);
             c();
         }

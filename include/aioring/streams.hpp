@@ -38,11 +38,16 @@ class StreamState;
 
 // Where a waiting read(), read_into() or readexactly() wants its bytes: the data that arrives
 // while it waits is copied straight there, not through the reader's buffer.
+// read_view() has no destination: it borrows the transport's bytes (`view`), and only when its
+// task is resumed at once from data_received (see StreamState::resume_reader), while they are
+// still valid.
 struct ReadTarget {
     std::string* out = nullptr;
     std::size_t max = 0;  // out may grow to this size
     bool append = false;  // readexactly: add to out; read and read_into: replace it
-    std::size_t got = 0;  // bytes placed in out while waiting
+    std::size_t got = 0;  // bytes placed in out (or borrowed into view) while waiting
+    bool borrow = false;  // read_view: no out, `view` instead
+    std::string_view view;
 };
 
 bool read_ready(const StreamState& s);
@@ -55,6 +60,7 @@ void read_forget(StreamState& s, ReadTarget& t);
 void read_check(StreamState& s, Waiter* w, ReadTarget* t);
 std::string read_take(StreamState& s, std::size_t n);
 std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n);
+std::string_view read_take_view(StreamState& s, std::size_t n);
 Task<std::string> read_all(std::shared_ptr<StreamState> s);
 
 enum class WriterWait { drain, closed };
@@ -113,8 +119,8 @@ private:
 // unspecified.
 class [[nodiscard]] ReadIntoAwaiter {
 public:
-    ReadIntoAwaiter(std::shared_ptr<detail::StreamState> s, std::string& out, std::size_t n)
-        : s_(std::move(s)), out_(&out), n_(n) {}
+    ReadIntoAwaiter(detail::StreamState& s, std::string& out, std::size_t n)
+        : s_(&s), out_(&out), n_(n) {}
     ReadIntoAwaiter(const ReadIntoAwaiter&) = default;  // before it suspends
     ReadIntoAwaiter& operator=(const ReadIntoAwaiter&) = delete;
     ~ReadIntoAwaiter() {
@@ -135,8 +141,45 @@ public:
     }
 
 private:
-    std::shared_ptr<detail::StreamState> s_;
+    detail::StreamState* s_;
     std::string* out_;
+    std::size_t n_;
+    detail::Waiter w_;
+    detail::ReadTarget t_;
+    bool waiting_ = false;
+};
+
+// `co_await reader.read_view(n)`: read(n) without a copy: a view of up to n bytes (empty at
+// EOF) that stays valid until the task next suspends or uses the reader again. When the read
+// waited, it is resumed from the transport's data_received with a view of the bytes being
+// delivered (a receive buffer of the transport's), so a write() of it before the next
+// suspension is a write from that buffer, which the socket transport sends without copying;
+// otherwise it is a view of the reader's buffer. Raising, it loses no byte.
+class [[nodiscard]] ReadViewAwaiter {
+public:
+    ReadViewAwaiter(detail::StreamState& s, std::size_t n) : s_(&s), n_(n) {}
+    ReadViewAwaiter(const ReadViewAwaiter&) = default;  // before it suspends
+    ReadViewAwaiter& operator=(const ReadViewAwaiter&) = delete;
+    ~ReadViewAwaiter() {
+        if (waiting_) detail::read_forget(*s_, t_);
+    }
+    bool await_ready() const { return n_ == 0 || detail::read_ready(*s_); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        t_.max = n_;
+        t_.borrow = true;
+        detail::read_wait(*s_, w_, h, detail::require_context(h, "StreamReader::read_view()"), &t_);
+        waiting_ = true;
+    }
+    std::string_view await_resume() {
+        const bool waited = std::exchange(waiting_, false);
+        detail::read_check(*s_, waited ? &w_ : nullptr, waited ? &t_ : nullptr);
+        if (t_.got != 0) return t_.view;
+        return detail::read_take_view(*s_, n_);
+    }
+
+private:
+    detail::StreamState* s_;
     std::size_t n_;
     detail::Waiter w_;
     detail::ReadTarget t_;
@@ -146,8 +189,7 @@ private:
 // `co_await writer.drain()` / `co_await writer.wait_closed()`.
 class [[nodiscard]] WriterAwaiter {
 public:
-    WriterAwaiter(std::shared_ptr<detail::StreamState> s, detail::WriterWait kind)
-        : s_(std::move(s)), kind_(kind) {}
+    WriterAwaiter(detail::StreamState& s, detail::WriterWait kind) : s_(&s), kind_(kind) {}
     bool await_ready() const { return detail::writer_ready(*s_, kind_); }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
@@ -157,12 +199,16 @@ public:
     void await_resume() { detail::writer_check(*s_, kind_, waited_ ? &w_ : nullptr); }
 
 private:
-    std::shared_ptr<detail::StreamState> s_;
+    detail::StreamState* s_;
     detail::WriterWait kind_;
     detail::Waiter w_;
     bool waited_ = false;
 };
 
+// The awaiters of read_into, read_view, drain and wait_closed refer to the connection state
+// through the handle that made them: await them in the expression that makes them (as in
+// `co_await reader.read_view(n)`), or while that handle, or a copy of it, lives.
+//
 // StreamReader: a buffer fed by the transport. Reads raise the transport's error (once the
 // connection was lost with one) before anything else, as asyncio's do. Reading from the
 // transport pauses while the buffer holds more than 2 * limit bytes and resumes once it is
@@ -176,8 +222,11 @@ public:
     // Up to n bytes, waiting for at least one; n < 0: everything up to EOF; "" at EOF.
     ReadAwaiter read(std::ptrdiff_t n = -1) const { return ReadAwaiter(s_, n); }
     ReadIntoAwaiter read_into(std::string& out, std::size_t n) const {
-        return ReadIntoAwaiter(s_, out, n);
+        return ReadIntoAwaiter(*s_, out, n);
     }
+    // read(n) as a view of the bytes, valid until the task next suspends or uses the reader:
+    // an echo's `write(co_await reader.read_view(n))` copies nothing (see ReadViewAwaiter).
+    ReadViewAwaiter read_view(std::size_t n) const { return ReadViewAwaiter(*s_, n); }
     // Up to and including "\n"; at EOF what is left (maybe ""). Over the limit:
     // LimitOverrunError (the line is discarded).
     Task<std::string> readline() const;
@@ -225,13 +274,13 @@ public:
     void writelines(std::initializer_list<std::string_view> chunks) const {
         writelines(std::span<const std::string_view>(chunks.begin(), chunks.size()));
     }
-    WriterAwaiter drain() const { return WriterAwaiter(s_, detail::WriterWait::drain); }
+    WriterAwaiter drain() const { return WriterAwaiter(*s_, detail::WriterWait::drain); }
     void write_eof() const;
     bool can_write_eof() const;
     void close() const;
     bool is_closing() const;
     // Done once the connection is lost; raises the error it was lost with, if any.
-    WriterAwaiter wait_closed() const { return WriterAwaiter(s_, detail::WriterWait::closed); }
+    WriterAwaiter wait_closed() const { return WriterAwaiter(*s_, detail::WriterWait::closed); }
     // The transport's extra info (peername, sockname, ...); peername and sockname stay
     // available after the connection is lost.
     std::any get_extra_info(std::string_view name, std::any default_value = {}) const;
