@@ -415,8 +415,7 @@ void LoopCore::call_soon_threadsafe(Callback cb) {
     if (!ts_pending_.exchange(true, std::memory_order_acq_rel)) wakeup_->notify();
 }
 
-void LoopCore::drain_threadsafe() {
-    if (!ts_pending_.load(std::memory_order_acquire)) return;
+void LoopCore::drain_threadsafe_slow() {
     std::vector<Callback> items;
     {
         std::lock_guard lock(ts_mutex_);
@@ -508,15 +507,15 @@ void LoopCore::run_once() {
     ring.submit_and_wait(timeout);
     ring.dispatch();
     drain_threadsafe();
-    fire_timers();
-    run_ready();
+    // Under load most iterations have neither timers nor ready callbacks: no call for them.
+    if (!timers_.empty()) fire_timers();
+    if (!ready_.empty()) run_ready();
     if (!released_.empty()) free_released();
     if (iteration_hook) [[unlikely]]
         iteration_hook();
 }
 
 void LoopCore::fire_timers() {
-    if (timers_.empty()) return;
     const double now = time();
     while (!timers_.empty() && timers_.front().when <= now) {
         std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});

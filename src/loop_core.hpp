@@ -198,7 +198,12 @@ private:
     std::unique_ptr<SlowCallbackTimer> slow_timer_;  // the ring's runner while debug_ is on
     bool debug_ = false;
     void fire_timers();
-    void drain_threadsafe();
+    // What call_soon_threadsafe queued goes to the ready queue; the check is inline.
+    void drain_threadsafe() {
+        if (ts_pending_.load(std::memory_order_acquire)) [[unlikely]]
+            drain_threadsafe_slow();
+    }
+    void drain_threadsafe_slow();
 
     std::vector<Item> ready_;
     std::vector<Item> running_items_;

@@ -264,32 +264,43 @@ void Ring::submit_and_wait(std::optional<std::chrono::nanoseconds> timeout) {
 }
 
 unsigned Ring::dispatch() {
-    if (emu_) return dispatch_emulated();
+    if (emu_) [[unlikely]]
+        return dispatch_emulated();
     // The CQ is walked in place. Each entry is read and consumed (the head moved past it)
     // before its Op runs, so an Op that submits, and so may reap on a full CQ, never sees an
     // entry twice, and the kernel can post into the slot at once; order per Op is kept.
-    unsigned total = 0;
+    // The ring's pointers and mask are fixed once it is mapped: held in locals, they are not
+    // reloaded after each Op's call (io_uring_for_each_cqe re-reads them through ring_ each
+    // time). The tail is read once per batch, and again once the batch is done. No CQE32
+    // entries: the ring is never set up with IORING_SETUP_CQE32.
+    unsigned* const khead = ring_.cq.khead;
+    const unsigned* const ktail = ring_.cq.ktail;
+    const io_uring_cqe* const cqes = ring_.cq.cqes;
+    const unsigned mask = ring_.cq.ring_mask;
+    unsigned head = *khead;
+    const unsigned first = head;
     dispatching_ = true;
-    io_uring_cqe* cqe;
-    unsigned head;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-        const std::uint64_t ud = cqe->user_data;
-        const int res = cqe->res;
-        const unsigned flags = cqe->flags;
-        io_uring_cq_advance(&ring_, 1);
-        ++total;
-        if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]]
-            continue;  // liburing's own wait timeout
-        if (!(flags & IORING_CQE_F_MORE)) --inflight_;
-        if (ud == 0) [[unlikely]]
-            continue;
-        Op* op = reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud));
-        if (runner_) [[unlikely]]
-            runner_->run(*op, res, flags);
-        else
-            op->complete(res, flags);
+    for (unsigned tail; head != (tail = io_uring_smp_load_acquire(ktail));) {
+        do {
+            const io_uring_cqe& cqe = cqes[head & mask];
+            const std::uint64_t ud = cqe.user_data;
+            const int res = cqe.res;
+            const unsigned flags = cqe.flags;
+            io_uring_smp_store_release(khead, ++head);
+            if (ud == LIBURING_UDATA_TIMEOUT) [[unlikely]]
+                continue;  // liburing's own wait timeout
+            if (!(flags & IORING_CQE_F_MORE)) --inflight_;
+            if (ud == 0) [[unlikely]]
+                continue;
+            Op* op = reinterpret_cast<Op*>(static_cast<std::uintptr_t>(ud));
+            if (runner_) [[unlikely]]
+                runner_->run(*op, res, flags);
+            else
+                op->complete(res, flags);
+        } while (head != tail);
     }
     dispatching_ = false;
+    const unsigned total = head - first;
     completions_ += total;
     return total;
 }
