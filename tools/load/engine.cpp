@@ -281,7 +281,11 @@ private:
     std::vector<std::shared_ptr<Transport>> transports_;
     std::vector<Conn*> conns_;
     std::vector<Future<Connection<>>> reconnecting_;
-    std::vector<std::shared_ptr<Transport>> retired_;  // replaced, until they are gone
+    // Replaced ones, to wait for at the end: not owned (the loop frees each once it is
+    // closed), and pruned of the freed as the list grows, so a long churning run stays bounded.
+    std::vector<std::weak_ptr<Transport>> retired_;
+    std::size_t retired_prune_at_ = 64;
+    void keep_retired(const std::shared_ptr<Transport>& t);
     ConnectOptions copts_;
     RequestTemplate http_head_, http_body_;
     bool http_has_body_ = false;
@@ -770,9 +774,18 @@ void Worker::replace(Conn& c) {
     const ConnStart next = c.retire();
     if (conns_[next.slot] == &c) {
         conns_[next.slot] = nullptr;
-        retired_.push_back(std::move(transports_[next.slot]));
+        keep_retired(transports_[next.slot]);
+        transports_[next.slot].reset();
     }
     if (phase == Phase::running) reconnect(next);
+}
+
+void Worker::keep_retired(const std::shared_ptr<Transport>& t) {
+    if (retired_.size() >= retired_prune_at_) {
+        std::erase_if(retired_, [](const std::weak_ptr<Transport>& w) { return w.expired(); });
+        retired_prune_at_ = std::max<std::size_t>(64, 2 * retired_.size());
+    }
+    retired_.push_back(t);
 }
 
 void Worker::reconnect(ConnStart start) {
@@ -796,7 +809,7 @@ void Worker::reconnected(ConnStart start) {
         ++stats.connections_made;
         if (phase != Phase::running) {
             c.transport->close();
-            retired_.push_back(std::move(c.transport));
+            keep_retired(c.transport);
             return;
         }
         conns_[start.slot] = &c.as<Conn>();
