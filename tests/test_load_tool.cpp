@@ -7,8 +7,10 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -203,6 +205,22 @@ Options short_run(std::uint16_t port, Mode mode) {
 }
 
 // Runs the built binary; returns its exit status and what it printed on stdout / stderr.
+// Descriptors open in this process (the in-process servers' sockets among them).
+std::size_t fd_count() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+// Whether the count comes down to `n` within 5 s: another thread's loop closes them.
+bool fds_back_to(std::size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (fd_count() > n) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+}
+
 struct Run {
     int status = -1;
     std::string out, err;
@@ -449,6 +467,34 @@ TEST_SUITE("load tool") {
             CHECK(r.err.find("terminate") == std::string::npos);
             CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
         }
+    }
+
+    TEST_CASE("--requests-per-connection 1 churns within one descriptor per connection") {
+        // A replaced connection's slot opens its next one only once the old one is freed: at
+        // most one socket per slot, so 100 connections churn under a limit of 160 descriptors
+        // (opening the next one at once held two per slot and ran out), and the server's
+        // descriptors come back once the run ends.
+        EchoServer server;
+        const std::size_t before = fd_count();
+        const std::string bin = std::string(AIORING_LOAD_BIN) + " --port " +
+                                std::to_string(server.port()) +
+                                " --connections 100 --requests-per-connection 1 --duration 1"
+                                " --warmup 0 --json";
+        Run r = run_binary("-c 'ulimit -n 160 && exec " + bin + "'", "/bin/sh");
+        INFO(r.out << r.err);
+        CHECK(r.status == 0);
+        CHECK(r.out.find("\"errors\": 0,") != std::string::npos);
+        CHECK(r.out.find("\"timeouts\": 0,") != std::string::npos);
+        CHECK(r.err.find("Too many open files") == std::string::npos);
+        // Hundreds of connections replaced, every request answered.
+        const auto made = r.out.find("\"connections_made\": ");
+        REQUIRE(made != std::string::npos);
+        CHECK(std::stoul(r.out.substr(made + 20)) > 300);
+        const auto msgs = r.out.find("\"messages\": "), reqs = r.out.find("\"requests\": ");
+        REQUIRE(msgs != std::string::npos);
+        REQUIRE(reqs != std::string::npos);
+        CHECK(std::stoul(r.out.substr(msgs + 12)) == std::stoul(r.out.substr(reqs + 12)));
+        CHECK(fds_back_to(before));
     }
 
     TEST_CASE("--version, and the summary shows --pipeline only where it applies") {

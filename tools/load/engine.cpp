@@ -15,9 +15,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <algorithm>
+#include <any>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -148,6 +150,7 @@ struct ConnStart {
 class Conn final : public Protocol {
 public:
     Conn(Worker& w, std::size_t index, ConnStart start);
+    ~Conn() override;
     void connection_made(Transport& t) override;
     void data_received(std::string_view data) override;
     bool eof_received() override;
@@ -171,6 +174,12 @@ public:
     // Gives the slot up for a new connection: what is unanswered here counts as timed out, the
     // connection closes, and nothing it does later counts. Returns where the next one starts.
     ConnStart retire();
+    // The slot's next connection opens once this one is freed (its fd closed, so its port
+    // is back): were it opened at once, a fast churn would hold two ports per slot.
+    void reopen_when_freed(ConnStart next) {
+        reopen_ = true;
+        next_ = next;
+    }
 
 private:
     void send(std::uint64_t count, std::uint64_t stamp);
@@ -197,6 +206,8 @@ private:
     bool eof_ = false;
     bool lost_ = false;
     bool retired_ = false;
+    bool reopen_ = false;
+    ConnStart next_{};
     std::vector<std::uint64_t> stamps_;  // send time by message number & mask_
     std::uint64_t mask_ = 0;
     std::uint64_t t0_ = 0;              // open loop: when message 0 is due
@@ -255,6 +266,8 @@ public:
     void render(std::uint64_t seq, std::uint64_t conn, std::uint64_t& rng);
     // Retires `c` and opens a new connection in its slot (while the run lasts).
     void replace(Conn& c);
+    // Opens the slot's next connection from the next loop iteration (while the run lasts).
+    void reopen(ConnStart start);
 
 private:
     void run_loop();
@@ -281,7 +294,11 @@ private:
     std::vector<std::shared_ptr<Transport>> transports_;
     std::vector<Conn*> conns_;
     std::vector<Future<Connection<>>> reconnecting_;
-    std::vector<std::shared_ptr<Transport>> retired_;  // replaced, until they are gone
+    // Replaced ones, to wait for at the end: not owned (the loop frees each once it is
+    // closed), and pruned of the freed as the list grows, so a long churning run stays bounded.
+    std::vector<std::weak_ptr<Transport>> retired_;
+    std::size_t retired_prune_at_ = 64;
+    void keep_retired(const std::shared_ptr<Transport>& t);
     ConnectOptions copts_;
     RequestTemplate http_head_, http_body_;
     bool http_has_body_ = false;
@@ -295,6 +312,10 @@ Conn::Conn(Worker& w, std::size_t index, ConnStart start)
     sent_msgs_ = recv_msgs_ = timed_out_upto_ = start.first_seq;
     t0_ = start.t0;
     rng_ = 0x9e3779b97f4a7c15ull ^ (index * 0x100000001b3ull) ^ start.first_seq;
+}
+
+Conn::~Conn() {
+    if (reopen_) w_.reopen(next_);
 }
 
 void Conn::connection_made(Transport& t) {
@@ -439,7 +460,18 @@ ConnStart Conn::retire() {
         if (at >= w_.warm_ns && at < w_.end_ns) w_.error(&Stats::timeouts, "");
     }
     retired_ = true;
-    if (t_ && !lost_) t_->abort();
+    if (t_ && !lost_) {
+        // Closed with a reset, not a FIN: the side that closes first keeps the port in
+        // TIME_WAIT for a minute, and a run that reconnects thousands of times a second would
+        // use up the ephemeral ports towards the server (connect() then scans the whole range
+        // for each new connection, and the loop stalls). Nothing is owed any more.
+        const std::any fd = t_->get_extra_info("socket");
+        if (const int* s = std::any_cast<int>(&fd)) {
+            const linger l{1, 0};
+            ::setsockopt(*s, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        t_->abort();
+    }
     return ConnStart{start_.slot, sent_msgs_, t0_};
 }
 
@@ -770,9 +802,25 @@ void Worker::replace(Conn& c) {
     const ConnStart next = c.retire();
     if (conns_[next.slot] == &c) {
         conns_[next.slot] = nullptr;
-        retired_.push_back(std::move(transports_[next.slot]));
+        keep_retired(transports_[next.slot]);
+        transports_[next.slot].reset();
     }
-    if (phase == Phase::running) reconnect(next);
+    if (phase == Phase::running) c.reopen_when_freed(next);
+}
+
+void Worker::reopen(ConnStart start) {
+    if (phase != Phase::running) return;
+    loop_->call_soon([this, start] {
+        if (phase == Phase::running) reconnect(start);
+    });
+}
+
+void Worker::keep_retired(const std::shared_ptr<Transport>& t) {
+    if (retired_.size() >= retired_prune_at_) {
+        std::erase_if(retired_, [](const std::weak_ptr<Transport>& w) { return w.expired(); });
+        retired_prune_at_ = std::max<std::size_t>(64, 2 * retired_.size());
+    }
+    retired_.push_back(t);
 }
 
 void Worker::reconnect(ConnStart start) {
@@ -796,7 +844,7 @@ void Worker::reconnected(ConnStart start) {
         ++stats.connections_made;
         if (phase != Phase::running) {
             c.transport->close();
-            retired_.push_back(std::move(c.transport));
+            keep_retired(c.transport);
             return;
         }
         conns_[start.slot] = &c.as<Conn>();
