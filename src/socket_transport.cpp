@@ -54,6 +54,9 @@ SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BasePro
         struct stat st {};
         watch_reader_ = mode_ == Mode::write_pipe && ::fstat(fd_, &st) == 0 &&
                         (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+        // A read pipe has no write side: write() takes the cold path after write_eof(), and
+        // refuse_write() says why (no extra test on the write path).
+        eof_requested_ = mode_ == Mode::read_pipe;
         return;
     }
     peername_ = peername_of(fd_);
@@ -373,8 +376,16 @@ void SocketTransport::append(std::string_view data) {
     }
 }
 
+void SocketTransport::refuse_write(const char* call) const {
+    if (mode_ == Mode::read_pipe)
+        throw std::logic_error(
+            fmt::format("{}() on a read pipe transport: it has no write side", call));
+    throw std::logic_error(fmt::format("Cannot call {}() after write_eof()", call));
+}
+
 void SocketTransport::write(std::string_view data) {
-    if (eof_requested_) throw std::logic_error("Cannot call write() after write_eof()");
+    if (eof_requested_) [[unlikely]]
+        refuse_write("write");
     if (data.empty()) return;
     if (closing_) [[unlikely]] {
         core_.ignored_write(ignored_writes_);
@@ -412,7 +423,7 @@ void SocketTransport::drop_held_send() {
 
 void SocketTransport::write(std::string&& data) {
     if (data.size() < chunk_size / 4) return write(std::string_view(data));
-    if (eof_requested_) throw std::logic_error("Cannot call write() after write_eof()");
+    if (eof_requested_) refuse_write("write");
     if (closing_) return write(std::string_view(data));
     const std::size_t n = data.size();
     chunks_.push_back(std::move(data));
@@ -421,6 +432,7 @@ void SocketTransport::write(std::string&& data) {
 }
 
 void SocketTransport::writelines(std::span<const std::string_view> chunks) {
+    if (mode_ == Mode::read_pipe) refuse_write("writelines");
     for (std::string_view c : chunks) write(c);
 }
 
@@ -584,6 +596,7 @@ void SocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
 }
 
 void SocketTransport::write_eof() {
+    if (mode_ == Mode::read_pipe) refuse_write("write_eof");
     if (closing_ || eof_requested_) return;
     eof_requested_ = true;
     if (mode_ != Mode::socket) {  // a pipe has no half-close: closing our end is its EOF

@@ -123,7 +123,9 @@ public:
     void write(std::string&& data) override;
     void writelines(std::span<const std::string_view> chunks) override;
     void write_eof() override;
-    bool can_write_eof() const override { return true; }
+    // A read pipe has no write side: write(), writelines() and write_eof() throw
+    // std::logic_error; can_write_eof() is false.
+    bool can_write_eof() const override { return mode_ != Mode::read_pipe; }
     void abort() override;
     std::size_t get_write_buffer_size() const override { return flow_.size(); }
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
@@ -186,6 +188,9 @@ private:
     void submit_send();
     void on_send(int res, unsigned flags);
     void append(std::string_view data);
+    // Throws std::logic_error for `call` (write, writelines, write_eof) on a read pipe or after
+    // write_eof().
+    [[noreturn]] void refuse_write(const char* call) const;
     bool hold_for_send(std::string_view data);
     void drop_held_send();
     void force_close(std::error_code ec);

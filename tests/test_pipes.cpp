@@ -65,6 +65,58 @@ TEST_SUITE("pipes") {
         CHECK(log.count == 0);
     }
 
+    TEST_CASE("a read pipe refuses write, writelines and write_eof with std::logic_error") {
+        Events ev;
+        EventLoop loop;
+        ExceptionLog log(loop);
+        Pipe p;
+        auto conn =
+            run(loop, loop.connect_read_pipe(
+                          [&] { return std::make_unique<RecordingProtocol>(ev); }, p.take_r()));
+        REQUIRE(conn.transport);
+        // What the protocol's connection_made is handed: a Transport, whose write side refuses.
+        auto* t = dynamic_cast<Transport*>(conn.transport.get());
+        REQUIRE(t != nullptr);
+        CHECK(!t->can_write_eof());
+        CHECK_THROWS_AS(t->write("x"), std::logic_error);
+        CHECK_THROWS_AS(t->write(std::string(64 * 1024, 'x')), std::logic_error);
+        const std::string_view lines[] = {"a", "b"};
+        CHECK_THROWS_AS(t->writelines(lines), std::logic_error);
+        CHECK_THROWS_AS(t->write_eof(), std::logic_error);
+        try {
+            t->write("x");
+        } catch (const std::logic_error& e) {
+            CHECK(std::string_view(e.what()).find("read pipe") != std::string_view::npos);
+        }
+        CHECK(t->get_write_buffer_size() == 0);
+        // Still a working read pipe.
+        CHECK(!t->is_closing());
+        REQUIRE(::write(p.w, "after", 5) == 5);
+        REQUIRE(run_until(loop, [&] { return ev.data == "after"; }));
+        p.close_w();
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        CHECK(!ev.lost_error);
+        CHECK(log.count == 0);
+    }
+
+    TEST_CASE("a write pipe that never wrote hears its reader go away (asyncio: a clean close)") {
+        Events ev;
+        EventLoop loop;
+        ExceptionLog log(loop);
+        Pipe p;
+        auto conn =
+            run(loop, loop.connect_write_pipe(
+                          [&] { return std::make_unique<RecordingProtocol>(ev); }, p.take_w()));
+        REQUIRE(conn.transport);
+        CHECK(ev.lost == 0);
+        p.close_r();
+        REQUIRE(run_until(loop, [&] { return ev.lost == 1; }));
+        CHECK(!ev.lost_error);
+        CHECK(ev.order_ok);
+        CHECK(conn.transport->is_closing());
+        CHECK(log.count == 0);
+    }
+
     TEST_CASE("a read pipe delivers nothing while paused, and everything in order after resume") {
         Events ev;
         EventLoop loop;
