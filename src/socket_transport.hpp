@@ -223,13 +223,15 @@ private:
     bool eof_ = false;       // EOF delivered (or held)
     bool held_eof_ = false;  // EOF came while paused
     // Data completed while paused, delivered on resume: first ring pieces kept as they are (no
-    // copy; a few, and bounded ring-wide by BufferRing::can_keep), then copies in held_.
+    // copy; a few, and bounded ring-wide by BufferRing::can_keep), then copies in held_. 16:
+    // two readiness rounds of the epoll backend's 16 KiB pieces (8 each), which a pause can
+    // still receive; with 4, held_ sometimes grew to a new peak late in a long stream.
     struct HeldPiece {
         const char* data;
         std::uint32_t size;
         std::uint16_t bid;
     };
-    static constexpr std::size_t max_held_pieces = 4;
+    static constexpr std::size_t max_held_pieces = 16;
     std::array<HeldPiece, max_held_pieces> pieces_{};
     std::uint8_t npieces_ = 0;
     std::string held_;
