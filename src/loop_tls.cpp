@@ -15,9 +15,11 @@ Future<std::shared_ptr<Transport>> EventLoop::start_tls(std::shared_ptr<Transpor
                                                         StartTlsOptions options) {
     if (!transport) throw std::invalid_argument("start_tls: no transport");
     if (!sslcontext) throw std::invalid_argument("start_tls: no SslContext");
-    auto* lower = dynamic_cast<detail::SocketTransport*>(transport.get());
-    if (!lower) throw std::invalid_argument("start_tls needs a plain TCP or Unix stream transport");
-    if (lower->is_pipe())
+    auto* stream = dynamic_cast<detail::StreamTransport*>(transport.get());
+    if (!stream)
+        throw std::invalid_argument("start_tls needs a plain TCP or Unix stream transport");
+    auto* lower = dynamic_cast<detail::SocketTransport*>(stream);
+    if (!lower)
         throw std::invalid_argument(
             "start_tls: a pipe transport cannot carry TLS (it needs a TCP or Unix stream socket)");
     if (lower->is_closing()) throw std::logic_error("start_tls: the transport is closing");

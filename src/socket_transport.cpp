@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Stream transport over a connected socket: multishot receive into the loop's provided-buffer
-// ring (or single-shot into a BufferedProtocol's memory), one send in flight (a plain send for
-// one buffer, which may be a received ring buffer held for an echo; sendmsg for several), and
-// asyncio's close/abort/write_eof ordering and flow control.
+// Stream transports: multishot receive into the loop's provided-buffer ring (or single-shot into
+// a BufferedProtocol's memory), one send in flight (a plain send for one buffer, which may be a
+// received ring buffer held for an echo; sendmsg for several), and asyncio's
+// close/abort/write_eof ordering and flow control. The pipe kinds: src/pipe_transport.cpp.
 #include "src/socket_transport.hpp"
 
 #include <fmt/core.h>
@@ -35,30 +35,23 @@ constexpr std::size_t spare_keep = 8;
 
 std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
                                                        std::unique_ptr<BaseProtocol> protocol,
-                                                       Callback on_made,
-                                                       SocketTransport::Mode mode) {
-    auto t = std::make_shared<SocketTransport>(core, fd, std::move(protocol), mode);
+                                                       Callback on_made) {
+    auto t = std::make_shared<SocketTransport>(core, fd, std::move(protocol));
     t->start(std::move(on_made));
     return t;
 }
 
-SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
-                                 Mode mode)
-    : TransportBase(core, *this, std::move(protocol)), fd_(fd), mode_(mode) {
+StreamTransport::StreamTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
+                                 bool socket)
+    : TransportBase(core, *this, std::move(protocol)), fd_(fd), socket_(socket) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::stream &&
         protocol_->kind() != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
-    if (mode_ != Mode::socket) [[unlikely]] {
-        // Only a FIFO or a socket reports its reader's close; a file or a tty never does.
-        struct stat st {};
-        watch_reader_ = mode_ == Mode::write_pipe && ::fstat(fd_, &st) == 0 &&
-                        (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
-        // A read pipe has no write side: write() takes the cold path after write_eof(), and
-        // refuse_write() says why (no extra test on the write path).
-        eof_requested_ = mode_ == Mode::read_pipe;
-        return;
-    }
+}
+
+SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol)
+    : StreamTransport(core, fd, std::move(protocol), true) {
     peername_ = peername_of(fd_);
     sockname_ = sockname_of(fd_);
     if (sockname_.family() == AF_INET || sockname_.family() == AF_INET6) {
@@ -68,7 +61,26 @@ SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BasePro
     msg_.msg_iov = nullptr;
 }
 
-SocketTransport::~SocketTransport() {
+void SocketTransport::prep_receive(io_uring_sqe* s, void* buf, std::size_t len) {
+    io_uring_prep_recv(s, fd_, buf, len, 0);
+}
+
+void SocketTransport::prep_send_iov(io_uring_sqe* s, std::size_t n) {
+    msg_.msg_iov = iov_.data();
+    msg_.msg_iovlen = n;
+    io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
+}
+
+void SocketTransport::shut_write() { ::shutdown(fd_, SHUT_WR); }
+
+std::any SocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
+    if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
+    if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
+    if (name == "socket") return fd_closed_ ? default_value : std::any(fd_);
+    return StreamTransport::get_extra_info(name, std::move(default_value));
+}
+
+StreamTransport::~StreamTransport() {
     if (!detached_) {  // once the loop is gone, so is its ring
         release_pieces();
         drop_held_send();
@@ -76,24 +88,23 @@ SocketTransport::~SocketTransport() {
     if (!fd_closed_) ::close(fd_);
 }
 
-void SocketTransport::start(Callback on_made) {
+void StreamTransport::start(Callback on_made) {
     adopt(shared_from_this());
     core_.post([this, on_made = std::move(on_made)]() mutable {
         made_ = true;
         run_callback("protocol connection_made() failed",
                      [&] { stream()->connection_made(*this); });
-        if (wants_read() && !recv_armed_) arm_recv();
+        start_receiving();
         if (on_made) on_made();
     });
 }
 
 // ---- reading -------------------------------------------------------------------------------
 
-void SocketTransport::arm_recv() {
+void StreamTransport::arm_recv() {
     assert(!recv_armed_);
     std::span<std::byte> buf;
-    const bool buffered =
-        mode_ != Mode::write_pipe && protocol_->kind() == BaseProtocol::Kind::buffered;
+    const bool buffered = protocol_->kind() == BaseProtocol::Kind::buffered;
     if (buffered) {
         if (!run_callback("protocol get_buffer() failed", [&] {
                 buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
@@ -105,60 +116,35 @@ void SocketTransport::arm_recv() {
         if (!wants_read() || recv_armed_) return;
     }
     io_uring_sqe* s = core_.ring.sqe();
-    if (mode_ == Mode::write_pipe) [[unlikely]] {
-        // The kernel always reports POLLERR/POLLHUP; a pipe's write end gets POLLERR once the
-        // reader has closed.
-        io_uring_prep_poll_add(s, fd_, POLLERR);
-        recv_multishot_ = false;
-    } else if (buffered) {
+    if (buffered) {
         target_ = buf;
         target_owner_ = protocol_.get();
-        if (mode_ == Mode::read_pipe)
-            io_uring_prep_read(s, fd_, buf.data(), buf.size(), -1);
-        else
-            io_uring_prep_recv(s, fd_, buf.data(), buf.size(), 0);
+        prep_receive(s, buf.data(), buf.size());
         recv_multishot_ = false;
-    } else if (mode_ == Mode::socket && core_.stream_ring().ok() &&
-               core_.ring.features().multishot_recv) {
+    } else if (socket_ && core_.stream_ring().ok() && core_.ring.features().multishot_recv) {
         io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
         s->flags |= IOSQE_BUFFER_SELECT;
         s->buf_group = core_.stream_ring().group();
         recv_multishot_ = true;
     } else {
         if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_size);
-        // Offset -1: the file position, for a regular file given as a pipe (a FIFO ignores it).
-        if (mode_ == Mode::read_pipe)
-            io_uring_prep_read(s, fd_, own_buffer_.get(), receive_size, -1);
-        else
-            io_uring_prep_recv(s, fd_, own_buffer_.get(), receive_size, 0);
+        prep_receive(s, own_buffer_.get(), receive_size);
         recv_multishot_ = false;
     }
     io_uring_sqe_set_data(s, static_cast<uring::Op*>(&recv_op_));
     recv_armed_ = true;
 }
 
-void SocketTransport::cancel_recv() {
+void StreamTransport::cancel_recv() {
     if (!recv_armed_) return;
     io_uring_sqe* s = core_.ring.sqe();
     io_uring_prep_cancel(s, static_cast<uring::Op*>(&recv_op_), 0);
     uring::Ring::ignore_result(s);
 }
 
-void SocketTransport::on_recv(int res, unsigned flags) {
+void StreamTransport::on_recv(int res, unsigned flags) {
     const bool more = (flags & IORING_CQE_F_MORE) != 0;
     if (!more) recv_armed_ = false;
-    if (mode_ == Mode::write_pipe) [[unlikely]] {
-        // The reader went away (asyncio's _UnixWritePipeTransport._read_ready): with data still
-        // owed that is a broken pipe, otherwise a clean close.
-        if (res > 0 && !closing_) {
-            if (flow_.size() != 0)
-                force_close(std::make_error_code(std::errc::broken_pipe));
-            else
-                close();
-        }
-        maybe_release();
-        return;
-    }
     if (res > 0) [[likely]] {
         if (flags & IORING_CQE_F_BUFFER) {
             uring::BufferRing& ring = core_.stream_ring();
@@ -208,7 +194,7 @@ void SocketTransport::on_recv(int res, unsigned flags) {
     }
 }
 
-bool SocketTransport::keep_piece(uring::BufferRing& ring, std::uint16_t bid,
+bool StreamTransport::keep_piece(uring::BufferRing& ring, std::uint16_t bid,
                                  std::string_view data) {
     // Completed after pause_reading: the ring's bytes are held as they are, while few are and
     // nothing copied is queued before them; the buffer goes back once they are delivered.
@@ -219,12 +205,12 @@ bool SocketTransport::keep_piece(uring::BufferRing& ring, std::uint16_t bid,
     return true;
 }
 
-void SocketTransport::release_pieces() {
+void StreamTransport::release_pieces() {
     for (std::size_t i = 0; i < npieces_; ++i) core_.stream_ring().release(pieces_[i].bid);
     npieces_ = 0;
 }
 
-void SocketTransport::deliver(std::string_view data) {
+void StreamTransport::deliver(std::string_view data) {
     if (closing_ || eof_) return;
     if (holding()) {
         held_.append(data);  // completed after pause_reading: kept for resume_reading
@@ -233,7 +219,7 @@ void SocketTransport::deliver(std::string_view data) {
     dispatch(data);
 }
 
-void SocketTransport::dispatch(std::string_view data) {
+void StreamTransport::dispatch(std::string_view data) {
     if (protocol_->kind() == BaseProtocol::Kind::stream) [[likely]] {
         run_callback("protocol data_received() failed",
                      [&] { static_cast<Protocol*>(protocol_.get())->data_received(data); });
@@ -253,7 +239,7 @@ void SocketTransport::dispatch(std::string_view data) {
     }
 }
 
-void SocketTransport::deliver_buffered(std::size_t n) {
+void StreamTransport::deliver_buffered(std::size_t n) {
     if (closing_ || eof_) return;
     if (target_owner_ != protocol_.get()) {
         // Received into the buffer of a protocol that has since been replaced.
@@ -269,7 +255,7 @@ void SocketTransport::deliver_buffered(std::size_t n) {
                  [&] { static_cast<BufferedProtocol*>(protocol_.get())->buffer_updated(n); });
 }
 
-void SocketTransport::on_eof() {
+void StreamTransport::on_eof() {
     if (closing_ || eof_) return;
     if (holding()) {
         held_eof_ = true;
@@ -280,10 +266,10 @@ void SocketTransport::on_eof() {
     if (!run_callback("protocol eof_received() failed",
                       [&] { keep_open = stream()->eof_received(); }))
         return;
-    if (!keep_open || mode_ == Mode::read_pipe) close();  // a read pipe closes at EOF (asyncio)
+    if (!keep_open || closes_at_eof()) close();
 }
 
-void SocketTransport::deliver_held() {
+void StreamTransport::deliver_held() {
     // Runs from the loop after resume_reading: what completed while paused goes first, in order.
     if (!reading_ || closing_) return;
     if (held_buffered_ != 0) {
@@ -320,7 +306,7 @@ void SocketTransport::deliver_held() {
     if (wants_read() && !recv_armed_) arm_recv();
 }
 
-void SocketTransport::take_held_buffered() {
+void StreamTransport::take_held_buffered() {
     // Bytes received into a BufferedProtocol's memory while paused: the protocol is about to be
     // replaced, so they are copied out and go to the new one, first, on resume.
     if (held_buffered_ == 0) return;
@@ -329,15 +315,15 @@ void SocketTransport::take_held_buffered() {
     held_buffered_data_ = nullptr;
 }
 
-void SocketTransport::pause_reading() {
-    if (closing_ || !reading_ || mode_ == Mode::write_pipe) return;
+void StreamTransport::pause_reading() {
+    if (closing_ || !reading_) return;
     reading_ = false;
     // Stop the kernel from filling shared ring buffers for a reader that does not read; what
     // completes before the cancel lands is held.
     if (recv_multishot_) cancel_recv();
 }
 
-void SocketTransport::resume_reading() {
+void StreamTransport::resume_reading() {
     if (closing_ || reading_) return;
     reading_ = true;
     if (!held_.empty() || npieces_ != 0 || held_buffered_ != 0 || held_eof_) {
@@ -347,14 +333,14 @@ void SocketTransport::resume_reading() {
     }
 }
 
-void SocketTransport::rearm() {
+void StreamTransport::rearm() {
     if (wants_read() && !recv_armed_ && held_.empty() && npieces_ == 0) arm_recv();
     maybe_release();
 }
 
 // ---- writing -------------------------------------------------------------------------------
 
-void SocketTransport::append(std::string_view data) {
+void StreamTransport::append(std::string_view data) {
     while (!data.empty()) {
         // The back chunk takes what fits in its capacity, unless the in-flight sendmsg points
         // into it; the rest goes into fresh chunks (reused ones when there are).
@@ -376,14 +362,11 @@ void SocketTransport::append(std::string_view data) {
     }
 }
 
-void SocketTransport::refuse_write(const char* call) const {
-    if (mode_ == Mode::read_pipe)
-        throw std::logic_error(
-            fmt::format("{}() on a read pipe transport: it has no write side", call));
+void StreamTransport::refuse_write(const char* call) const {
     throw std::logic_error(fmt::format("Cannot call {}() after write_eof()", call));
 }
 
-void SocketTransport::write(std::string_view data) {
+void StreamTransport::write(std::string_view data) {
     if (eof_requested_) [[unlikely]]
         refuse_write("write");
     if (data.empty()) return;
@@ -397,7 +380,7 @@ void SocketTransport::write(std::string_view data) {
     flow_.add(data.size());
 }
 
-bool SocketTransport::hold_for_send(std::string_view data) {
+bool StreamTransport::hold_for_send(std::string_view data) {
     // Bytes of the ring buffer being delivered, with nothing queued before them: keep the
     // buffer and send from it (see held_sends_). The kernel does not reuse a kept buffer: with
     // incremental consumption it may still be filling the rest of it (no Piece::last yet), but
@@ -416,12 +399,12 @@ bool SocketTransport::hold_for_send(std::string_view data) {
     return true;
 }
 
-void SocketTransport::drop_held_send() {
+void StreamTransport::drop_held_send() {
     // Every held write goes back (the write buffer is dropped).
     while (nheld_ != 0) core_.stream_ring().release(held_sends_[--nheld_].bid);
 }
 
-void SocketTransport::write(std::string&& data) {
+void StreamTransport::write(std::string&& data) {
     if (data.size() < chunk_size / 4) return write(std::string_view(data));
     if (eof_requested_) refuse_write("write");
     if (closing_) return write(std::string_view(data));
@@ -431,21 +414,20 @@ void SocketTransport::write(std::string&& data) {
     flow_.add(n);
 }
 
-void SocketTransport::writelines(std::span<const std::string_view> chunks) {
-    if (mode_ == Mode::read_pipe) refuse_write("writelines");
+void StreamTransport::writelines(std::span<const std::string_view> chunks) {
     for (std::string_view c : chunks) write(c);
 }
 
-void SocketTransport::flush() {
+void StreamTransport::flush() {
     if (!send_inflight_ && flow_.size() != 0 && !lost_scheduled_ &&
         (!barrier_ || barrier_bytes_ != 0))
         submit_send();
     maybe_release();
 }
 
-void SocketTransport::submit_send() {
+void StreamTransport::submit_send() {
     if (nheld_ == 1 || (nheld_ == 0 && chunks_.size() == 1 && !barrier_)) [[likely]] {
-        if (mode_ == Mode::socket) [[likely]] {
+        if (socket_) [[likely]] {
             // One buffer: a plain send, no msghdr or iovec for the kernel to copy in.
             const char* b;
             std::size_t len;
@@ -474,11 +456,9 @@ void SocketTransport::submit_send() {
             const HeldSend& h = held_sends_[i];
             iov_[i] = iovec{const_cast<char*>(h.data + h.off), h.size - h.off};
         }
-        msg_.msg_iov = iov_.data();
-        msg_.msg_iovlen = nheld_;
         inflight_chunks_ = 0;
         io_uring_sqe* s = core_.ring.sqe();
-        io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
+        prep_send_iov(s, nheld_);
         io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
         send_inflight_ = true;
         ++sends_;
@@ -496,22 +476,15 @@ void SocketTransport::submit_send() {
         if (limit == 0) [[unlikely]]
             n = i + 1;
     }
-    msg_.msg_iov = iov_.data();
-    msg_.msg_iovlen = n;
     inflight_chunks_ = n;
     io_uring_sqe* s = core_.ring.sqe();
-    // A pipe's writev raises SIGPIPE when the reader is gone: the pipe transports ignore that
-    // signal process-wide (as Python does) and see EPIPE.
-    if (mode_ == Mode::socket) [[likely]]
-        io_uring_prep_sendmsg(s, fd_, &msg_, MSG_NOSIGNAL);
-    else
-        io_uring_prep_writev(s, fd_, iov_.data(), static_cast<unsigned>(n), -1);
+    prep_send_iov(s, n);
     io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
     send_inflight_ = true;
     ++sends_;
 }
 
-void SocketTransport::on_send(int res, unsigned) {
+void StreamTransport::on_send(int res, unsigned) {
     send_inflight_ = false;
     inflight_chunks_ = 0;
     if (lost_scheduled_) {  // aborted: the buffer was dropped, only the memory was kept
@@ -586,41 +559,42 @@ void SocketTransport::on_send(int res, unsigned) {
         schedule_connection_lost({});
     } else if (eof_requested_ && !shut_wr_) {
         shut_wr_ = true;
-        ::shutdown(fd_, SHUT_WR);
+        shut_write();
     }
 }
 
-void SocketTransport::set_write_buffer_limits(std::optional<std::size_t> high,
+void StreamTransport::set_write_buffer_limits(std::optional<std::size_t> high,
                                               std::optional<std::size_t> low) {
     flow_.set_limits(high, low);
 }
 
-void SocketTransport::write_eof() {
-    if (mode_ == Mode::read_pipe) refuse_write("write_eof");
+void StreamTransport::write_eof() {
     if (closing_ || eof_requested_) return;
     eof_requested_ = true;
-    if (mode_ != Mode::socket) {  // a pipe has no half-close: closing our end is its EOF
-        close();
-        return;
-    }
     if (flow_.size() == 0 && !send_inflight_ && !barrier_) {
         shut_wr_ = true;
-        ::shutdown(fd_, SHUT_WR);
+        shut_write();
     }
+}
+
+void StreamTransport::write_eof_closes() {
+    if (closing_ || eof_requested_) return;
+    eof_requested_ = true;
+    close();
 }
 
 // ---- closing -------------------------------------------------------------------------------
 
-void SocketTransport::close() {
+void StreamTransport::close() {
     if (closing_) return;
     closing_ = true;
-    cancel_recv();
+    stop_receiving();
     if (flow_.size() == 0 && !send_inflight_ && !barrier_) schedule_connection_lost({});
 }
 
-void SocketTransport::abort() { force_close({}); }
+void StreamTransport::abort() { force_close({}); }
 
-void SocketTransport::force_close(std::error_code ec) {
+void StreamTransport::force_close(std::error_code ec) {
     if (lost_scheduled_) return;
     closing_ = true;
     flow_.set(0);  // dropped; chunks stay until the in-flight send lets go of them
@@ -629,7 +603,7 @@ void SocketTransport::force_close(std::error_code ec) {
         front_offset_ = 0;
         drop_held_send();
     }
-    cancel_recv();
+    stop_receiving();
     if (send_inflight_) {
         // asyncio: the buffered data is lost. The in-flight send waits in the kernel for room
         // and, under COOP_TASKRUN or without flags, is retried as soon as the peer reads, even
@@ -638,7 +612,7 @@ void SocketTransport::force_close(std::error_code ec) {
         // EPIPE; what the kernel already holds still goes, then EOF, as a close would do), and
         // the cancel is submitted now rather than at the next loop iteration (a pipe has no
         // shutdown; the cancel disarms its waiting write).
-        if (mode_ == Mode::socket) ::shutdown(fd_, SHUT_WR);
+        shut_write();
         io_uring_sqe* s = core_.ring.sqe();
         io_uring_prep_cancel(s, static_cast<uring::Op*>(&send_op_), 0);
         uring::Ring::ignore_result(s);
@@ -648,7 +622,7 @@ void SocketTransport::force_close(std::error_code ec) {
     if (barrier_) barrier_->transport_aborted(ec);
 }
 
-void SocketTransport::set_write_barrier(WriteBarrier* b) {
+void StreamTransport::set_write_barrier(WriteBarrier* b) {
     assert(!barrier_ && !lost_scheduled_);
     barrier_ = b;
     barrier_bytes_ = flow_.size();  // what is in flight counts until its completion
@@ -658,7 +632,7 @@ void SocketTransport::set_write_barrier(WriteBarrier* b) {
         });
 }
 
-void SocketTransport::release_write_barrier(std::error_code ec) {
+void StreamTransport::release_write_barrier(std::error_code ec) {
     barrier_ = nullptr;
     barrier_bytes_ = 0;
     if (detached_) return;
@@ -672,21 +646,21 @@ void SocketTransport::release_write_barrier(std::error_code ec) {
             schedule_connection_lost({});
         else if (eof_requested_ && !shut_wr_) {
             shut_wr_ = true;
-            ::shutdown(fd_, SHUT_WR);
+            shut_write();
         }
     }
     maybe_release();
 }
 
-void SocketTransport::after_lost() {
+void StreamTransport::after_lost() {
     if (lost_hook_) std::exchange(lost_hook_, {})();
 }
 
-void SocketTransport::abort_after_failure() {
+void StreamTransport::abort_after_failure() {
     force_close(std::make_error_code(std::errc::connection_aborted));
 }
 
-void SocketTransport::released() {
+void StreamTransport::released() {
     // The fd closes only once connection_lost has returned and no op (or pending flush/re-arm)
     // can still refer to this transport.
     if (!fd_closed_) {
@@ -695,7 +669,7 @@ void SocketTransport::released() {
     }
 }
 
-void SocketTransport::loop_closed() {
+void StreamTransport::loop_closed() {
     // The loop closed with this transport open: every operation has completed or been
     // cancelled, and no callback runs any more (asyncio does not call connection_lost either).
     recv_armed_ = false;
@@ -715,11 +689,7 @@ void SocketTransport::loop_closed() {
 
 // ---- the rest --------------------------------------------------------------------------------
 
-std::any SocketTransport::get_extra_info(std::string_view name, std::any default_value) const {
-    if (name == "peername") return peername_.empty() ? default_value : std::any(peername_);
-    if (name == "sockname") return sockname_.empty() ? default_value : std::any(sockname_);
-    if (name == "socket")
-        return fd_closed_ || mode_ != Mode::socket ? default_value : std::any(fd_);
+std::any StreamTransport::get_extra_info(std::string_view name, std::any default_value) const {
     // Diagnostic (not asyncio): send operations submitted so far, to check coalescing.
     if (name == "send_calls") return std::any(sends_);
     // Diagnostic: write() calls sent straight from a received ring buffer (no copy), and
@@ -727,11 +697,10 @@ std::any SocketTransport::get_extra_info(std::string_view name, std::any default
     if (name == "held_writes") return std::any(held_writes_);
     if (name == "holding_send_buffer") return std::any(nheld_ != 0);
     if (name == "held_send_count") return std::any(static_cast<std::size_t>(nheld_));
-    if (name == "pipe") return fd_closed_ || mode_ == Mode::socket ? default_value : std::any(fd_);
     return default_value;
 }
 
-void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
+void StreamTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     if (!protocol) throw std::invalid_argument("set_protocol(nullptr)");
     auto kind = protocol->kind();
     if (kind != BaseProtocol::Kind::stream && kind != BaseProtocol::Kind::buffered)
@@ -753,7 +722,7 @@ void SocketTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
     if (recv_armed_ && (kind_changed || kind == BaseProtocol::Kind::buffered)) cancel_recv();
 }
 
-std::unique_ptr<BaseProtocol> SocketTransport::exchange_protocol(
+std::unique_ptr<BaseProtocol> StreamTransport::exchange_protocol(
     std::unique_ptr<BaseProtocol> protocol) {
     take_held_buffered();
     auto old = std::move(protocol_);

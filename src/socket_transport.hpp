@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Stream transport over a connected socket (TCP or Unix): one receive op, one send op,
-// asyncio's flow control and its close/abort/write_eof ordering.
+// Stream transports: StreamTransport (the common part: one receive op, one send op, asyncio's
+// flow control and its close/abort/write_eof ordering) and SocketTransport over a connected
+// socket (TCP or Unix). The pipe transports derive from StreamTransport (src/pipe_transport.hpp).
 #pragma once
 
 #include <aioring/loop.hpp>
@@ -80,20 +81,16 @@ protected:
     ~WriteBarrier() = default;
 };
 
-class SocketTransport final : public Transport,
-                              public Flushable,
-                              public Rearmable,
-                              public TransportBase,
-                              public std::enable_shared_from_this<SocketTransport> {
+// The state and hot path every stream transport shares. The kinds (SocketTransport, and
+// ReadPipeTransport / WritePipeTransport in src/pipe_transport.hpp) override only cold paths:
+// the single-shot receive, a send of several buffers, the write side's shutdown, and start.
+class StreamTransport : public Transport,
+                        public Flushable,
+                        public Rearmable,
+                        public TransportBase,
+                        public std::enable_shared_from_this<StreamTransport> {
 public:
-    // Pipe modes (connect_read_pipe, connect_write_pipe, subprocess pipes): read(2)/writev(2)
-    // instead of recv/sendmsg, no half-close (write_eof closes), and a write pipe watches for
-    // its reader going away (POLLERR) instead of receiving.
-    enum class Mode : unsigned char { socket, read_pipe, write_pipe };
-
-    SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
-                    Mode mode = Mode::socket);
-    ~SocketTransport() override;
+    ~StreamTransport() override;
 
     // Schedules connection_made (and then reading); `on_made` runs right after it.
     void start(Callback on_made = {});
@@ -111,7 +108,7 @@ public:
     // pause_writing was the protocol's last flow-control call.
     bool is_writing_paused() const { return flow_.paused(); }
     // A pipe transport (connect_read_pipe, connect_write_pipe, a subprocess's pipes).
-    bool is_pipe() const { return mode_ != Mode::socket; }
+    bool is_pipe() const { return !socket_; }
     BaseProtocol* get_protocol() const override { return protocol_.get(); }
     EventLoop& get_loop() const override { return core_.loop; }
     // ReadTransport
@@ -122,10 +119,8 @@ public:
     void write(std::string_view data) override;
     void write(std::string&& data) override;
     void writelines(std::span<const std::string_view> chunks) override;
+    // After the bytes buffered now are sent, shut_write(); a pipe overrides it.
     void write_eof() override;
-    // A read pipe has no write side: write(), writelines() and write_eof() throw
-    // std::logic_error; can_write_eof() is false.
-    bool can_write_eof() const override { return mode_ != Mode::read_pipe; }
     void abort() override;
     std::size_t get_write_buffer_size() const override { return flow_.size(); }
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
@@ -150,25 +145,57 @@ public:
     void set_write_barrier(WriteBarrier* b);
     void release_write_barrier(std::error_code ec);
     bool has_write_barrier() const { return barrier_ != nullptr; }
-    // The server that accepted this connection lists its live ones through these (close_clients),
-    // with no allocation per connection.
-    SocketTransport* server_prev = nullptr;
-    SocketTransport* server_next = nullptr;
-
     // Counters for tests and benchmarks.
     std::uint64_t sends_submitted() const { return sends_; }
     // write() calls sent straight from the ring buffer being delivered (no copy).
     std::uint64_t held_writes() const { return held_writes_; }
 
+protected:
+    // `socket`: a connected socket (a plain send for one buffer, multishot receive), else a pipe.
+    StreamTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol, bool socket);
+
+    // Cold paths each kind does its own way.
+    // Prepares a single-shot receive of up to `len` bytes into `buf`.
+    virtual void prep_receive(io_uring_sqe* s, void* buf, std::size_t len) = 0;
+    // Prepares a send of iov_[0, n) (several buffers, or one behind a write barrier).
+    virtual void prep_send_iov(io_uring_sqe* s, std::size_t n) = 0;
+    // Shuts the write side (a socket's SHUT_WR; a pipe has none).
+    virtual void shut_write() {}
+    // Whether EOF closes the transport even when eof_received() asks to keep it open.
+    virtual bool closes_at_eof() const { return false; }
+    // Right after connection_made: starts receiving.
+    virtual void start_receiving() {
+        if (wants_read() && !recv_armed_) arm_recv();
+    }
+    // close() and force_close(): stops receiving.
+    virtual void stop_receiving() { cancel_recv(); }
+    // Throws std::logic_error for `call` (write, writelines, write_eof) after write_eof().
+    [[noreturn]] virtual void refuse_write(const char* call) const;
+
+    // The write_eof() of a transport with no half-close: closing its end is its EOF.
+    void write_eof_closes();
+    void force_close(std::error_code ec);
+    // TransportBase
+    bool busy() const override {
+        return recv_armed_ || send_inflight_ || flush_scheduled || rearm_scheduled || barrier_;
+    }
+
+    int fd_;
+    const bool socket_;
+    bool fd_closed_ = false;
+    bool eof_requested_ = false;  // write_eof() called
+    std::vector<iovec> iov_;
+    WriteFlow flow_{*this};  // the buffered byte count and pause/resume
+
 private:
     struct RecvOp final : uring::Op {
-        SocketTransport& t;
-        explicit RecvOp(SocketTransport& tr) : t(tr) {}
+        StreamTransport& t;
+        explicit RecvOp(StreamTransport& tr) : t(tr) {}
         void complete(int res, unsigned flags) override { t.on_recv(res, flags); }
     };
     struct SendOp final : uring::Op {
-        SocketTransport& t;
-        explicit SendOp(SocketTransport& tr) : t(tr) {}
+        StreamTransport& t;
+        explicit SendOp(StreamTransport& tr) : t(tr) {}
         void complete(int res, unsigned flags) override { t.on_send(res, flags); }
     };
 
@@ -188,33 +215,18 @@ private:
     void submit_send();
     void on_send(int res, unsigned flags);
     void append(std::string_view data);
-    // Throws std::logic_error for `call` (write, writelines, write_eof) on a read pipe or after
-    // write_eof().
-    [[noreturn]] void refuse_write(const char* call) const;
     bool hold_for_send(std::string_view data);
     void drop_held_send();
-    void force_close(std::error_code ec);
     // TransportBase
     void abort_after_failure() override;
     void after_lost() override;
-    bool busy() const override {
-        return recv_armed_ || send_inflight_ || flush_scheduled || rearm_scheduled || barrier_;
-    }
     void released() override;
-    bool wants_read() const {
-        return reading_ && !closing_ && !eof_ && !held_eof_ &&
-               (mode_ != Mode::write_pipe || watch_reader_);
-    }
+    bool wants_read() const { return reading_ && !closing_ && !eof_ && !held_eof_; }
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
 
-    int fd_;
     std::unique_ptr<BaseProtocol> retired_;  // replaced protocol, freed once no op uses it
     RecvOp recv_op_{*this};
     SendOp send_op_{*this};
-    Mode mode_;
-    bool watch_reader_ = false;  // write pipe on a FIFO or socket: POLLERR when the reader goes
-    SocketAddress peername_;
-    SocketAddress sockname_;
 
     // Reading.
     bool reading_ = true;      // not paused
@@ -247,10 +259,7 @@ private:
     std::vector<std::string> spare_;   // sent chunks kept for reuse (no allocation per write)
     std::size_t front_offset_ = 0;     // bytes of chunks_.front() already sent
     std::size_t inflight_chunks_ = 0;  // chunks the in-flight sendmsg points into
-    WriteFlow flow_{*this};            // the buffered byte count and pause/resume
     SendObserver* send_observer_ = nullptr;
-    std::vector<iovec> iov_;
-    msghdr msg_{};
     bool send_inflight_ = false;
     std::uint64_t sends_ = 0;
     WriteBarrier* barrier_ = nullptr;
@@ -278,16 +287,40 @@ private:
     std::uint64_t held_writes_ = 0;
 
     // Closing (the rest of the state is TransportBase's).
-    bool eof_requested_ = false;  // write_eof() called
     bool shut_wr_ = false;
-    bool fd_closed_ = false;
     std::uint32_t ignored_writes_ = 0;  // write() calls dropped while closing
     Callback lost_hook_;
 };
 
+// A connected socket (TCP or Unix): multishot receive into the buffer ring, sendmsg for several
+// buffers, write_eof as shutdown(SHUT_WR).
+class SocketTransport final : public StreamTransport {
+public:
+    SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol);
+
+    bool can_write_eof() const override { return true; }
+    std::any get_extra_info(std::string_view name, std::any default_value) const override;
+    std::shared_ptr<SocketTransport> shared_from_this() {
+        return std::static_pointer_cast<SocketTransport>(StreamTransport::shared_from_this());
+    }
+    // The server that accepted this connection lists its live ones through these (close_clients),
+    // with no allocation per connection.
+    SocketTransport* server_prev = nullptr;
+    SocketTransport* server_next = nullptr;
+
+private:
+    void prep_receive(io_uring_sqe* s, void* buf, std::size_t len) override;
+    void prep_send_iov(io_uring_sqe* s, std::size_t n) override;
+    void shut_write() override;
+
+    SocketAddress peername_;
+    SocketAddress sockname_;
+    msghdr msg_{};
+};
+
 // Creates a transport for a connected socket and schedules connection_made.
-std::shared_ptr<SocketTransport> make_socket_transport(
-    LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol, Callback on_made = {},
-    SocketTransport::Mode mode = SocketTransport::Mode::socket);
+std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
+                                                       std::unique_ptr<BaseProtocol> protocol,
+                                                       Callback on_made = {});
 
 }  // namespace aioring::detail

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // subprocess_exec/subprocess_shell: posix_spawn with the child's standard streams redirected,
-// pipe-mode stream transports for the pipes, and the exit reaped exactly once through a pidfd
-// polled on the ring (connect_read_pipe/connect_write_pipe: src/loop_pipes.cpp).
+// pipe transports (src/pipe_transport.hpp) for the pipes, and the exit reaped exactly once through
+// a pidfd polled on the ring (connect_read_pipe/connect_write_pipe: src/loop_pipes.cpp).
 #include "src/subprocess.hpp"
 
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 #include <system_error>
 
 #include "src/op_awaiter.hpp"
+#include "src/pipe_transport.hpp"
 #include "src/socket_util.hpp"
 
 #ifndef P_PIDFD
@@ -205,10 +206,13 @@ void Subprocess::start(const std::vector<std::string>& args, const SubprocessOpt
     }
     for (int i = 0; i < 3; ++i) {
         if (ours[i].fd < 0) continue;
-        const auto mode =
-            i == 0 ? SocketTransport::Mode::write_pipe : SocketTransport::Mode::read_pipe;
-        pipes_[i] = make_socket_transport(core_, ours[i].release(),
-                                          std::make_unique<PipeProtocol>(*this, i), {}, mode);
+        auto protocol = std::make_unique<PipeProtocol>(*this, i);
+        const int fd = ours[i].release();
+        if (i == 0)
+            pipes_[i] = std::make_shared<WritePipeTransport>(core_, fd, std::move(protocol));
+        else
+            pipes_[i] = std::make_shared<ReadPipeTransport>(core_, fd, std::move(protocol));
+        pipes_[i]->start();
         pipe_open_[i] = true;
     }
     adopt(shared_from_this());

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The subprocess transport: a child started with posix_spawn, its pipes as pipe-mode stream
+// The subprocess transport: a child started with posix_spawn, its pipes as pipe
 // transports, and its exit watched through a pidfd polled on the ring.
 #pragma once
 
@@ -73,7 +73,7 @@ private:
     void abort_after_failure() override { close(); }
     bool busy() const override { return watch_armed_; }
 
-    std::shared_ptr<SocketTransport> pipes_[3];
+    std::shared_ptr<StreamTransport> pipes_[3];
     bool pipe_open_[3] = {false, false, false};
     pid_t pid_ = -1;
     int pidfd_ = -1;

@@ -12,7 +12,7 @@ namespace aioring::detail {
 std::shared_ptr<Transport> shared_transport(Transport& t) {
     // Every transport the loop makes is owned by a shared_ptr from its start, so
     // shared_from_this() is valid for as long as the reference is.
-    if (auto* s = dynamic_cast<SocketTransport*>(&t)) return s->shared_from_this();
+    if (auto* s = dynamic_cast<StreamTransport*>(&t)) return s->shared_from_this();
     if (auto* s = dynamic_cast<SslTransport*>(&t)) return s->shared_from_this();
     throw std::invalid_argument("not a stream transport made by the event loop");
 }

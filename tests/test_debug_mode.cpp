@@ -192,7 +192,7 @@ TEST_SUITE("debug mode") {
         CHECK(log.count("Executing timer ") >= 1);
         CHECK(log.count("Executing internal callback ") >= 1);  // connection_made's scheduling
         // data_received ran in the receive op's completion, which names its transport.
-        CHECK(log.count("Executing completion of aioring::detail::SocketTransport::RecvOp took") >=
+        CHECK(log.count("Executing completion of aioring::detail::StreamTransport::RecvOp took") >=
               1);
         conn.transport->close();
         REQUIRE(run_until(loop, [&] { return e.lost == 1; }));

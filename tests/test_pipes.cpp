@@ -3,6 +3,8 @@
 // write flow control, write_eof, and a reader that goes away (EPIPE, never SIGPIPE).
 #include "support.hpp"
 
+#include "src/pipe_transport.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 
@@ -365,6 +367,24 @@ TEST_CASE("start_tls refuses a read or a write pipe with a clear exception, leav
     }
     w.transport->write("still a pipe");
     REQUIRE(run_until(loop, [&] { return rev.data == "still a pipe"; }));
+    r.transport->close();
+    w.transport->close();
+    REQUIRE(run_until(loop, [&] { return rev.lost == 1 && wev.lost == 1; }));
+}
+
+TEST_CASE("each pipe end has its own transport kind, and neither is a socket transport") {
+    Events rev, wev;
+    EventLoop loop;
+    ExceptionGuard guard(loop);
+    Pipe p;
+    auto r = run(loop, loop.connect_read_pipe(
+                           [&] { return std::make_unique<RecordingProtocol>(rev); }, p.take_r()));
+    auto w = run(loop, loop.connect_write_pipe(
+                           [&] { return std::make_unique<RecordingProtocol>(wev); }, p.take_w()));
+    CHECK(dynamic_cast<detail::ReadPipeTransport*>(r.transport.get()) != nullptr);
+    CHECK(dynamic_cast<detail::SocketTransport*>(r.transport.get()) == nullptr);
+    CHECK(dynamic_cast<detail::WritePipeTransport*>(w.transport.get()) != nullptr);
+    CHECK(dynamic_cast<detail::SocketTransport*>(w.transport.get()) == nullptr);
     r.transport->close();
     w.transport->close();
     REQUIRE(run_until(loop, [&] { return rev.lost == 1 && wev.lost == 1; }));
