@@ -54,8 +54,7 @@ WritePipeTransport::WritePipeTransport(LoopCore& core, int fd,
     : PipeTransport(core, fd, std::move(protocol)) {
     // Only a FIFO or a socket reports its reader's close; a file or a tty never does.
     struct stat st {};
-    watch_reader_ =
-        ::fstat(fd_, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+    watch_reader_ = ::fstat(fd_, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
 }
 
 void WritePipeTransport::start_receiving() {
