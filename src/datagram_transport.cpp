@@ -111,9 +111,7 @@ void DatagramSocketTransport::arm_recv() {
 
 void DatagramSocketTransport::cancel_recv() {
     if (!recv_armed_) return;
-    io_uring_sqe* s = core_.ring.sqe();
-    io_uring_prep_cancel(s, static_cast<uring::Op*>(&recv_op_), 0);
-    uring::Ring::ignore_result(s);
+    core_.ring.cancel(recv_op_);
 }
 
 void DatagramSocketTransport::on_recv(int res, unsigned flags) {
@@ -369,9 +367,7 @@ void DatagramSocketTransport::force_close(std::error_code ec) {
         // one waiting in poll (EPOLLHUP).
         ::shutdown(fd_, SHUT_RDWR);
         for (std::size_t i = 0; i < chain_; ++i) {
-            io_uring_sqe* s = core_.ring.sqe();
-            io_uring_prep_cancel(s, static_cast<uring::Op*>(&slot_at(i)), 0);
-            uring::Ring::ignore_result(s);
+            core_.ring.cancel(slot_at(i));
         }
     }
     cancel_recv();

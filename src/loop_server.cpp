@@ -155,9 +155,7 @@ private:
         }
         void cancel() {
             if (!armed) return;
-            io_uring_sqe* s = server.core_.ring.sqe();
-            io_uring_prep_cancel(s, static_cast<uring::Op*>(this), 0);
-            uring::Ring::ignore_result(s);
+            server.core_.ring.cancel(*this);
         }
         void maybe_close() {
             if (armed || fd_closed) return;

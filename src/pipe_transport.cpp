@@ -69,9 +69,7 @@ void WritePipeTransport::start_receiving() {
 
 void WritePipeTransport::stop_receiving() {
     if (!watch_armed_) return;
-    io_uring_sqe* s = core_.ring.sqe();
-    io_uring_prep_cancel(s, static_cast<uring::Op*>(&watch_op_), 0);
-    uring::Ring::ignore_result(s);
+    core_.ring.cancel(watch_op_);
 }
 
 void WritePipeTransport::on_reader_gone(int res, unsigned) {

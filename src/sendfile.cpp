@@ -337,9 +337,7 @@ private:
         // byte the kernel has not accepted goes out after it) and cancel the op.
         if (shut && (step_ == Step::splice_out || step_ == Step::send))
             ::shutdown(sock_fd(), SHUT_WR);
-        io_uring_sqe* s = core_.ring.sqe();
-        io_uring_prep_cancel(s, static_cast<uring::Op*>(&op_), 0);
-        uring::Ring::ignore_result(s);
+        core_.ring.cancel(op_);
     }
 
     void finish(std::exception_ptr e = nullptr) {

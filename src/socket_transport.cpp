@@ -137,9 +137,7 @@ void StreamTransport::arm_recv() {
 
 void StreamTransport::cancel_recv() {
     if (!recv_armed_) return;
-    io_uring_sqe* s = core_.ring.sqe();
-    io_uring_prep_cancel(s, static_cast<uring::Op*>(&recv_op_), 0);
-    uring::Ring::ignore_result(s);
+    core_.ring.cancel(recv_op_);
 }
 
 void StreamTransport::on_recv(int res, unsigned flags) {
@@ -613,9 +611,7 @@ void StreamTransport::force_close(std::error_code ec) {
         // the cancel is submitted now rather than at the next loop iteration (a pipe has no
         // shutdown; the cancel disarms its waiting write).
         shut_write();
-        io_uring_sqe* s = core_.ring.sqe();
-        io_uring_prep_cancel(s, static_cast<uring::Op*>(&send_op_), 0);
-        uring::Ring::ignore_result(s);
+        core_.ring.cancel(send_op_);
         core_.ring.submit();  // an error (EBUSY): the next iteration submits it
     }
     schedule_connection_lost(ec);

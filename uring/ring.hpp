@@ -80,6 +80,13 @@ public:
     }
     // Prepares a no-result SQE whose CQE is ignored (user_data 0): cancels, shutdowns.
     static void ignore_result(io_uring_sqe* s) { io_uring_sqe_set_data64(s, 0); }
+    // Asks the kernel to cancel `op` (matched by its user_data); the cancel's own CQE is ignored,
+    // `op` still gets its final one (-ECANCELED, or its result if it won the race).
+    void cancel(Op& op) {
+        io_uring_sqe* s = sqe();
+        io_uring_prep_cancel(s, &op, 0);
+        ignore_result(s);
+    }
 
     // SQEs free before sqe() has to submit.
     unsigned sq_space_left();
