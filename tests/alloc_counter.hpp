@@ -4,6 +4,9 @@
 // source file only (each tests/test_*.cpp is an executable of its own).
 #pragma once
 
+#include <execinfo.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -19,11 +22,32 @@ struct CountAllocations {
     CountAllocations() { count_allocations = true; }
     ~CountAllocations() { count_allocations = false; }
 };
+
+// AIORING_ALLOC_BACKTRACE=1: each counted allocation also prints its call stack to stderr, to
+// find which one a failing count saw (the addresses resolve with addr2line -e the test).
+inline const bool alloc_backtrace = [] {
+    const char* e = std::getenv("AIORING_ALLOC_BACKTRACE");
+    return e != nullptr && *e != '\0' && *e != '0';
+}();
+inline void print_allocation(std::size_t n) {
+    static thread_local bool inside = false;  // backtrace() may allocate the first time
+    if (inside) return;
+    inside = true;
+    char line[64];
+    const int len = __builtin_snprintf(line, sizeof line, "counted allocation of %zu bytes:\n", n);
+    if (len > 0) (void)!::write(2, line, static_cast<std::size_t>(len));
+    void* frames[32];
+    backtrace_symbols_fd(frames, backtrace(frames, 32), 2);
+    inside = false;
+}
 }  // namespace testing
 
 void* operator new(std::size_t n) {
-    if (testing::count_allocations || testing::count_all_threads.load(std::memory_order_relaxed))
+    if (testing::count_allocations || testing::count_all_threads.load(std::memory_order_relaxed)) {
         testing::allocations.fetch_add(1, std::memory_order_relaxed);
+        if (testing::alloc_backtrace) [[unlikely]]
+            testing::print_allocation(n);
+    }
     if (void* p = std::malloc(n ? n : 1)) return p;
     throw std::bad_alloc();
 }
