@@ -257,6 +257,14 @@ LoopCore::LoopCore(EventLoop& l, const LoopOptions& o)
       stream_buffers(ring, 1, o.incremental_buffers ? o.stream_buffer_count : 0,
                      o.stream_buffer_size, uring::BufferRing::Consumption::incremental),
       owner_(std::this_thread::get_id()) {
+    // Room for this many transports to flush or re-arm in one iteration before the lists
+    // grow: each one that grows does so once, at a new peak, and it is not the first time two
+    // transports write in one iteration that allocates, in the middle of a stream.
+    constexpr std::size_t per_iteration = 64;
+    flush_.reserve(per_iteration);
+    flushing_.reserve(per_iteration);
+    rearm_.reserve(per_iteration);
+    rearming_.reserve(per_iteration);
     wakeup_ = std::make_unique<Wakeup>(*this);
     if (!(o.slow_callback_duration >= 0))
         throw std::invalid_argument("slow_callback_duration must be >= 0");
