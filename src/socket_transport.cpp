@@ -22,15 +22,6 @@ namespace aioring::detail {
 
 namespace {
 constexpr std::size_t receive_size = 64 * 1024;  // single-shot receive / BufferedProtocol hint
-// Write-buffer chunks have a fixed capacity and never grow: below malloc's mmap threshold, so
-// a recycled chunk is reused as it is and steady streaming neither reallocates nor faults in
-// fresh pages.
-constexpr std::size_t chunk_size = 64 * 1024;
-constexpr std::size_t max_iov = 256;
-// Sent chunks kept for reuse, per connection: a backlog of up to 512 KiB streams with no
-// allocation (a TLS transport's records for 256 KiB of plaintext need a fifth chunk); only a
-// connection that once had that many chunks queued keeps that many.
-constexpr std::size_t spare_keep = 8;
 }  // namespace
 
 std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
@@ -338,27 +329,7 @@ void StreamTransport::rearm() {
 
 // ---- writing -------------------------------------------------------------------------------
 
-void StreamTransport::append(std::string_view data) {
-    while (!data.empty()) {
-        // The back chunk takes what fits in its capacity, unless the in-flight sendmsg points
-        // into it; the rest goes into fresh chunks (reused ones when there are).
-        if (chunks_.empty() || chunks_.size() <= inflight_chunks_ ||
-            chunks_.back().size() == chunks_.back().capacity()) {
-            std::string c;
-            if (!spare_.empty()) {
-                c = std::move(spare_.back());
-                spare_.pop_back();
-            } else {
-                c.reserve(chunk_size);
-            }
-            chunks_.push_back(std::move(c));
-        }
-        std::string& back = chunks_.back();
-        const std::size_t n = std::min(data.size(), back.capacity() - back.size());
-        back.append(data.data(), n);
-        data.remove_prefix(n);
-    }
-}
+void StreamTransport::append(std::string_view data) { wbuf_.append(data, send_inflight_); }
 
 void StreamTransport::refuse_write(const char* call) const {
     throw std::logic_error(fmt::format("Cannot call {}() after write_eof()", call));
@@ -387,7 +358,7 @@ bool StreamTransport::hold_for_send(std::string_view data) {
     const auto p = reinterpret_cast<std::uintptr_t>(data.data());
     const auto base = reinterpret_cast<std::uintptr_t>(cur_data_);
     if (p < base || p + data.size() > base + cur_size_) return false;
-    if (!chunks_.empty() || nheld_ == max_held_sends) return false;  // per-connection cap
+    if (!wbuf_.empty() || nheld_ == max_held_sends) return false;  // per-connection cap
     uring::BufferRing& ring = core_.stream_ring();
     if (!ring.can_keep(cur_bid_)) return false;  // ring-wide cap: copy instead
     ring.keep(cur_bid_);
@@ -402,15 +373,9 @@ void StreamTransport::drop_held_send() {
     while (nheld_ != 0) core_.stream_ring().release(held_sends_[--nheld_].bid);
 }
 
-void StreamTransport::write(std::string&& data) {
-    if (data.size() < chunk_size / 4) return write(std::string_view(data));
-    if (eof_requested_) refuse_write("write");
-    if (closing_) return write(std::string_view(data));
-    const std::size_t n = data.size();
-    chunks_.push_back(std::move(data));
-    core_.want_flush(this);
-    flow_.add(n);
-}
+// The bytes are copied like any others: one write buffer, reused, rather than a queue of
+// strings that each allocate.
+void StreamTransport::write(std::string&& data) { write(std::string_view(data)); }
 
 void StreamTransport::writelines(std::span<const std::string_view> chunks) {
     for (std::string_view c : chunks) write(c);
@@ -424,59 +389,29 @@ void StreamTransport::flush() {
 }
 
 void StreamTransport::submit_send() {
-    if (nheld_ == 1 || (nheld_ == 0 && chunks_.size() == 1 && !barrier_)) [[likely]] {
-        if (socket_) [[likely]] {
-            // One buffer: a plain send, no msghdr or iovec for the kernel to copy in.
-            const char* b;
-            std::size_t len;
-            if (nheld_ == 1) {
-                b = held_sends_[0].data + held_sends_[0].off;
-                len = held_sends_[0].size - held_sends_[0].off;
-                inflight_chunks_ = 0;
-            } else {
-                std::string& c = chunks_.front();
-                b = c.data() + front_offset_;
-                len = c.size() - front_offset_;
-                inflight_chunks_ = 1;
-            }
-            io_uring_sqe* s = core_.ring.sqe();
-            io_uring_prep_send(s, fd_, b, len, MSG_NOSIGNAL);
-            io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
-            send_inflight_ = true;
-            ++sends_;
-            return;
-        }
-    }
-    if (nheld_ > 1) {
-        // Several held writes, and nothing else: the chunks behind them go next time.
-        iov_.resize(nheld_);
+    io_uring_sqe* s;
+    if (nheld_ == 0) [[likely]] {
+        // The write buffer's front: one span, or two where it wraps. Nothing past a write
+        // barrier.
+        const std::size_t n = wbuf_.front(iov_.data(), barrier_ ? barrier_bytes_ : SIZE_MAX);
+        s = core_.ring.sqe();
+        if (n == 1 && socket_) [[likely]]  // one buffer: a plain send, no msghdr to copy in
+            io_uring_prep_send(s, fd_, iov_[0].iov_base, iov_[0].iov_len, MSG_NOSIGNAL);
+        else
+            prep_send_iov(s, n);
+    } else if (nheld_ == 1 && socket_) [[likely]] {
+        const HeldSend& h = held_sends_[0];
+        s = core_.ring.sqe();
+        io_uring_prep_send(s, fd_, h.data + h.off, h.size - h.off, MSG_NOSIGNAL);
+    } else {
+        // The held writes, and nothing else: the write buffer behind them goes next time.
         for (std::size_t i = 0; i < nheld_; ++i) {
             const HeldSend& h = held_sends_[i];
             iov_[i] = iovec{const_cast<char*>(h.data + h.off), h.size - h.off};
         }
-        inflight_chunks_ = 0;
-        io_uring_sqe* s = core_.ring.sqe();
+        s = core_.ring.sqe();
         prep_send_iov(s, nheld_);
-        io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
-        send_inflight_ = true;
-        ++sends_;
-        return;
     }
-    std::size_t n = std::min(chunks_.size(), max_iov);
-    iov_.resize(n);
-    std::size_t limit = barrier_ ? barrier_bytes_ : SIZE_MAX;  // nothing past a write barrier
-    for (std::size_t i = 0; i < n; ++i) {
-        std::string& c = chunks_[i];
-        const std::size_t off = i == 0 ? front_offset_ : 0;
-        const std::size_t len = std::min(c.size() - off, limit);
-        iov_[i] = iovec{c.data() + off, len};
-        limit -= len;
-        if (limit == 0) [[unlikely]]
-            n = i + 1;
-    }
-    inflight_chunks_ = n;
-    io_uring_sqe* s = core_.ring.sqe();
-    prep_send_iov(s, n);
     io_uring_sqe_set_data(s, static_cast<uring::Op*>(&send_op_));
     send_inflight_ = true;
     ++sends_;
@@ -484,10 +419,8 @@ void StreamTransport::submit_send() {
 
 void StreamTransport::on_send(int res, unsigned) {
     send_inflight_ = false;
-    inflight_chunks_ = 0;
     if (lost_scheduled_) {  // aborted: the buffer was dropped, only the memory was kept
-        chunks_.clear();
-        front_offset_ = 0;
+        wbuf_.clear();
         drop_held_send();
         maybe_release();
         return;
@@ -522,22 +455,8 @@ void StreamTransport::on_send(int res, unsigned) {
         --nheld_;
         core_.stream_ring().release(bid);
     }
-    while (sent != 0) {
-        std::string& front = chunks_.front();
-        const std::size_t left = front.size() - front_offset_;
-        if (sent < left) {
-            front_offset_ += sent;
-            break;
-        }
-        sent -= left;
-        front_offset_ = 0;
-        if (spare_.size() < spare_keep && front.capacity() >= chunk_size &&
-            front.capacity() < 2 * chunk_size) {
-            front.clear();
-            spare_.push_back(std::move(front));
-        }
-        chunks_.pop_front();
-    }
+    wbuf_.consume(sent);
+    wbuf_.settle();
     flow_.sub(static_cast<std::size_t>(res));
     if (send_observer_) [[unlikely]]
         send_observer_->bytes_sent(static_cast<std::size_t>(res));
@@ -595,10 +514,9 @@ void StreamTransport::abort() { force_close({}); }
 void StreamTransport::force_close(std::error_code ec) {
     if (lost_scheduled_) return;
     closing_ = true;
-    flow_.set(0);  // dropped; chunks stay until the in-flight send lets go of them
+    flow_.set(0);  // dropped; the bytes stay until the in-flight send lets go of them
     if (!send_inflight_) {
-        chunks_.clear();
-        front_offset_ = 0;
+        wbuf_.clear();
         drop_held_send();
     }
     stop_receiving();

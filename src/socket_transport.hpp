@@ -12,52 +12,13 @@
 #include <array>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "src/loop_core.hpp"
 #include "src/transport_base.hpp"
 #include "src/write_flow.hpp"
+#include "src/write_ring.hpp"
 
 namespace aioring::detail {
-
-// The write buffer's chunks, oldest first, on a circular array: unlike std::deque, which frees
-// and allocates a block every few pushes and pops, steady writing allocates nothing. Growing
-// moves the strings, not their bytes: every chunk is far bigger than the small-string buffer,
-// so an in-flight sendmsg's iovecs stay valid.
-class ChunkQueue {
-public:
-    bool empty() const { return n_ == 0; }
-    std::size_t size() const { return n_; }
-    std::string& operator[](std::size_t i) { return v_[(head_ + i) & (v_.size() - 1)]; }
-    std::string& front() { return v_[head_]; }
-    std::string& back() { return (*this)[n_ - 1]; }
-    void push_back(std::string&& s) {
-        if (n_ == v_.size()) [[unlikely]]
-            grow();
-        (*this)[n_] = std::move(s);
-        ++n_;
-    }
-    void pop_front() {
-        v_[head_] = std::string();
-        head_ = (head_ + 1) & (v_.size() - 1);
-        --n_;
-    }
-    void clear() {
-        while (n_ != 0) pop_front();
-        head_ = 0;
-    }
-
-private:
-    void grow() {
-        std::vector<std::string> g(v_.empty() ? 8 : 2 * v_.size());  // a power of two
-        for (std::size_t i = 0; i < n_; ++i) g[i] = std::move((*this)[i]);
-        v_ = std::move(g);
-        head_ = 0;
-    }
-    std::vector<std::string> v_;
-    std::size_t head_ = 0;
-    std::size_t n_ = 0;
-};
 
 // Told how many bytes each completed send took off the write buffer (a TLS transport above
 // counts its records out this way).
@@ -184,7 +145,10 @@ protected:
     const bool socket_;
     bool fd_closed_ = false;
     bool eof_requested_ = false;  // write_eof() called
-    std::vector<iovec> iov_;
+    // The send of several buffers: the held writes (max_held_sends), or the write buffer's
+    // one or two spans.
+    static constexpr std::size_t max_held_sends = 4;
+    std::array<iovec, max_held_sends> iov_{};
     WriteFlow flow_{*this};  // the buffered byte count and pause/resume
 
 private:
@@ -255,10 +219,7 @@ private:
     std::unique_ptr<char[]> own_buffer_;    // single-shot receive without a buffer ring
 
     // Writing.
-    ChunkQueue chunks_;
-    std::vector<std::string> spare_;   // sent chunks kept for reuse (no allocation per write)
-    std::size_t front_offset_ = 0;     // bytes of chunks_.front() already sent
-    std::size_t inflight_chunks_ = 0;  // chunks the in-flight sendmsg points into
+    WriteRing wbuf_;  // what write() copied, not sent yet (behind the held writes)
     SendObserver* send_observer_ = nullptr;
     bool send_inflight_ = false;
     std::uint64_t sends_ = 0;
@@ -270,7 +231,7 @@ private:
     // once the send has taken every byte, or when the write buffer is dropped (abort, error).
     // Held writes are the front of the write buffer, oldest first, up to max_held_sends per
     // connection while nothing copied is queued (once a write is copied, what follows is copied
-    // behind it until the chunks drain); ring-wide, BufferRing::can_keep bounds the buffers
+    // behind it until wbuf_ drains); ring-wide, BufferRing::can_keep bounds the buffers
     // kept (half the ring, shared with paused readers); over either cap, write() copies.
     struct HeldSend {
         const char* data;
@@ -278,7 +239,6 @@ private:
         std::uint32_t off;  // bytes already sent
         std::uint16_t bid;
     };
-    static constexpr std::size_t max_held_sends = 4;
     std::array<HeldSend, max_held_sends> held_sends_{};
     std::uint8_t nheld_ = 0;
     const char* cur_data_ = nullptr;  // the ring bytes being delivered, or null
