@@ -48,7 +48,7 @@ WORKLOADS = [
 ]
 RAW = "raw liburing"
 # The receive handler whose calls callgrind counts: one call per receive completion.
-AIORING_RECV = "SocketTransport::RecvOp::complete("
+AIORING_RECV = "StreamTransport::RecvOp::complete("
 
 
 def servers(build):
