@@ -4,6 +4,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <system_error>
@@ -22,8 +23,12 @@ bool incremental_disabled_by_env() {
 }
 
 BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned size,
-                       Consumption consumption)
-    : ring_(ring), group_(group), count_(round_pow2(count)), size_(size) {
+                       Consumption consumption, unsigned offered)
+    : ring_(ring),
+      group_(group),
+      count_(round_pow2(count)),
+      offered_(offered == 0 ? count_ : std::min(offered, count_)),
+      size_(size) {
     const bool inc = consumption == Consumption::incremental;
     if (count == 0 || (inc && incremental_disabled_by_env())) return;
     ring_bytes_ = count_ * sizeof(io_uring_buf);
@@ -60,9 +65,21 @@ BufferRing::BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned
     if (incremental_) used_ = std::make_unique<std::uint32_t[]>(count_);
     kept_ = std::make_unique<std::uint16_t[]>(count_);
     done_ = std::make_unique<bool[]>(count_);
+    touched_ever_ = std::make_unique<bool[]>(count_);
+    if (offered_ != count_) {
+        spare_ = std::make_unique<std::uint16_t[]>(count_);
+        for (unsigned i = count_; i-- > offered_;)
+            spare_[nspare_++] = static_cast<std::uint16_t>(i);
+    }
     const int mask = io_uring_buf_ring_mask(count_);
-    for (unsigned i = 0; i < count_; ++i) io_uring_buf_ring_add(br_, data(i), size_, i, mask, i);
-    io_uring_buf_ring_advance(br_, count_);
+    for (unsigned i = 0; i < offered_; ++i) {
+        io_uring_buf_ring_add(br_, data(i), size_, static_cast<std::uint16_t>(i), mask,
+                              static_cast<int>(i));
+        touched_ever_[i] = true;
+    }
+    io_uring_buf_ring_advance(br_, static_cast<int>(offered_));
+    in_ring_ = offered_;
+    touched_ = offered_;
 }
 
 BufferRing::~BufferRing() {
@@ -72,6 +89,21 @@ BufferRing::~BufferRing() {
 }
 
 void BufferRing::give_back(std::uint16_t bid) {
+    if (offered_ != count_ && in_ring_ == offered_) {
+        spare_[nspare_++] = bid;  // on top: the next one offered
+        return;
+    }
+    add(bid);
+}
+
+void BufferRing::add(std::uint16_t bid) {
+    if (offered_ != count_) {
+        ++in_ring_;
+        if (!touched_ever_[bid]) {
+            touched_ever_[bid] = true;
+            ++touched_;
+        }
+    }
     io_uring_buf_ring_add(br_, data(bid), size_, bid, io_uring_buf_ring_mask(count_), 0);
     io_uring_buf_ring_advance(br_, 1);
 }

@@ -25,8 +25,13 @@ public:
     // and the caller receives into its own memory instead. An incremental ring that the kernel
     // refuses (before 6.12), or that AIORING_NO_INCREMENTAL=1 turns off, is not set up either:
     // ok() is false and nothing is mapped.
+    //
+    // `offered`: how many free buffers the kernel is offered at once (0: all of them). The
+    // others wait on a stack and go in most recently freed first, so receives cycle through a
+    // few buffers, still warm in the cache from their last use, instead of through all of
+    // them, and the pages of buffers never needed are never touched.
     BufferRing(Ring& ring, std::uint16_t group, unsigned count, unsigned size,
-               Consumption consumption = Consumption::whole);
+               Consumption consumption = Consumption::whole, unsigned offered = 0);
     ~BufferRing();
     BufferRing(const BufferRing&) = delete;
     BufferRing& operator=(const BufferRing&) = delete;
@@ -56,7 +61,11 @@ public:
     Piece take(unsigned cqe_flags, unsigned res) {
         const std::uint16_t bid = buffer_id(cqe_flags);
         char* p = data(bid);
-        if (!incremental_) return {p, bid, true};
+        if (!incremental_) {
+            if (offered_ != count_) [[unlikely]]
+                left_ring();
+            return {p, bid, true};
+        }
         std::uint32_t& used = used_[bid];
         p += used;
         // A zero-length completion (EOF) commits nothing: the kernel keeps the buffer.
@@ -65,6 +74,7 @@ public:
             return {p, bid, false};
         }
         used = 0;
+        if (offered_ != count_) left_ring();
         return {p, bid, true};
     }
     // Hands the buffer back to the kernel, whole.
@@ -97,10 +107,20 @@ public:
 
     // Buffers kept by receivers right now (tests check that none leaks).
     unsigned kept_buffers() const { return kept_buffers_; }
+    // Buffers the kernel was ever offered (tests: how many a stream cycles through).
+    unsigned buffers_touched() const { return touched_; }
+    unsigned offered() const { return offered_; }
 
     std::uint64_t exhaustions = 0;  // ENOBUFS seen by receivers (a sizing signal)
 
 private:
+    // The kernel took a buffer out of the ring for good: offer the most recently freed one.
+    void left_ring() {
+        --in_ring_;
+        if (nspare_ != 0) add(spare_[--nspare_]);
+    }
+    void add(std::uint16_t bid);
+
     Ring& ring_;
     io_uring_buf_ring* br_ = nullptr;
     char* base_ = nullptr;
@@ -110,8 +130,14 @@ private:
     std::unique_ptr<std::uint16_t[]> kept_;  // pieces of each buffer kept by receivers
     std::unique_ptr<bool[]> done_;           // the kernel finished it while pieces were kept
     unsigned kept_buffers_ = 0;
+    std::unique_ptr<std::uint16_t[]> spare_;  // free buffers not offered, most recent on top
+    unsigned nspare_ = 0;
+    unsigned in_ring_ = 0;  // buffers offered to the kernel and not taken for good
+    std::unique_ptr<bool[]> touched_ever_;
+    unsigned touched_ = 0;
     std::uint16_t group_;
     unsigned count_;
+    unsigned offered_;
     unsigned size_;
     bool registered_ = false;
     bool incremental_ = false;
