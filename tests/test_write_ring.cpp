@@ -103,19 +103,17 @@ TEST_SUITE("write_ring") {
         r.append(b, false);  // wraps
         iovec sent[2];
         REQUIRE(r.front(sent, SIZE_MAX) == 2);  // the "send" in flight points here
-        const std::string in_flight = std::string(static_cast<const char*>(sent[0].iov_base),
-                                                  sent[0].iov_len) +
-                                      std::string(static_cast<const char*>(sent[1].iov_base),
-                                                  sent[1].iov_len);
+        const std::string in_flight =
+            std::string(static_cast<const char*>(sent[0].iov_base), sent[0].iov_len) +
+            std::string(static_cast<const char*>(sent[1].iov_base), sent[1].iov_len);
         r.append(c, true);  // grows while it flies
         CHECK(r.capacity() == 64 * 1024);
         r.append(d, true);  // and again: 125 KiB queued
         CHECK(r.capacity() == 128 * 1024);
         // The bytes the send was given are still there (ASan would see a freed buffer).
-        const std::string still = std::string(static_cast<const char*>(sent[0].iov_base),
-                                              sent[0].iov_len) +
-                                  std::string(static_cast<const char*>(sent[1].iov_base),
-                                              sent[1].iov_len);
+        const std::string still =
+            std::string(static_cast<const char*>(sent[0].iov_base), sent[0].iov_len) +
+            std::string(static_cast<const char*>(sent[1].iov_base), sent[1].iov_len);
         CHECK(still == in_flight);
         CHECK(front_bytes(r) == a.substr(4 * 1024) + b + c + d);
         r.consume(5000);
