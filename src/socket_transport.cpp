@@ -419,6 +419,24 @@ void StreamTransport::submit_send() {
 
 void StreamTransport::on_send(int res, unsigned) {
     send_inflight_ = false;
+    // The echo's case: one held write, sent whole, with nothing copied behind it (so the write
+    // buffer has nothing to settle either), no barrier, no observer and no abort. Its buffer
+    // goes back and the count drops; then the common tail (resume_writing may have written or
+    // closed meanwhile).
+    if (nheld_ == 1 && res > 0 && wbuf_.empty() && !barrier_ && !send_observer_ &&
+        !lost_scheduled_ &&
+        static_cast<std::uint32_t>(res) == held_sends_[0].size - held_sends_[0].off) [[likely]] {
+        nheld_ = 0;
+        core_.stream_ring().release(held_sends_[0].bid);
+        flow_.sub(static_cast<std::size_t>(res));
+        after_send();
+        return;
+    }
+    on_send_slow(res);
+}
+
+// Out of line, so that the fast path above saves no registers for it.
+[[gnu::noinline]] void StreamTransport::on_send_slow(int res) {
     if (lost_scheduled_) {  // aborted: the buffer was dropped, only the memory was kept
         wbuf_.clear();
         drop_held_send();
@@ -468,6 +486,11 @@ void StreamTransport::on_send(int res, unsigned) {
             submit_send();
         return;
     }
+    after_send();
+}
+
+void StreamTransport::after_send() {
+    // A completed send was counted out: the next one, or what close() and write_eof() wait for.
     if (flow_.size() != 0) {
         if (!lost_scheduled_) submit_send();
         return;

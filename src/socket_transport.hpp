@@ -178,6 +178,8 @@ private:
     void take_held_buffered();
     void submit_send();
     void on_send(int res, unsigned flags);
+    void on_send_slow(int res);
+    void after_send();
     void append(std::string_view data);
     bool hold_for_send(std::string_view data);
     void drop_held_send();
