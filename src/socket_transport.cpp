@@ -39,6 +39,7 @@ StreamTransport::StreamTransport(LoopCore& core, int fd, std::unique_ptr<BasePro
     if (protocol_->kind() != BaseProtocol::Kind::stream &&
         protocol_->kind() != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    buffered_ = protocol_->kind() == BaseProtocol::Kind::buffered;
 }
 
 SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol)
@@ -95,7 +96,7 @@ void StreamTransport::start(Callback on_made) {
 void StreamTransport::arm_recv() {
     assert(!recv_armed_);
     std::span<std::byte> buf;
-    const bool buffered = protocol_->kind() == BaseProtocol::Kind::buffered;
+    const bool buffered = buffered_;
     if (buffered) {
         if (!run_callback("protocol get_buffer() failed", [&] {
                 buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
@@ -209,7 +210,7 @@ void StreamTransport::deliver(std::string_view data) {
 }
 
 void StreamTransport::dispatch(std::string_view data) {
-    if (protocol_->kind() == BaseProtocol::Kind::stream) [[likely]] {
+    if (!buffered_) [[likely]] {
         run_callback("protocol data_received() failed",
                      [&] { static_cast<Protocol*>(protocol_.get())->data_received(data); });
         return;
@@ -644,15 +645,17 @@ void StreamTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
     if (detached_) {  // the loop is gone: nothing runs that could still use the old one
         protocol_ = std::move(protocol);
+        buffered_ = kind == BaseProtocol::Kind::buffered;
         return;
     }
     take_held_buffered();
-    const bool kind_changed = kind != protocol_->kind();
+    const bool kind_changed = (kind == BaseProtocol::Kind::buffered) != buffered_;
     // The old protocol may be the caller (set_protocol from inside a callback): it is freed once
     // that callback has returned. The one whose buffer an armed receive points into lives until
     // that receive has completed.
     std::unique_ptr<BaseProtocol> old = std::move(protocol_);
     protocol_ = std::move(protocol);
+    buffered_ = kind == BaseProtocol::Kind::buffered;
     if (recv_armed_ && target_owner_ == old.get()) std::swap(old, retired_);
     retire(std::move(old));
     // A receive into the old kind's memory ends, so that the new protocol's next one is used.
@@ -664,9 +667,11 @@ std::unique_ptr<BaseProtocol> StreamTransport::exchange_protocol(
     take_held_buffered();
     auto old = std::move(protocol_);
     protocol_ = std::move(protocol);
+    const bool was_buffered =
+        std::exchange(buffered_, protocol_ && protocol_->kind() == BaseProtocol::Kind::buffered);
     // What the armed receive completes goes to the new protocol (start_tls: bytes that arrived
     // before the upgrade are fed to TLS, not lost).
-    if (recv_armed_ && old->kind() == BaseProtocol::Kind::buffered) cancel_recv();
+    if (recv_armed_ && was_buffered) cancel_recv();
     return old;
 }
 

@@ -191,6 +191,9 @@ private:
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
 
     std::unique_ptr<BaseProtocol> retired_;  // replaced protocol, freed once no op uses it
+    // protocol_ is a BufferedProtocol (else a Protocol): set wherever protocol_ changes, so that
+    // a delivery asks no virtual kind().
+    bool buffered_ = false;
     RecvOp recv_op_{*this};
     SendOp send_op_{*this};
 
