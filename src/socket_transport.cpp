@@ -209,12 +209,7 @@ void StreamTransport::deliver(std::string_view data) {
     dispatch(data);
 }
 
-void StreamTransport::dispatch(std::string_view data) {
-    if (!buffered_) [[likely]] {
-        run_callback("protocol data_received() failed",
-                     [&] { static_cast<Protocol*>(protocol_.get())->data_received(data); });
-        return;
-    }
+void StreamTransport::dispatch_copy(std::string_view data) {
     // The protocol was switched to a BufferedProtocol: copy into its buffers.
     auto* bp = static_cast<BufferedProtocol*>(protocol_.get());
     while (!data.empty() && !closing_) {

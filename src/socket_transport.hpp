@@ -167,7 +167,15 @@ private:
     void cancel_recv();
     void on_recv(int res, unsigned flags);
     void deliver(std::string_view data);
-    void dispatch(std::string_view data);
+    // Hands `data` to the protocol: data_received, inline on the hot path, or copied into a
+    // BufferedProtocol's buffers (dispatch_copy).
+    void dispatch(std::string_view data) {
+        if (buffered_) [[unlikely]]
+            return dispatch_copy(data);
+        run_callback("protocol data_received() failed",
+                     [&] { static_cast<Protocol*>(protocol_.get())->data_received(data); });
+    }
+    void dispatch_copy(std::string_view data);
     bool keep_piece(uring::BufferRing& ring, std::uint16_t bid, std::string_view data);
     void release_pieces();
     // Bytes are being held for resume_reading: new ones queue behind them.
