@@ -34,7 +34,10 @@ std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
 
 StreamTransport::StreamTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
                                  bool socket)
-    : TransportBase(core, *this, std::move(protocol)), fd_(fd), socket_(socket) {
+    : TransportBase(core, *this, std::move(protocol)),
+      fd_(fd),
+      socket_(socket),
+      stream_ring_(core.stream_ring()) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::stream &&
         protocol_->kind() != BaseProtocol::Kind::buffered)
@@ -113,10 +116,10 @@ void StreamTransport::arm_recv() {
         target_owner_ = protocol_.get();
         prep_receive(s, buf.data(), buf.size());
         recv_multishot_ = false;
-    } else if (socket_ && core_.stream_ring().ok() && core_.ring.features().multishot_recv) {
+    } else if (socket_ && stream_ring_.ok() && core_.ring.features().multishot_recv) {
         io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
         s->flags |= IOSQE_BUFFER_SELECT;
-        s->buf_group = core_.stream_ring().group();
+        s->buf_group = stream_ring_.group();
         recv_multishot_ = true;
     } else {
         if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_size);
@@ -137,7 +140,7 @@ void StreamTransport::on_recv(int res, unsigned flags) {
     if (!more) recv_armed_ = false;
     if (res > 0) [[likely]] {
         if (flags & IORING_CQE_F_BUFFER) {
-            uring::BufferRing& ring = core_.stream_ring();
+            uring::BufferRing& ring = stream_ring_;
             const auto piece = ring.take(flags, static_cast<unsigned>(res));
             const std::string_view data(piece.data, static_cast<std::size_t>(res));
             if (!holding()) [[likely]] {
@@ -160,14 +163,14 @@ void StreamTransport::on_recv(int res, unsigned flags) {
         }
     } else if (res == 0) {
         if (flags & IORING_CQE_F_BUFFER) {
-            uring::BufferRing& ring = core_.stream_ring();
+            uring::BufferRing& ring = stream_ring_;
             if (const auto piece = ring.take(flags, 0); piece.last) ring.finish(piece.bid);
         }
         on_eof();
     } else if (res == -ENOBUFS) {
         // The multishot ended because the ring ran dry; this is not EOF. Re-arm once this
         // batch of completions has handed its buffers back.
-        ++core_.stream_ring().exhaustions;
+        ++stream_ring_.exhaustions;
         if (wants_read()) core_.want_rearm(this);
     } else if (res != -ECANCELED && res != -EINTR) {
         if (!closing_) force_close(std::error_code(-res, std::system_category()));
@@ -196,7 +199,7 @@ bool StreamTransport::keep_piece(uring::BufferRing& ring, std::uint16_t bid,
 }
 
 void StreamTransport::release_pieces() {
-    for (std::size_t i = 0; i < npieces_; ++i) core_.stream_ring().release(pieces_[i].bid);
+    for (std::size_t i = 0; i < npieces_; ++i) stream_ring_.release(pieces_[i].bid);
     npieces_ = 0;
 }
 
@@ -273,7 +276,7 @@ void StreamTransport::deliver_held() {
             dispatch(std::string_view(p.data, p.size));
             cur_data_ = nullptr;
         }
-        core_.stream_ring().release(p.bid);
+        stream_ring_.release(p.bid);
         if (closing_) release_pieces();
         if (!reading_) return;  // paused again inside data_received
     }
@@ -355,7 +358,7 @@ bool StreamTransport::hold_for_send(std::string_view data) {
     const auto base = reinterpret_cast<std::uintptr_t>(cur_data_);
     if (p < base || p + data.size() > base + cur_size_) return false;
     if (!wbuf_.empty() || nheld_ == max_held_sends) return false;  // per-connection cap
-    uring::BufferRing& ring = core_.stream_ring();
+    uring::BufferRing& ring = stream_ring_;
     if (!ring.can_keep(cur_bid_)) return false;  // ring-wide cap: copy instead
     ring.keep(cur_bid_);
     held_sends_[nheld_++] =
@@ -366,7 +369,7 @@ bool StreamTransport::hold_for_send(std::string_view data) {
 
 void StreamTransport::drop_held_send() {
     // Every held write goes back (the write buffer is dropped).
-    while (nheld_ != 0) core_.stream_ring().release(held_sends_[--nheld_].bid);
+    while (nheld_ != 0) stream_ring_.release(held_sends_[--nheld_].bid);
 }
 
 // The bytes are copied like any others: one write buffer, reused, rather than a queue of
@@ -423,7 +426,7 @@ void StreamTransport::on_send(int res, unsigned) {
         !lost_scheduled_ &&
         static_cast<std::uint32_t>(res) == held_sends_[0].size - held_sends_[0].off) [[likely]] {
         nheld_ = 0;
-        core_.stream_ring().release(held_sends_[0].bid);
+        stream_ring_.release(held_sends_[0].bid);
         flow_.sub(static_cast<std::size_t>(res));
         after_send();
         return;
@@ -467,7 +470,7 @@ void StreamTransport::on_send(int res, unsigned) {
         const std::uint16_t bid = h.bid;
         std::copy(held_sends_.begin() + 1, held_sends_.begin() + nheld_, held_sends_.begin());
         --nheld_;
-        core_.stream_ring().release(bid);
+        stream_ring_.release(bid);
     }
     wbuf_.consume(sent);
     wbuf_.settle();

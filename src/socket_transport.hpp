@@ -198,6 +198,9 @@ private:
     bool wants_read() const { return reading_ && !closing_ && !eof_ && !held_eof_; }
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
 
+    // The loop's buffer ring for stream receives (LoopCore::stream_ring, which is fixed once
+    // the loop is set up), looked up once.
+    uring::BufferRing& stream_ring_;
     std::unique_ptr<BaseProtocol> retired_;  // replaced protocol, freed once no op uses it
     // protocol_ is a BufferedProtocol (else a Protocol): set wherever protocol_ changes, so that
     // a delivery asks no virtual kind().
