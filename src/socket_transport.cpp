@@ -334,21 +334,8 @@ void StreamTransport::refuse_write(const char* call) const {
     throw std::logic_error(fmt::format("Cannot call {}() after write_eof()", call));
 }
 
-void StreamTransport::write(std::string_view data) {
-    if (eof_requested_) [[unlikely]]
-        refuse_write("write");
-    if (data.empty()) return;
-    if (closing_) [[unlikely]] {
-        core_.ignored_write(ignored_writes_);
-        return;
-    }
-    if (cur_data_ == nullptr || barrier_ || !hold_for_send(data))
-        append(data);  // none past a sendfile
-    core_.want_flush(this);
-    flow_.add(data.size());
-}
-
-bool StreamTransport::hold_for_send(std::string_view data) {
+// Inline in write(), its only caller: an echo pays no call for it.
+inline bool StreamTransport::hold_for_send(std::string_view data) {
     // Bytes of the ring buffer being delivered, with nothing queued before them: keep the
     // buffer and send from it (see held_sends_). The kernel does not reuse a kept buffer: with
     // incremental consumption it may still be filling the rest of it (no Piece::last yet), but
@@ -365,6 +352,20 @@ bool StreamTransport::hold_for_send(std::string_view data) {
         HeldSend{data.data(), static_cast<std::uint32_t>(data.size()), 0, cur_bid_};
     ++held_writes_;
     return true;
+}
+
+void StreamTransport::write(std::string_view data) {
+    if (eof_requested_) [[unlikely]]
+        refuse_write("write");
+    if (data.empty()) return;
+    if (closing_) [[unlikely]] {
+        core_.ignored_write(ignored_writes_);
+        return;
+    }
+    if (cur_data_ == nullptr || barrier_ || !hold_for_send(data))
+        append(data);  // none past a sendfile
+    core_.want_flush(this);
+    flow_.add(data.size());
 }
 
 void StreamTransport::drop_held_send() {
