@@ -34,11 +34,15 @@ std::shared_ptr<SocketTransport> make_socket_transport(LoopCore& core, int fd,
 
 StreamTransport::StreamTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol,
                                  bool socket)
-    : TransportBase(core, *this, std::move(protocol)), fd_(fd), socket_(socket) {
+    : TransportBase(core, *this, std::move(protocol)),
+      fd_(fd),
+      socket_(socket),
+      stream_ring_(core.stream_ring()) {
     if (!protocol_) throw std::invalid_argument("protocol factory returned no protocol");
     if (protocol_->kind() != BaseProtocol::Kind::stream &&
         protocol_->kind() != BaseProtocol::Kind::buffered)
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    buffered_ = protocol_->kind() == BaseProtocol::Kind::buffered;
 }
 
 SocketTransport::SocketTransport(LoopCore& core, int fd, std::unique_ptr<BaseProtocol> protocol)
@@ -95,7 +99,7 @@ void StreamTransport::start(Callback on_made) {
 void StreamTransport::arm_recv() {
     assert(!recv_armed_);
     std::span<std::byte> buf;
-    const bool buffered = protocol_->kind() == BaseProtocol::Kind::buffered;
+    const bool buffered = buffered_;
     if (buffered) {
         if (!run_callback("protocol get_buffer() failed", [&] {
                 buf = static_cast<BufferedProtocol*>(protocol_.get())->get_buffer(receive_size);
@@ -112,10 +116,10 @@ void StreamTransport::arm_recv() {
         target_owner_ = protocol_.get();
         prep_receive(s, buf.data(), buf.size());
         recv_multishot_ = false;
-    } else if (socket_ && core_.stream_ring().ok() && core_.ring.features().multishot_recv) {
+    } else if (socket_ && stream_ring_.ok() && core_.ring.features().multishot_recv) {
         io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
         s->flags |= IOSQE_BUFFER_SELECT;
-        s->buf_group = core_.stream_ring().group();
+        s->buf_group = stream_ring_.group();
         recv_multishot_ = true;
     } else {
         if (!own_buffer_) own_buffer_ = std::make_unique<char[]>(receive_size);
@@ -136,7 +140,7 @@ void StreamTransport::on_recv(int res, unsigned flags) {
     if (!more) recv_armed_ = false;
     if (res > 0) [[likely]] {
         if (flags & IORING_CQE_F_BUFFER) {
-            uring::BufferRing& ring = core_.stream_ring();
+            uring::BufferRing& ring = stream_ring_;
             const auto piece = ring.take(flags, static_cast<unsigned>(res));
             const std::string_view data(piece.data, static_cast<std::size_t>(res));
             if (!holding()) [[likely]] {
@@ -159,14 +163,14 @@ void StreamTransport::on_recv(int res, unsigned flags) {
         }
     } else if (res == 0) {
         if (flags & IORING_CQE_F_BUFFER) {
-            uring::BufferRing& ring = core_.stream_ring();
+            uring::BufferRing& ring = stream_ring_;
             if (const auto piece = ring.take(flags, 0); piece.last) ring.finish(piece.bid);
         }
         on_eof();
     } else if (res == -ENOBUFS) {
         // The multishot ended because the ring ran dry; this is not EOF. Re-arm once this
         // batch of completions has handed its buffers back.
-        ++core_.stream_ring().exhaustions;
+        ++stream_ring_.exhaustions;
         if (wants_read()) core_.want_rearm(this);
     } else if (res != -ECANCELED && res != -EINTR) {
         if (!closing_) force_close(std::error_code(-res, std::system_category()));
@@ -195,7 +199,7 @@ bool StreamTransport::keep_piece(uring::BufferRing& ring, std::uint16_t bid,
 }
 
 void StreamTransport::release_pieces() {
-    for (std::size_t i = 0; i < npieces_; ++i) core_.stream_ring().release(pieces_[i].bid);
+    for (std::size_t i = 0; i < npieces_; ++i) stream_ring_.release(pieces_[i].bid);
     npieces_ = 0;
 }
 
@@ -208,12 +212,7 @@ void StreamTransport::deliver(std::string_view data) {
     dispatch(data);
 }
 
-void StreamTransport::dispatch(std::string_view data) {
-    if (protocol_->kind() == BaseProtocol::Kind::stream) [[likely]] {
-        run_callback("protocol data_received() failed",
-                     [&] { static_cast<Protocol*>(protocol_.get())->data_received(data); });
-        return;
-    }
+void StreamTransport::dispatch_copy(std::string_view data) {
     // The protocol was switched to a BufferedProtocol: copy into its buffers.
     auto* bp = static_cast<BufferedProtocol*>(protocol_.get());
     while (!data.empty() && !closing_) {
@@ -277,7 +276,7 @@ void StreamTransport::deliver_held() {
             dispatch(std::string_view(p.data, p.size));
             cur_data_ = nullptr;
         }
-        core_.stream_ring().release(p.bid);
+        stream_ring_.release(p.bid);
         if (closing_) release_pieces();
         if (!reading_) return;  // paused again inside data_received
     }
@@ -335,6 +334,26 @@ void StreamTransport::refuse_write(const char* call) const {
     throw std::logic_error(fmt::format("Cannot call {}() after write_eof()", call));
 }
 
+// Inline in write(), its only caller: an echo pays no call for it.
+inline bool StreamTransport::hold_for_send(std::string_view data) {
+    // Bytes of the ring buffer being delivered, with nothing queued before them: keep the
+    // buffer and send from it (see held_sends_). The kernel does not reuse a kept buffer: with
+    // incremental consumption it may still be filling the rest of it (no Piece::last yet), but
+    // only after these bytes, and it is given back only once both the kernel is done with it
+    // (finish) and this send has released it.
+    const auto p = reinterpret_cast<std::uintptr_t>(data.data());
+    const auto base = reinterpret_cast<std::uintptr_t>(cur_data_);
+    if (p < base || p + data.size() > base + cur_size_) return false;
+    if (!wbuf_.empty() || nheld_ == max_held_sends) return false;  // per-connection cap
+    uring::BufferRing& ring = stream_ring_;
+    if (!ring.can_keep(cur_bid_)) return false;  // ring-wide cap: copy instead
+    ring.keep(cur_bid_);
+    held_sends_[nheld_++] =
+        HeldSend{data.data(), static_cast<std::uint32_t>(data.size()), 0, cur_bid_};
+    ++held_writes_;
+    return true;
+}
+
 void StreamTransport::write(std::string_view data) {
     if (eof_requested_) [[unlikely]]
         refuse_write("write");
@@ -349,28 +368,9 @@ void StreamTransport::write(std::string_view data) {
     flow_.add(data.size());
 }
 
-bool StreamTransport::hold_for_send(std::string_view data) {
-    // Bytes of the ring buffer being delivered, with nothing queued before them: keep the
-    // buffer and send from it (see held_sends_). The kernel does not reuse a kept buffer: with
-    // incremental consumption it may still be filling the rest of it (no Piece::last yet), but
-    // only after these bytes, and it is given back only once both the kernel is done with it
-    // (finish) and this send has released it.
-    const auto p = reinterpret_cast<std::uintptr_t>(data.data());
-    const auto base = reinterpret_cast<std::uintptr_t>(cur_data_);
-    if (p < base || p + data.size() > base + cur_size_) return false;
-    if (!wbuf_.empty() || nheld_ == max_held_sends) return false;  // per-connection cap
-    uring::BufferRing& ring = core_.stream_ring();
-    if (!ring.can_keep(cur_bid_)) return false;  // ring-wide cap: copy instead
-    ring.keep(cur_bid_);
-    held_sends_[nheld_++] =
-        HeldSend{data.data(), static_cast<std::uint32_t>(data.size()), 0, cur_bid_};
-    ++held_writes_;
-    return true;
-}
-
 void StreamTransport::drop_held_send() {
     // Every held write goes back (the write buffer is dropped).
-    while (nheld_ != 0) core_.stream_ring().release(held_sends_[--nheld_].bid);
+    while (nheld_ != 0) stream_ring_.release(held_sends_[--nheld_].bid);
 }
 
 // The bytes are copied like any others: one write buffer, reused, rather than a queue of
@@ -419,6 +419,24 @@ void StreamTransport::submit_send() {
 
 void StreamTransport::on_send(int res, unsigned) {
     send_inflight_ = false;
+    // The echo's case: one held write, sent whole, with nothing copied behind it (so the write
+    // buffer has nothing to settle either), no barrier, no observer and no abort. Its buffer
+    // goes back and the count drops; then the common tail (resume_writing may have written or
+    // closed meanwhile).
+    if (nheld_ == 1 && res > 0 && wbuf_.empty() && !barrier_ && !send_observer_ &&
+        !lost_scheduled_ &&
+        static_cast<std::uint32_t>(res) == held_sends_[0].size - held_sends_[0].off) [[likely]] {
+        nheld_ = 0;
+        stream_ring_.release(held_sends_[0].bid);
+        flow_.sub(static_cast<std::size_t>(res));
+        after_send();
+        return;
+    }
+    on_send_slow(res);
+}
+
+// Out of line, so that the fast path above saves no registers for it.
+[[gnu::noinline]] void StreamTransport::on_send_slow(int res) {
     if (lost_scheduled_) {  // aborted: the buffer was dropped, only the memory was kept
         wbuf_.clear();
         drop_held_send();
@@ -453,7 +471,7 @@ void StreamTransport::on_send(int res, unsigned) {
         const std::uint16_t bid = h.bid;
         std::copy(held_sends_.begin() + 1, held_sends_.begin() + nheld_, held_sends_.begin());
         --nheld_;
-        core_.stream_ring().release(bid);
+        stream_ring_.release(bid);
     }
     wbuf_.consume(sent);
     wbuf_.settle();
@@ -468,6 +486,11 @@ void StreamTransport::on_send(int res, unsigned) {
             submit_send();
         return;
     }
+    after_send();
+}
+
+void StreamTransport::after_send() {
+    // A completed send was counted out: the next one, or what close() and write_eof() wait for.
     if (flow_.size() != 0) {
         if (!lost_scheduled_) submit_send();
         return;
@@ -621,15 +644,17 @@ void StreamTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
         throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
     if (detached_) {  // the loop is gone: nothing runs that could still use the old one
         protocol_ = std::move(protocol);
+        buffered_ = kind == BaseProtocol::Kind::buffered;
         return;
     }
     take_held_buffered();
-    const bool kind_changed = kind != protocol_->kind();
+    const bool kind_changed = (kind == BaseProtocol::Kind::buffered) != buffered_;
     // The old protocol may be the caller (set_protocol from inside a callback): it is freed once
     // that callback has returned. The one whose buffer an armed receive points into lives until
     // that receive has completed.
     std::unique_ptr<BaseProtocol> old = std::move(protocol_);
     protocol_ = std::move(protocol);
+    buffered_ = kind == BaseProtocol::Kind::buffered;
     if (recv_armed_ && target_owner_ == old.get()) std::swap(old, retired_);
     retire(std::move(old));
     // A receive into the old kind's memory ends, so that the new protocol's next one is used.
@@ -641,9 +666,11 @@ std::unique_ptr<BaseProtocol> StreamTransport::exchange_protocol(
     take_held_buffered();
     auto old = std::move(protocol_);
     protocol_ = std::move(protocol);
+    const bool was_buffered =
+        std::exchange(buffered_, protocol_ && protocol_->kind() == BaseProtocol::Kind::buffered);
     // What the armed receive completes goes to the new protocol (start_tls: bytes that arrived
     // before the upgrade are fed to TLS, not lost).
-    if (recv_armed_ && old->kind() == BaseProtocol::Kind::buffered) cancel_recv();
+    if (recv_armed_ && was_buffered) cancel_recv();
     return old;
 }
 

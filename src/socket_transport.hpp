@@ -167,7 +167,15 @@ private:
     void cancel_recv();
     void on_recv(int res, unsigned flags);
     void deliver(std::string_view data);
-    void dispatch(std::string_view data);
+    // Hands `data` to the protocol: data_received, inline on the hot path, or copied into a
+    // BufferedProtocol's buffers (dispatch_copy).
+    void dispatch(std::string_view data) {
+        if (buffered_) [[unlikely]]
+            return dispatch_copy(data);
+        run_callback("protocol data_received() failed",
+                     [&] { static_cast<Protocol*>(protocol_.get())->data_received(data); });
+    }
+    void dispatch_copy(std::string_view data);
     bool keep_piece(uring::BufferRing& ring, std::uint16_t bid, std::string_view data);
     void release_pieces();
     // Bytes are being held for resume_reading: new ones queue behind them.
@@ -178,6 +186,8 @@ private:
     void take_held_buffered();
     void submit_send();
     void on_send(int res, unsigned flags);
+    void on_send_slow(int res);
+    void after_send();
     void append(std::string_view data);
     bool hold_for_send(std::string_view data);
     void drop_held_send();
@@ -188,7 +198,13 @@ private:
     bool wants_read() const { return reading_ && !closing_ && !eof_ && !held_eof_; }
     StreamProtocolBase* stream() const { return static_cast<StreamProtocolBase*>(protocol_.get()); }
 
+    // The loop's buffer ring for stream receives (LoopCore::stream_ring, which is fixed once
+    // the loop is set up), looked up once.
+    uring::BufferRing& stream_ring_;
     std::unique_ptr<BaseProtocol> retired_;  // replaced protocol, freed once no op uses it
+    // protocol_ is a BufferedProtocol (else a Protocol): set wherever protocol_ changes, so that
+    // a delivery asks no virtual kind().
+    bool buffered_ = false;
     RecvOp recv_op_{*this};
     SendOp send_op_{*this};
 
