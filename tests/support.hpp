@@ -405,6 +405,18 @@ inline int tcp_connect(std::uint16_t port, int family = AF_INET) {
     return fd;
 }
 
+// `n` pseudo-random bytes, the same for the same seed (a linear congruential generator): a
+// test that checks every byte of a stream sees any reordering, loss or duplication.
+inline std::string lcg_bytes(std::size_t n, std::uint32_t seed = 12345) {
+    std::string s(n, '\0');
+    std::uint32_t x = seed;
+    for (auto& c : s) {
+        x = x * 1103515245 + 12345;
+        c = static_cast<char>(x >> 16);
+    }
+    return s;
+}
+
 // A protocol that writes back what it receives.
 struct EchoProtocol : Protocol {
     Transport* t = nullptr;

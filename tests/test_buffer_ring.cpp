@@ -29,16 +29,6 @@ bool forced_off() {
     return v != nullptr && *v == '1';
 }
 
-std::string pattern(std::size_t n, std::uint32_t seed = 12345) {
-    std::string s(n, '\0');
-    std::uint32_t x = seed;
-    for (auto& c : s) {
-        x = x * 1103515245 + 12345;
-        c = static_cast<char>(x >> 16);
-    }
-    return s;
-}
-
 struct Echo : Protocol {
     Transport* t = nullptr;
     void connection_made(Transport& tr) override { t = &tr; }
@@ -100,7 +90,7 @@ TEST_SUITE("buffer ring") {
             Events ev;
             EventLoop loop;
             CHECK_FALSE(loop.incremental_buffers());
-            receive_burst(loop, ev, pattern(256 * 1024));
+            receive_burst(loop, ev, lcg_bytes(256 * 1024));
         }
         {
             ScopedEnv env("AIORING_NO_INCREMENTAL", nullptr);
@@ -109,7 +99,7 @@ TEST_SUITE("buffer ring") {
             Events ev;
             EventLoop loop(o);
             CHECK_FALSE(loop.incremental_buffers());
-            receive_burst(loop, ev, pattern(256 * 1024));
+            receive_burst(loop, ev, lcg_bytes(256 * 1024));
         }
         {
             ScopedEnv env("AIORING_NO_INCREMENTAL", nullptr);
@@ -117,7 +107,7 @@ TEST_SUITE("buffer ring") {
             EventLoop loop;
             CHECK(loop.incremental_buffers() ==
                   (kernel_at_least(6, 12) && loop.backend() == Backend::io_uring));
-            receive_burst(loop, ev, pattern(256 * 1024));
+            receive_burst(loop, ev, lcg_bytes(256 * 1024));
         }
     }
 
@@ -130,18 +120,18 @@ TEST_SUITE("buffer ring") {
         auto conn = run(
             loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                          "127.0.0.1", server->addresses()[0].port()));
-        const std::string small = pattern(64, 1);
+        const std::string small = lcg_bytes(64, 1);
         conn.transport->write(small);
         REQUIRE(run_until(loop, [&] { return ev.data.size() == small.size(); }));
         CHECK(ev.data == small);
-        const std::string burst = pattern(1024 * 1024, 2);
+        const std::string burst = lcg_bytes(1024 * 1024, 2);
         conn.transport->write(burst);
         REQUIRE(run_until(loop, [&] { return ev.data.size() >= small.size() + burst.size(); }));
         CHECK(ev.data == small + burst);
         // And small messages again after the burst: the buffer it left half full serves them.
         std::string expect = small + burst;
         for (int i = 0; i < 50; ++i) {
-            const std::string m = pattern(64, 100 + i);
+            const std::string m = lcg_bytes(64, 100 + i);
             expect += m;
             conn.transport->write(m);
             REQUIRE(run_until(loop, [&] { return ev.data.size() == expect.size(); }));
@@ -172,7 +162,7 @@ TEST_SUITE("buffer ring") {
             // Every peer writes before the loop runs, so one enter receives them all, one after the
             // other into the same buffer.
             for (int i = 0; i < n; ++i) {
-                const std::string m = pattern(1 + (round * 7 + i * 13) % 97, round * n + i);
+                const std::string m = lcg_bytes(1 + (round * 7 + i * 13) % 97, round * n + i);
                 expect[i] += m;
                 REQUIRE(::write(sp[i].b, m.data(), m.size()) == static_cast<ssize_t>(m.size()));
             }
@@ -215,7 +205,7 @@ TEST_SUITE("buffer ring") {
                                       return p;
                                   },
                                   sp.take_a()));
-        const std::string data = pattern(1024 * 1024, 7);
+        const std::string data = lcg_bytes(1024 * 1024, 7);
         {
             PeerWriter w(sp.b, data);
             REQUIRE(run_until(loop, [&] { return ev.data.size() >= data.size(); }));
@@ -248,7 +238,7 @@ TEST_SUITE("buffer ring") {
         auto conn = run(
             loop, loop.create_connection([&] { return std::make_unique<RecordingProtocol>(ev); },
                                          "127.0.0.1", server->addresses()[0].port()));
-        const std::string data = pattern(24 * 1024 * 1024, 11);
+        const std::string data = lcg_bytes(24 * 1024 * 1024, 11);
         conn.transport->write(data);
         REQUIRE(run_until(loop, [&] { return ev.data.size() >= data.size(); }));
         CHECK(ev.data.size() == data.size());
@@ -270,7 +260,7 @@ TEST_SUITE("buffer ring") {
         o.buffer_size = 4096;
         Events ev;
         EventLoop loop(o);
-        receive_burst(loop, ev, pattern(1024 * 1024, 9));
+        receive_burst(loop, ev, lcg_bytes(1024 * 1024, 9));
     }
 
     TEST_CASE("a BufferedProtocol beside ring receivers gets its bytes in its own memory") {
@@ -298,7 +288,7 @@ TEST_SUITE("buffer ring") {
         auto cb =
             run(loop, loop.connect_accepted_socket(
                           [&] { return std::make_unique<RecordingProtocol>(ev); }, b.take_a()));
-        const std::string da = pattern(300 * 1024, 3), db = pattern(300 * 1024, 4);
+        const std::string da = lcg_bytes(300 * 1024, 3), db = lcg_bytes(300 * 1024, 4);
         {
             PeerWriter wa(a.b, da), wb(b.b, db);
             REQUIRE(run_until(loop, [&] {
@@ -333,7 +323,7 @@ TEST_SUITE("buffer ring") {
                                           return p;
                                       },
                                       sp.take_a()));
-            const std::string data = pattern(200 * 1024, 20 + round);
+            const std::string data = lcg_bytes(200 * 1024, 20 + round);
             {
                 PeerWriter w(sp.b, data);
                 REQUIRE(run_until(loop, [&] { return !first.data.empty(); }));
@@ -347,7 +337,7 @@ TEST_SUITE("buffer ring") {
             first.made = 0;
             first.data.clear();
         }
-        receive_burst(loop, second, pattern(1024 * 1024, 99));
+        receive_burst(loop, second, lcg_bytes(1024 * 1024, 99));
         CHECK(log.count == 0);
     }
 }

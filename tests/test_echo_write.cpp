@@ -25,16 +25,6 @@ bool ring_receives() {
     return v == nullptr || *v != '1';
 }
 
-std::string pattern(std::size_t n, std::uint32_t seed) {
-    std::string s(n, '\0');
-    std::uint32_t x = seed;
-    for (auto& c : s) {
-        x = x * 1103515245 + 12345;
-        c = static_cast<char>(x >> 16);
-    }
-    return s;
-}
-
 std::uint64_t held_writes(Transport& t) {
     return std::any_cast<std::uint64_t>(t.get_extra_info("held_writes", std::uint64_t{0}));
 }
@@ -96,7 +86,7 @@ TEST_SUITE("echo write") {
         REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
         const int rounds = 200;
         for (int i = 0; i < rounds; ++i) {
-            const std::string msg = pattern(64, static_cast<std::uint32_t>(i));
+            const std::string msg = lcg_bytes(64, static_cast<std::uint32_t>(i));
             REQUIRE(::send(sp.b, msg.data(), msg.size(), MSG_NOSIGNAL) == 64);
             const std::uint64_t w = echo->writes;
             REQUIRE(run_until(loop, [&] {
@@ -129,7 +119,7 @@ TEST_SUITE("echo write") {
                                   },
                                   sp.take_a()));
         REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
-        const std::string data = pattern(1024 * 1024, 7);
+        const std::string data = lcg_bytes(1024 * 1024, 7);
         std::string got;
         std::atomic<std::size_t> received{0};  // got.size(), for the loop thread
         std::size_t most_held = 0;
@@ -191,7 +181,7 @@ TEST_SUITE("echo write") {
                                       sp.take_a()));
             REQUIRE(run_until(loop, [&] { return echo->t != nullptr; }));
             // The peer never reads: the echo's send stalls holding its ring buffer.
-            const std::string data = pattern(200 * 1024, 30 + static_cast<std::uint32_t>(round));
+            const std::string data = lcg_bytes(200 * 1024, 30 + static_cast<std::uint32_t>(round));
             set_nonblocking(sp.b);
             std::size_t off = 0;
             REQUIRE(run_until_polling(loop, [&] {
@@ -239,7 +229,7 @@ TEST_SUITE("echo write") {
             REQUIRE(run_until(loop, [&] { return e->t != nullptr; }));
             echoes.push_back(e);
             transports.push_back(conn.transport);
-            data.push_back(pattern(60 * 1024, 100 + static_cast<std::uint32_t>(i)));
+            data.push_back(lcg_bytes(60 * 1024, 100 + static_cast<std::uint32_t>(i)));
             set_nonblocking(pairs.back()->b);
         }
         // Every peer sends, none reads: each echo stalls, holding its buffer or, over the cap,

@@ -15,16 +15,6 @@ using namespace testing;
 
 namespace {
 
-std::string pattern(std::size_t n) {
-    std::string s(n, '\0');
-    std::uint32_t x = 12345;
-    for (auto& c : s) {
-        x = x * 1103515245 + 12345;
-        c = static_cast<char>(x >> 16);
-    }
-    return s;
-}
-
 // A BufferedProtocol that appends what it receives to Events::data.
 class Buffered : public BufferedProtocol {
 public:
@@ -268,7 +258,7 @@ TEST_SUITE("stream transport") {
                                          "127.0.0.1", listener.port));
         int peer = listener.accept();
         REQUIRE(peer >= 0);
-        const std::string data = pattern(100 << 20);
+        const std::string data = lcg_bytes(100 << 20);
         bool same = false;
         std::size_t got_size = 0;
         std::thread reader([&] {

@@ -15,16 +15,6 @@ using aioring::detail::WriteRing;
 
 namespace {
 
-std::string pattern(std::size_t n, std::uint32_t seed) {
-    std::string s(n, '\0');
-    std::uint32_t x = seed;
-    for (auto& c : s) {
-        x = x * 1103515245 + 12345;
-        c = static_cast<char>(x >> 16);
-    }
-    return s;
-}
-
 // What front() gives, as one string.
 std::string front_bytes(const WriteRing& r, std::size_t limit = SIZE_MAX) {
     iovec v[2];
@@ -44,7 +34,7 @@ struct Refiller : Protocol {
     bool paused = false;
     std::size_t pauses = 0;
     Refiller(Events& ev, std::size_t total, std::size_t p)
-        : e(ev), data(pattern(total, 99)), piece(p) {}
+        : e(ev), data(lcg_bytes(total, 99)), piece(p) {}
     void connection_made(Transport& tr) override {
         t = &tr;
         t->set_write_buffer_limits(192 * 1024, 32 * 1024);
@@ -73,7 +63,7 @@ struct Refiller : Protocol {
 TEST_SUITE("write_ring") {
     TEST_CASE("bytes that wrap around the end come back in order, in two spans, in place") {
         WriteRing r;
-        const std::string a = pattern(12 * 1024, 1), b = pattern(8 * 1024, 2);
+        const std::string a = lcg_bytes(12 * 1024, 1), b = lcg_bytes(8 * 1024, 2);
         r.append(a, false);
         CHECK(r.capacity() == WriteRing::min_capacity);
         r.consume(10 * 1024);
@@ -96,8 +86,8 @@ TEST_SUITE("write_ring") {
 
     TEST_CASE("growing keeps the queued bytes in order and the buffer an in-flight send uses") {
         WriteRing r;
-        const std::string a = pattern(10 * 1024, 3), b = pattern(9 * 1024, 4);
-        const std::string c = pattern(40 * 1024, 5), d = pattern(70 * 1024, 6);
+        const std::string a = lcg_bytes(10 * 1024, 3), b = lcg_bytes(9 * 1024, 4);
+        const std::string c = lcg_bytes(40 * 1024, 5), d = lcg_bytes(70 * 1024, 6);
         r.append(a, false);
         r.consume(4 * 1024);
         r.append(b, false);  // wraps
@@ -123,11 +113,11 @@ TEST_SUITE("write_ring") {
 
     TEST_CASE("an emptied buffer over keep_capacity is freed; a smaller one is kept") {
         WriteRing r;
-        r.append(pattern(WriteRing::keep_capacity, 7), false);
+        r.append(lcg_bytes(WriteRing::keep_capacity, 7), false);
         r.consume(r.size());
         r.settle();
         CHECK(r.capacity() == WriteRing::keep_capacity);
-        r.append(pattern(WriteRing::keep_capacity + 1, 8), false);
+        r.append(lcg_bytes(WriteRing::keep_capacity + 1, 8), false);
         CHECK(r.capacity() == 2 * WriteRing::keep_capacity);
         r.consume(100);
         r.settle();  // not empty: kept
