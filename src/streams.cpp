@@ -21,192 +21,142 @@ struct HandlerSet {
     bool closed = false;
 };
 
-class StreamState {
-public:
-    explicit StreamState(std::size_t limit) : limit_(limit) {
-        if (limit == 0) throw std::invalid_argument("limit must be positive");
-    }
+StreamState::StreamState(std::size_t limit) : limit_(limit) {
+    if (limit == 0) throw std::invalid_argument("limit must be positive");
+}
 
-    // ---- reader side
-    std::size_t buffered() const { return buf_.size() - pos_; }
-    std::string_view view() const { return std::string_view(buf_).substr(pos_); }
-
-    // `from_transport`: called by StreamReaderProtocol::data_received, where the waiting reader
-    // may be resumed directly (see resume_reader).
-    void feed_data(std::string_view d, bool from_transport = false) {
-        if (d.empty()) return;
-        if (eof_) throw std::logic_error("feed_data after feed_eof");
-        bool wake = true;
-        if (ReadTarget* t = target_; t != nullptr && t->borrow) {
-            // read_view: lend it the bytes, only when they are still valid when it runs (it
-            // is resumed below, on this stack); otherwise they go to the buffer.
-            if (buffered() == 0 && from_transport && can_resume_here()) {
-                const std::size_t k = std::min(t->max, d.size());
-                t->view = std::string_view(d.data(), k);
-                t->got = k;
-                d.remove_prefix(k);
-                target_ = nullptr;
-            }
-        } else if (t != nullptr && buffered() == 0) {
-            // A reader waits with its own destination: copy there, not into the buffer.
-            const std::size_t room = t->append ? t->max - t->out->size() : t->max;
-            const std::size_t k = std::min(room, d.size());
-            if (t->append)
-                t->out->append(d.data(), k);
-            else
-                t->out->assign(d.data(), k);
-            t->got += k;
+void StreamState::feed_data(std::string_view d, bool from_transport) {
+    if (d.empty()) return;
+    if (eof_) throw std::logic_error("feed_data after feed_eof");
+    bool wake = true;
+    if (ReadTarget* t = target_; t != nullptr && t->borrow) {
+        // read_view: lend it the bytes, only when they are still valid when it runs (it
+        // is resumed below, on this stack); otherwise they go to the buffer.
+        if (buffered() == 0 && from_transport && can_resume_here()) {
+            const std::size_t k = std::min(t->max, d.size());
+            t->view = std::string_view(d.data(), k);
+            t->got = k;
             d.remove_prefix(k);
-            // readexactly sleeps on until its destination is full.
-            if (!t->append || t->out->size() == t->max)
-                target_ = nullptr;
-            else
-                wake = false;
+            target_ = nullptr;
         }
-        if (!d.empty()) {
-            // Reuse the buffer: drop what was consumed before appending, moving what is left
-            // to the front only when the append would not fit otherwise (growing copies too).
-            if (pos_ == buf_.size()) {
-                buf_.clear();
-                pos_ = 0;
-            } else if (pos_ != 0 && buf_.size() + d.size() > buf_.capacity()) {
-                buf_.erase(0, pos_);
-                pos_ = 0;
-            }
-            buf_.append(d);
-        }
-        if (wake) {
-            if (from_transport && !resuming_)
-                resume_reader();
-            else
-                readers_.wake_one();
-        }
-        if (transport_ && !read_paused_ && buffered() > 2 * limit_) {
-            read_paused_ = true;
-            if (!writer_hold_) transport_->pause_reading();
-        }
+    } else if (t != nullptr && buffered() == 0) {
+        // A reader waits with its own destination: copy there, not into the buffer.
+        const std::size_t room = t->append ? t->max - t->out->size() : t->max;
+        const std::size_t k = std::min(room, d.size());
+        if (t->append)
+            t->out->append(d.data(), k);
+        else
+            t->out->assign(d.data(), k);
+        t->got += k;
+        d.remove_prefix(k);
+        // readexactly sleeps on until its destination is full.
+        if (!t->append || t->out->size() == t->max)
+            target_ = nullptr;
+        else
+            wake = false;
     }
-
-    // While writing is paused and no task waits to read, reading pauses too: what the peer
-    // sends meanwhile waits in the transport (a socket transport keeps a few receive buffers as
-    // they are) instead of being copied into the reader's buffer, and an echo's read then gets
-    // it from the transport's buffer, which its write sends without a copy. A read that waits,
-    // resume_writing, start_tls and the connection's end lift it, so reading never stays paused
-    // for a task that reads. Only on a plain socket transport (can_hold_): a TLS transport
-    // must go on reading for its handshake (and the protocol's own records) to let writes out.
-    void hold_for_writer() {
-        if (!can_hold_ || writer_hold_ || read_paused_ || !transport_ || !readers_.empty() ||
-            !transport_->is_reading())
-            return;
-        writer_hold_ = true;
-        transport_->pause_reading();
-    }
-    void release_writer_hold() {
-        if (!std::exchange(writer_hold_, false)) return;
-        if (transport_ && !read_paused_) transport_->resume_reading();
-    }
-
-    // Resumes the waiting reader now, on this stack, instead of through the loop's ready queue.
-    // The rule that makes this safe: it happens only from data_received (a completion's own
-    // dispatch), never while another direct resumption of this reader runs (resuming_), and the
-    // reader's task then runs as if it were that data_received: everything it can do
-    // synchronously (write, pause or resume reading, close, abort, start_tls) is something a
-    // protocol may do inside data_received, and no transport calls back into data_received from
-    // inside such a call (resume_reading delivers what it held from the loop). So the protocol
-    // callback is never re-entered. Wake-ups from anywhere else (feed_data called by user code,
-    // EOF, errors, connection_lost) go through the ready queue as before.
-    bool can_resume_here() const {
-        const Waiter* w = readers_.front();
-        return !resuming_ && w != nullptr && w->ctx->loop == loop_;
-    }
-    void resume_reader() {
-        Waiter* w = readers_.take_one();
-        if (w == nullptr) return;
-        if (w->ctx->loop != loop_) {  // not this connection's loop: never resume it here
-            post_resume(*w->ctx->loop, w->h);
-            return;
-        }
-        resuming_ = true;
-        w->h.resume();  // a task's coroutine: its exceptions stay in its promise
-        resuming_ = false;
-    }
-    void feed_eof() {
-        eof_ = true;
-        readers_.wake_all();
-    }
-    void set_exception(std::exception_ptr e) {
-        error_ = std::move(e);
-        readers_.wake_all();
-    }
-    // After the reader took bytes: reuse the buffer and resume reading below the limit.
-    // `lent`: read_view's bytes, which must stay where they are until it next suspends (the
-    // next feed_data resets the buffer then).
-    void consume(std::size_t n, bool lent = false) {
-        pos_ += n;
-        if (pos_ == buf_.size() && !lent) {
+    if (!d.empty()) {
+        // Reuse the buffer: drop what was consumed before appending, moving what is left
+        // to the front only when the append would not fit otherwise (growing copies too).
+        if (pos_ == buf_.size()) {
             buf_.clear();
             pos_ = 0;
+        } else if (pos_ != 0 && buf_.size() + d.size() > buf_.capacity()) {
+            buf_.erase(0, pos_);
+            pos_ = 0;
         }
-        if (read_paused_ && buffered() <= limit_ && transport_) {
-            read_paused_ = false;
-            if (!writer_hold_) transport_->resume_reading();
-        }
+        buf_.append(d);
     }
-    void throw_if_error() const {
-        if (error_) std::rethrow_exception(error_);
-    }
-
-    // ---- the connection
-    void attach(Transport& t) {
-        transport_ = &t;
-        loop_ = &t.get_loop();
-        can_hold_ = t.get_extra_info("held_writes").has_value();  // SocketTransport's
-        if (auto a = t.extra<SocketAddress>("peername")) peername_ = *a;
-        if (auto a = t.extra<SocketAddress>("sockname")) sockname_ = *a;
-    }
-    void lost(std::error_code ec) {
-        if (ec)
-            set_exception(std::make_exception_ptr(std::system_error(ec)));
+    if (wake) {
+        if (from_transport && !resuming_)
+            resume_reader();
         else
-            feed_eof();
-        transport_ = nullptr;
-        writer_hold_ = false;
-        lost_ = true;
-        lost_error_ = ec;
-        drainers_.wake_all();
-        closers_.wake_all();
+            readers_.wake_one();
     }
-    [[noreturn]] void throw_lost() const {
-        throw std::system_error(
-            lost_error_ ? lost_error_ : std::make_error_code(std::errc::connection_reset),
-            "Connection lost");
+    if (transport_ && !read_paused_ && buffered() > 2 * limit_) {
+        read_paused_ = true;
+        if (!writer_hold_) transport_->pause_reading();
     }
+}
 
-    std::string buf_;
-    std::size_t pos_ = 0;
-    std::size_t limit_;
-    bool eof_ = false;
-    bool read_paused_ = false;
-    bool writer_hold_ = false;  // reading paused by hold_for_writer
-    bool can_hold_ = false;     // the transport is a plain socket transport
-    std::exception_ptr error_;
-    WaitList readers_;
-    ReadTarget* target_ = nullptr;  // the waiting reader's destination, if it has one
-    bool resuming_ = false;         // inside resume_reader()
+void StreamState::hold_for_writer() {
+    if (!can_hold_ || writer_hold_ || read_paused_ || !transport_ || !readers_.empty() ||
+        !transport_->is_reading())
+        return;
+    writer_hold_ = true;
+    transport_->pause_reading();
+}
 
-    Transport* transport_ = nullptr;  // valid from connection_made until connection_lost
-    EventLoop* loop_ = nullptr;
-    SocketAddress peername_;
-    SocketAddress sockname_;
-    bool write_paused_ = false;
-    bool lost_ = false;
-    std::error_code lost_error_;
-    WaitList drainers_;
-    WaitList closers_;
-    int writer_handles_ = 0;
-    bool server_side_ = false;            // made by start_server: start_tls takes the server side
-    std::weak_ptr<HandlerSet> handlers_;  // start_server's, which close() cancels
-};
+void StreamState::release_writer_hold() {
+    if (!std::exchange(writer_hold_, false)) return;
+    if (transport_ && !read_paused_) transport_->resume_reading();
+}
+
+bool StreamState::can_resume_here() const {
+    const Waiter* w = readers_.front();
+    return !resuming_ && w != nullptr && w->ctx->loop == loop_;
+}
+
+void StreamState::resume_reader() {
+    Waiter* w = readers_.take_one();
+    if (w == nullptr) return;
+    if (w->ctx->loop != loop_) {  // not this connection's loop: never resume it here
+        post_resume(*w->ctx->loop, w->h);
+        return;
+    }
+    resuming_ = true;
+    w->h.resume();  // a task's coroutine: its exceptions stay in its promise
+    resuming_ = false;
+}
+
+void StreamState::feed_eof() {
+    eof_ = true;
+    readers_.wake_all();
+}
+
+void StreamState::set_exception(std::exception_ptr e) {
+    error_ = std::move(e);
+    readers_.wake_all();
+}
+
+void StreamState::consume(std::size_t n, bool lent) {
+    pos_ += n;
+    if (pos_ == buf_.size() && !lent) {
+        buf_.clear();
+        pos_ = 0;
+    }
+    if (read_paused_ && buffered() <= limit_ && transport_) {
+        read_paused_ = false;
+        if (!writer_hold_) transport_->resume_reading();
+    }
+}
+
+void StreamState::attach(Transport& t) {
+    transport_ = &t;
+    loop_ = &t.get_loop();
+    can_hold_ = t.get_extra_info("held_writes").has_value();  // SocketTransport's
+    if (auto a = t.extra<SocketAddress>("peername")) peername_ = *a;
+    if (auto a = t.extra<SocketAddress>("sockname")) sockname_ = *a;
+}
+
+void StreamState::lost(std::error_code ec) {
+    if (ec)
+        set_exception(std::make_exception_ptr(std::system_error(ec)));
+    else
+        feed_eof();
+    transport_ = nullptr;
+    writer_hold_ = false;
+    lost_ = true;
+    lost_error_ = ec;
+    drainers_.wake_all();
+    closers_.wake_all();
+}
+
+void StreamState::throw_lost() const {
+    throw std::system_error(
+        lost_error_ ? lost_error_ : std::make_error_code(std::errc::connection_reset),
+        "Connection lost");
+}
 
 // ---- read awaiters
 

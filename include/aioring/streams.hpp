@@ -9,6 +9,7 @@
 // handle goes away (then it is closed, as asyncio does for a forgotten writer).
 #pragma once
 
+#include <aioring/address.hpp>
 #include <aioring/coro.hpp>
 #include <aioring/loop.hpp>
 #include <aioring/server.hpp>
@@ -26,6 +27,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -34,7 +36,7 @@ namespace aioring {
 constexpr std::size_t default_stream_limit = 64 * 1024;
 
 namespace detail {
-class StreamState;
+struct HandlerSet;
 
 // Where a waiting read(), read_into() or readexactly() wants its bytes: the data that arrives
 // while it waits is copied straight there, not through the reader's buffer.
@@ -48,6 +50,83 @@ struct ReadTarget {
     std::size_t got = 0;  // bytes placed in out (or borrowed into view) while waiting
     bool borrow = false;  // read_view: no out, `view` instead
     std::string_view view;
+};
+
+// One connection's stream state, shared by its StreamReader and StreamWriter handles and fed by
+// its StreamReaderProtocol. Defined here so that the awaiters' fast paths (data already
+// buffered, nothing to drain) are inline; what waits or wakes is in streams.cpp.
+class StreamState {
+public:
+    explicit StreamState(std::size_t limit);
+
+    // ---- reader side
+    std::size_t buffered() const { return buf_.size() - pos_; }
+    std::string_view view() const { return std::string_view(buf_).substr(pos_); }
+
+    // `from_transport`: called by StreamReaderProtocol::data_received, where the waiting reader
+    // may be resumed directly (see resume_reader).
+    void feed_data(std::string_view d, bool from_transport = false);
+
+    // While writing is paused and no task waits to read, reading pauses too: what the peer
+    // sends meanwhile waits in the transport (a socket transport keeps a few receive buffers as
+    // they are) instead of being copied into the reader's buffer, and an echo's read then gets
+    // it from the transport's buffer, which its write sends without a copy. A read that waits,
+    // resume_writing, start_tls and the connection's end lift it, so reading never stays paused
+    // for a task that reads. Only on a plain socket transport (can_hold_): a TLS transport
+    // must go on reading for its handshake (and the protocol's own records) to let writes out.
+    void hold_for_writer();
+    void release_writer_hold();
+
+    // Resumes the waiting reader now, on this stack, instead of through the loop's ready queue.
+    // The rule that makes this safe: it happens only from data_received (a completion's own
+    // dispatch), never while another direct resumption of this reader runs (resuming_), and the
+    // reader's task then runs as if it were that data_received: everything it can do
+    // synchronously (write, pause or resume reading, close, abort, start_tls) is something a
+    // protocol may do inside data_received, and no transport calls back into data_received from
+    // inside such a call (resume_reading delivers what it held from the loop). So the protocol
+    // callback is never re-entered. Wake-ups from anywhere else (feed_data called by user code,
+    // EOF, errors, connection_lost) go through the ready queue as before.
+    bool can_resume_here() const;
+    void resume_reader();
+    void feed_eof();
+    void set_exception(std::exception_ptr e);
+    // After the reader took bytes: reuse the buffer and resume reading below the limit.
+    // `lent`: read_view's bytes, which must stay where they are until it next suspends (the
+    // next feed_data resets the buffer then).
+    void consume(std::size_t n, bool lent = false);
+    void throw_if_error() const {
+        if (error_) std::rethrow_exception(error_);
+    }
+
+    // ---- the connection
+    void attach(Transport& t);
+    void lost(std::error_code ec);
+    [[noreturn]] void throw_lost() const;
+
+    std::string buf_;
+    std::size_t pos_ = 0;
+    std::size_t limit_;
+    bool eof_ = false;
+    bool read_paused_ = false;
+    bool writer_hold_ = false;  // reading paused by hold_for_writer
+    bool can_hold_ = false;     // the transport is a plain socket transport
+    std::exception_ptr error_;
+    WaitList readers_;
+    ReadTarget* target_ = nullptr;  // the waiting reader's destination, if it has one
+    bool resuming_ = false;         // inside resume_reader()
+
+    Transport* transport_ = nullptr;  // valid from connection_made until connection_lost
+    EventLoop* loop_ = nullptr;
+    SocketAddress peername_;
+    SocketAddress sockname_;
+    bool write_paused_ = false;
+    bool lost_ = false;
+    std::error_code lost_error_;
+    WaitList drainers_;
+    WaitList closers_;
+    int writer_handles_ = 0;
+    bool server_side_ = false;            // made by start_server: start_tls takes the server side
+    std::weak_ptr<HandlerSet> handlers_;  // start_server's, which close() cancels
 };
 
 bool read_ready(const StreamState& s);
