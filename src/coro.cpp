@@ -21,13 +21,9 @@ void post_resume(EventLoop& loop, std::coroutine_handle<> h) {
     loop.core().post([h]() mutable { h.resume(); });
 }
 
-Waiter::~Waiter() {
-    // A frame destroyed while suspended (a loop closed with the task pending) must not stay
-    // linked.
-    if (list) {
-        list->unlink(*this);
-        if (ctx->cancel_arg == this) ctx->cancel_fn = nullptr;
-    }
+void Waiter::detach() {
+    list->unlink(*this);
+    if (ctx->cancel_arg == this) ctx->cancel_fn = nullptr;
 }
 
 void Waiter::cancel(void* p) {
@@ -37,60 +33,8 @@ void Waiter::cancel(void* p) {
     post_resume(*w->ctx->loop, w->h);
 }
 
-void Waiter::suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& context) {
-    h = handle;
-    ctx = &context;
-    woken = false;
-    l.push(*this);
-    if (context.cancel_requested) {
-        cancel(this);
-    } else {
-        context.cancel_fn = &Waiter::cancel;
-        context.cancel_arg = this;
-    }
-}
-
-bool Waiter::resumed() {
-    ctx->cancel_fn = nullptr;
-    return ctx->take_cancel();
-}
-
 WaitList::~WaitList() {
     while (head_) unlink(*head_);
-}
-
-void WaitList::push(Waiter& w) {
-    assert(w.list == nullptr);
-    w.list = this;
-    w.prev = tail_;
-    w.next = nullptr;
-    if (tail_)
-        tail_->next = &w;
-    else
-        head_ = &w;
-    tail_ = &w;
-}
-
-void WaitList::unlink(Waiter& w) {
-    assert(w.list == this);
-    if (w.prev)
-        w.prev->next = w.next;
-    else
-        head_ = w.next;
-    if (w.next)
-        w.next->prev = w.prev;
-    else
-        tail_ = w.prev;
-    w.prev = w.next = nullptr;
-    w.list = nullptr;
-}
-
-Waiter* WaitList::take_one() {
-    Waiter* w = head_;
-    if (w == nullptr) return nullptr;
-    unlink(*w);
-    w->woken = true;
-    return w;
 }
 
 bool WaitList::wake_one() {

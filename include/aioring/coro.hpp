@@ -9,6 +9,7 @@
 #include <aioring/loop.hpp>
 #include <aioring/task.hpp>
 
+#include <cassert>
 #include <coroutine>
 #include <cstddef>
 #include <functional>
@@ -52,12 +53,22 @@ struct Waiter {
     Waiter() = default;
     Waiter(const Waiter&) noexcept {}  // a copy is a fresh, unlinked waiter
     Waiter& operator=(const Waiter&) = delete;
-    ~Waiter();
-    void suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& context);
+    ~Waiter() {
+        if (list) detach();
+    }
+    inline void suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& context);
     // After resumption: true if the task was cancelled (CancelledError is due).
-    bool resumed();
+    bool resumed() {
+        ctx->cancel_fn = nullptr;
+        return ctx->take_cancel();
+    }
     // TaskContext::cancel_fn of a suspended waiter: unlinks it and resumes it.
     static void cancel(void* waiter);
+
+private:
+    // A frame destroyed while suspended (a loop closed with the task pending) must not stay
+    // linked.
+    void detach();
 };
 
 // FIFO of suspended coroutines; wake-ups resume them through the loop's ready queue.
@@ -74,16 +85,58 @@ public:
     bool wake_one();
     // Unlinks the first waiter and marks it woken, for a caller that resumes it itself (as a
     // wake-up would); null if there was none.
-    Waiter* take_one();
+    Waiter* take_one() {
+        Waiter* w = head_;
+        if (w == nullptr) return nullptr;
+        unlink(*w);
+        w->woken = true;
+        return w;
+    }
     void wake_all();
 
 private:
     friend struct Waiter;
-    void push(Waiter& w);
-    void unlink(Waiter& w);
+    void push(Waiter& w) {
+        assert(w.list == nullptr);
+        w.list = this;
+        w.prev = tail_;
+        w.next = nullptr;
+        if (tail_)
+            tail_->next = &w;
+        else
+            head_ = &w;
+        tail_ = &w;
+    }
+    void unlink(Waiter& w) {
+        assert(w.list == this);
+        if (w.prev)
+            w.prev->next = w.next;
+        else
+            head_ = w.next;
+        if (w.next)
+            w.next->prev = w.prev;
+        else
+            tail_ = w.prev;
+        w.prev = w.next = nullptr;
+        w.list = nullptr;
+    }
     Waiter* head_ = nullptr;
     Waiter* tail_ = nullptr;
 };
+
+// Inline: every wait suspends through it.
+void Waiter::suspend(WaitList& l, std::coroutine_handle<> handle, TaskContext& context) {
+    h = handle;
+    ctx = &context;
+    woken = false;
+    l.push(*this);
+    if (context.cancel_requested) {
+        cancel(this);
+    } else {
+        context.cancel_fn = &Waiter::cancel;
+        context.cancel_arg = this;
+    }
+}
 
 struct WaitResult {
     bool woken = false;      // a wake-up reached this waiter (it may owe it to the next one)
