@@ -73,10 +73,31 @@ void StreamState::feed_data(std::string_view d, bool from_transport) {
         else
             readers_.wake_one();
     }
+    pause_over_limit();
+}
+
+// Reading pauses while the buffer holds more than twice the limit.
+void StreamState::pause_over_limit() {
     if (transport_ && !read_paused_ && buffered() > 2 * limit_) {
         read_paused_ = true;
         if (!writer_hold_) transport_->pause_reading();
     }
+}
+
+void StreamState::feed_from_transport(std::string_view d) {
+    ReadTarget* t = target_;
+    if (t == nullptr || !t->borrow || d.empty() || d.size() > t->max || buffered() != 0 || eof_ ||
+        !can_resume_here())
+        return feed_data(d, true);
+    // What feed_data does here, without its general cases: lend every byte, resume the reader.
+    t->view = d;
+    t->got = d.size();
+    target_ = nullptr;
+    Waiter* w = readers_.take_one();
+    resuming_ = true;
+    w->h.resume();  // a task's coroutine: its exceptions stay in its promise
+    resuming_ = false;
+    pause_over_limit();
 }
 
 void StreamState::hold_for_writer() {
@@ -160,8 +181,6 @@ void StreamState::throw_lost() const {
 
 // ---- read awaiters
 
-bool read_ready(const StreamState& s) { return s.error_ || s.eof_ || s.buffered() != 0; }
-
 // Waits for something new (data, EOF, error). A reader that waits for more while its buffer
 // is over the limit would wait forever with reading paused: resume it first.
 static void wait_new(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx) {
@@ -176,14 +195,10 @@ static void wait_new(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskC
     w.suspend(s.readers_, h, ctx);
 }
 
-void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx,
-               ReadTarget* t) {
+void read_wait_slow(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx,
+                    ReadTarget* t) {
     wait_new(s, w, h, ctx);
     if (t != nullptr && s.buffered() == 0) s.target_ = t;
-}
-
-void read_forget(StreamState& s, ReadTarget& t) {
-    if (s.target_ == &t) s.target_ = nullptr;
 }
 
 // Bytes a read took while it waited, back to the front of the buffer: a read that raises
@@ -195,15 +210,14 @@ static void unread(StreamState& s, std::string_view bytes) {
     s.buf_.insert(0, bytes);
 }
 
-void read_check(StreamState& s, Waiter* w, ReadTarget* t) {
-    if (t != nullptr) read_forget(s, *t);
-    const bool cancelled = w && w->resumed();
-    if (t != nullptr && t->got != 0 && (cancelled || s.error_)) {
+// read_check's way out: cancelled, or the transport reported an error.
+void read_fail(StreamState& s, bool cancelled, ReadTarget* t) {
+    if (t != nullptr && t->got != 0) {
         unread(s, t->borrow ? t->view : std::string_view(*t->out).substr(0, t->got));
         t->got = 0;
     }
     if (cancelled) throw CancelledError();  // the data stays buffered
-    s.throw_if_error();
+    std::rethrow_exception(s.error_);
 }
 
 std::string read_take(StreamState& s, std::size_t n) {
@@ -378,22 +392,12 @@ Task<std::string> read_all(std::shared_ptr<StreamState> s) {
 
 // ---- writer awaiters
 
-bool writer_ready(const StreamState& s, WriterWait kind) {
-    if (s.lost_) return true;
-    if (kind == WriterWait::closed) return s.transport_ == nullptr;
-    if (s.transport_ == nullptr) return true;  // a reader-only state: nothing to drain
-    // A closing transport never resumes writing: wait for connection_lost, then raise
-    // (asyncio#263: a drain that never yields spins forever).
-    if (s.transport_->is_closing()) return false;
-    return !s.write_paused_;
-}
-
 void writer_wait(StreamState& s, WriterWait kind, Waiter& w, std::coroutine_handle<> h,
                  TaskContext& ctx) {
     w.suspend(kind == WriterWait::drain ? s.drainers_ : s.closers_, h, ctx);
 }
 
-void writer_check(StreamState& s, WriterWait kind, Waiter* w) {
+void writer_check_slow(StreamState& s, WriterWait kind, Waiter* w) {
     if (w && w->resumed()) throw CancelledError();
     if (kind == WriterWait::drain) {
         if (s.lost_) s.throw_lost();
@@ -459,9 +463,6 @@ StreamWriter::~StreamWriter() {
     // StreamWriter that is garbage-collected open).
     if (--s_->writer_handles_ == 0 && s_->transport_ && !s_->loop_->is_closed())
         s_->transport_->close();
-}
-void StreamWriter::write(std::string_view data) const {
-    if (s_->transport_) s_->transport_->write(data);
 }
 void StreamWriter::write(std::string&& data) const {
     if (s_->transport_) s_->transport_->write(std::move(data));
@@ -572,7 +573,7 @@ void StreamReaderProtocol::connection_made(Transport& transport) {
     }
 }
 
-void StreamReaderProtocol::data_received(std::string_view data) { s_->feed_data(data, true); }
+void StreamReaderProtocol::data_received(std::string_view data) { s_->feed_from_transport(data); }
 
 bool StreamReaderProtocol::eof_received() {
     s_->feed_eof();

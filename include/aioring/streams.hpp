@@ -66,6 +66,10 @@ public:
     // `from_transport`: called by StreamReaderProtocol::data_received, where the waiting reader
     // may be resumed directly (see resume_reader).
     void feed_data(std::string_view d, bool from_transport = false);
+    // StreamReaderProtocol::data_received: feed_data(d, true), with the ping-pong's case first
+    // (a read_view waits on an empty buffer and takes all of `d`).
+    void feed_from_transport(std::string_view d);
+    void pause_over_limit();
 
     // While writing is paused and no task waits to read, reading pauses too: what the peer
     // sends meanwhile waits in the transport (a socket transport keeps a few receive buffers as
@@ -129,24 +133,54 @@ public:
     std::weak_ptr<HandlerSet> handlers_;  // start_server's, which close() cancels
 };
 
-bool read_ready(const StreamState& s);
-void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx,
-               ReadTarget* t);
+// The awaiters' checks: inline where nothing waits, wakes or fails (the ping-pong's path);
+// the rest is out of line (the *_slow and *_fail functions in streams.cpp).
+inline bool read_ready(const StreamState& s) { return s.error_ || s.eof_ || s.buffered() != 0; }
+void read_wait_slow(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx,
+                    ReadTarget* t);
+// Suspends a read until data, EOF or an error. With a target, what arrives meanwhile goes there.
+inline void read_wait(StreamState& s, Waiter& w, std::coroutine_handle<> h, TaskContext& ctx,
+                      ReadTarget* t) {
+    // Another reader waiting (an error), or reading paused: the slow path sorts them out.
+    if (!s.readers_.empty() || s.read_paused_ || s.writer_hold_)
+        return read_wait_slow(s, w, h, ctx, t);
+    w.suspend(s.readers_, h, ctx);
+    if (t != nullptr && s.buffered() == 0) s.target_ = t;
+}
 // A read's awaiter destroyed while it waits (its task's frame went away): forget its target.
-void read_forget(StreamState& s, ReadTarget& t);
+inline void read_forget(StreamState& s, ReadTarget& t) {
+    if (s.target_ == &t) s.target_ = nullptr;
+}
+[[noreturn]] void read_fail(StreamState& s, bool cancelled, ReadTarget* t);
 // After a wait, or at once: throws CancelledError (if the task was cancelled) or the error the
 // transport reported; bytes that went to `t` meanwhile are put back into the reader's buffer.
-void read_check(StreamState& s, Waiter* w, ReadTarget* t);
+inline void read_check(StreamState& s, Waiter* w, ReadTarget* t) {
+    if (t != nullptr) read_forget(s, *t);
+    const bool cancelled = w && w->resumed();
+    if (cancelled || s.error_) read_fail(s, cancelled, t);
+}
 std::string read_take(StreamState& s, std::size_t n);
 std::size_t read_take_into(StreamState& s, std::string& out, std::size_t n);
 std::string_view read_take_view(StreamState& s, std::size_t n);
 Task<std::string> read_all(std::shared_ptr<StreamState> s);
 
 enum class WriterWait { drain, closed };
-bool writer_ready(const StreamState& s, WriterWait kind);
+inline bool writer_ready(const StreamState& s, WriterWait kind) {
+    if (s.lost_) return true;
+    if (kind == WriterWait::closed) return s.transport_ == nullptr;
+    if (s.transport_ == nullptr) return true;  // a reader-only state: nothing to drain
+    // A closing transport never resumes writing: wait for connection_lost, then raise
+    // (asyncio#263: a drain that never yields spins forever).
+    if (s.transport_->is_closing()) return false;
+    return !s.write_paused_;
+}
 void writer_wait(StreamState& s, WriterWait kind, Waiter& w, std::coroutine_handle<> h,
                  TaskContext& ctx);
-void writer_check(StreamState& s, WriterWait kind, Waiter* w);
+void writer_check_slow(StreamState& s, WriterWait kind, Waiter* w);
+inline void writer_check(StreamState& s, WriterWait kind, Waiter* w) {
+    // Not waited and not lost: nothing to raise (lost_error_ is only set once lost_ is).
+    if (w != nullptr || s.lost_) writer_check_slow(s, kind, w);
+}
 }  // namespace detail
 
 // `co_await reader.read(n)`: up to n bytes (at least one unless at EOF); n < 0 reads to EOF.
@@ -346,7 +380,9 @@ public:
     }
     ~StreamWriter();
 
-    void write(std::string_view data) const;
+    void write(std::string_view data) const {
+        if (s_->transport_) s_->transport_->write(data);
+    }
     void write(std::string&& data) const;
     void write(const char* data) const { write(std::string_view(data)); }
     void writelines(std::span<const std::string_view> chunks) const;
