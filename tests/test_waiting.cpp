@@ -2,6 +2,7 @@
 // Waiting on many: wait() with FIRST_COMPLETED / FIRST_EXCEPTION / ALL_COMPLETED and a
 // timeout, as_completed, and shield.
 #include <aioring/coro.hpp>
+#include <aioring/sync.hpp>
 
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,12 @@ namespace {
 
 Task<int> value_after(double delay, int v) {
     co_await sleep(delay);
+    co_return v;
+}
+
+// Done only once `go` is set: a task that cannot finish first, however late the loop runs.
+Task<int> value_when(Event& go, int v) {
+    co_await go.wait();
     co_return v;
 }
 
@@ -51,20 +58,24 @@ TEST_SUITE("wait") {
     }
 
     TEST_CASE("FIRST_COMPLETED returns at the first done; the others keep running") {
+        // The slow one waits for an event set after the check (two timers 45 ms apart both
+        // came due in one iteration on a loaded machine).
+        Event go;
         EventLoop loop;
         ExceptionLog elog(loop);
-        auto main = [](EventLoop& l) -> Task<void> {
+        auto main = [](EventLoop& l, Event& slow_go) -> Task<void> {
             std::vector<Future<int>> fs;
-            fs.push_back(l.create_task(value_after(0.05, 1)));
+            fs.push_back(l.create_task(value_when(slow_go, 1)));
             fs.push_back(l.create_task(value_after(0.005, 2)));
             auto r = co_await wait(std::move(fs), FIRST_COMPLETED);
             CHECK(results(r.done) == std::vector<int>{2});
             REQUIRE(r.pending.size() == 1);
             CHECK_FALSE(r.pending[0].cancelled());
+            slow_go.set();
             const int last = co_await r.pending[0];
             CHECK(last == 1);
         };
-        run(loop, main(loop));
+        run(loop, main(loop, go));
         CHECK(elog.count == 0);
     }
 
