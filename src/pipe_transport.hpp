@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "src/socket_transport.hpp"
+#include "src/stream_transport.hpp"
 
 namespace aioring::detail {
 

@@ -4,6 +4,7 @@
 #include "support.hpp"
 
 #include "src/pipe_transport.hpp"
+#include "src/socket_transport.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
