@@ -155,7 +155,8 @@ void StreamState::consume(std::size_t n, bool lent) {
 void StreamState::attach(Transport& t) {
     transport_ = &t;
     loop_ = &t.get_loop();
-    can_hold_ = t.get_extra_info("held_writes").has_value();  // SocketTransport's
+    // Only the plain stream transports (socket, pipe) report held writes; TLS does not.
+    can_hold_ = t.get_extra_info("held_writes").has_value();
     if (auto a = t.extra<SocketAddress>("peername")) peername_ = *a;
     if (auto a = t.extra<SocketAddress>("sockname")) sockname_ = *a;
 }

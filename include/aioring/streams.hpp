@@ -76,8 +76,9 @@ public:
     // they are) instead of being copied into the reader's buffer, and an echo's read then gets
     // it from the transport's buffer, which its write sends without a copy. A read that waits,
     // resume_writing, start_tls and the connection's end lift it, so reading never stays paused
-    // for a task that reads. Only on a plain socket transport (can_hold_): a TLS transport
-    // must go on reading for its handshake (and the protocol's own records) to let writes out.
+    // for a task that reads. Only on a plain stream transport, socket or pipe (can_hold_): a TLS
+    // transport must go on reading for its handshake (and the protocol's own records) to let
+    // writes out.
     void hold_for_writer();
     void release_writer_hold();
 
@@ -113,7 +114,7 @@ public:
     bool eof_ = false;
     bool read_paused_ = false;
     bool writer_hold_ = false;  // reading paused by hold_for_writer
-    bool can_hold_ = false;     // the transport is a plain socket transport
+    bool can_hold_ = false;     // a plain stream transport (socket or pipe), not TLS
     std::exception_ptr error_;
     WaitList readers_;
     ReadTarget* target_ = nullptr;  // the waiting reader's destination, if it has one
