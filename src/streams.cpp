@@ -266,8 +266,7 @@ struct NewData {
     bool await_ready() const { return s.error_ || s.eof_; }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
-        wait_new(s, w, h, require_context(h, "StreamReader"));
-        if (t && s.buffered() == 0) s.target_ = t;
+        read_wait(s, w, h, require_context(h, "StreamReader"), t);
     }
     void await_resume() {
         if (t) read_forget(s, *t);
